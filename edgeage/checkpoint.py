@@ -1,0 +1,107 @@
+"""Checkpoints and the model manifest (after timm's PretrainedCfg: the preprocessing travels
+with the weights). Every checkpoint and every exported artifact carries the manifest:
+
+    {"format": "edgeage-manifest/1", "model": {name + config}, "readout": {...},
+     "preprocess": {"crop": CropParams, "normalize": Normalize}, "training": {split, recipe,
+     metrics}, "versions": {...}}
+"""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .models import from_config
+from .preprocess import CropParams, Normalize
+from .utils import EdgeAgeError, atomic_path, sha256_file
+
+MANIFEST_FORMAT = "edgeage-manifest/1"
+CKPT_FORMAT = "edgeage-checkpoint/1"
+DEFAULT_MODEL = "default.pt"
+
+
+def build_manifest(model, normalize: Normalize | None = None, crop: CropParams | None = None,
+                   training: dict | None = None) -> dict:
+    cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.config.items()}
+    normalize = normalize or Normalize(input_size=int(model.config.get("input_size", 64)))
+    return {
+        "format": MANIFEST_FORMAT,
+        "model": cfg,
+        "readout": dict(model.head.spec),
+        "preprocess": {"crop": (crop or CropParams()).to_dict(), "normalize": normalize.to_dict()},
+        "training": training or {},
+        "versions": {"edgeage": __version__, "torch": torch.__version__},
+    }
+
+
+def manifest_normalize(manifest: dict) -> Normalize:
+    d = dict(manifest["preprocess"]["normalize"])
+    d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+    return Normalize(**d)
+
+
+def manifest_crop(manifest: dict) -> CropParams:
+    return CropParams(**manifest["preprocess"]["crop"])
+
+
+def model_from_manifest(manifest: dict) -> torch.nn.Module:
+    cfg = dict(manifest["model"])
+    for k in ("widths", "depths", "gem_ps"):
+        if k in cfg and isinstance(cfg[k], list):
+            cfg[k] = tuple(float(v) if k == "gem_ps" else v for v in cfg[k])
+    return from_config(cfg)
+
+
+def save_checkpoint(path: str | os.PathLike, model, manifest: dict, train_state: dict | None = None,
+                    half: bool = False) -> None:
+    """Atomic write. ``half`` stores floating weights as fp16 (for shipped files)."""
+    sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+          for k, v in _unwrap(model).state_dict().items()}
+    obj = {"format": CKPT_FORMAT, "manifest": manifest, "state_dict": sd}
+    if train_state is not None:
+        obj["train_state"] = train_state
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("edgeage.assets") / DEFAULT_MODEL))
+
+
+def read_checkpoint(path: str | os.PathLike | None) -> dict:
+    path = Path(path) if path else default_model_path()
+    if not path.is_file():
+        raise EdgeAgeError(f"{path}: model checkpoint not found"
+                           + ("" if path != default_model_path() else
+                              " (the shipped default model is missing from this install)"))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise EdgeAgeError(f"{path}: not a readable edgeage checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != CKPT_FORMAT:
+        raise EdgeAgeError(f"{path}: not an edgeage checkpoint (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__})")
+    obj["path"] = str(path)
+    obj["sha256"] = sha256_file(path)
+    return obj
+
+
+def load_model(path: str | os.PathLike | None = None, ema: bool = True):
+    """(model in eval mode, manifest) from a checkpoint; None = the shipped default model."""
+    obj = read_checkpoint(path)
+    manifest = obj["manifest"]
+    model = model_from_manifest(manifest)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise EdgeAgeError(f"{obj['path']}: weights do not fit model {manifest['model']['name']} "
+                           f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.eval()
+    manifest = dict(manifest, source={"path": obj["path"], "sha256": obj["sha256"]})
+    return model, manifest

@@ -1,0 +1,214 @@
+"""The ``edgeage`` command line. Core commands live here; each stage package contributes its
+commands through ``STAGE_COMMANDS`` (imported only when that command runs, so the core never
+imports a stage otherwise and ``edgeage --help`` stays fast)."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+import click
+
+from .utils import EdgeAgeError
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+# command name -> "module:attribute" of a click command in a stage package
+STAGE_COMMANDS = {
+    "train": "edgeage.train.cli:train_cmd",
+    "prune": "edgeage.train.prune_cli:prune_cmd",
+    "quantize": "edgeage.export.quantize_cli:quantize_cmd",
+    "export": "edgeage.export.cli:export_cmd",
+    "check": "edgeage.targets.cli:check_cmd",
+    "bench": "edgeage.targets.cli:bench_cmd",
+    "android": "edgeage.targets.android_cli:android_group",
+    "device-check": "edgeage.targets.android_cli:device_check_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(STAGE_COMMANDS))
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None or name not in STAGE_COMMANDS:
+            return cmd
+        mod, attr = STAGE_COMMANDS[name].split(":")
+        try:
+            return getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            reason = f"{type(e).__name__}: {e}"
+
+            @click.command(name, help=f"(unavailable: {reason})",
+                           context_settings={"ignore_unknown_options": True})
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def unavailable(args):
+                raise click.ClickException(f"command {name!r} is not available in this install ({reason})")
+
+            return unavailable
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgeAgeError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeage")
+def main():
+    """edgeage: facial age estimation from training to INT8 models on edge devices."""
+
+
+def model_option(f):
+    return click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+                        help="Checkpoint (.pt). Default: the shipped default model.")(f)
+
+
+def crop_option(f):
+    return click.option("--crop", type=click.Choice(["detect", "none"]), default=None,
+                        help="Face crop policy (default: the model manifest's, i.e. detect). "
+                             "none = use each image as is.")(f)
+
+
+def emit_json(obj) -> None:
+    """Exactly one JSON object on stdout."""
+    click.echo(json.dumps(obj, default=str))
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder of UTKFace-named images or CSV (path, age).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Cache folder (default: ~/.cache/edgeage/<hash>).")
+@crop_option
+@click.option("--margin", type=float, default=None, help="Crop side / face box side.")
+@click.option("--crop-size", type=int, default=None, help="Canonical crop resolution (px).")
+@click.option("--skip-bad", is_flag=True, help="Skip and list unreadable/badly named files instead of stopping.")
+def prepare(data, out, crop, margin, crop_size, skip_bad):
+    """Detect faces and cache canonical crops (uint8) for training and evaluation."""
+    from .data import prepare as run
+    from .preprocess import CropParams
+
+    kw = {k: v for k, v in (("policy", crop), ("margin", margin), ("crop_size", crop_size)) if v is not None}
+    prep = run(data, CropParams(**kw), skip_bad=skip_bad, out=out, use_cache=False)
+    click.echo(f"prepared {len(prep.names)} crops {prep.crops.shape[1]}px; faces not found: "
+               f"{prep.faces_not_found} (centre square used); skipped: {len(prep.skipped)}")
+    for s in prep.skipped:
+        click.echo(f"  skipped: {s}", err=True)
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(exists=True))
+@click.option("--preview", "out_png", required=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
+@click.option("--p", type=float, default=0.2, show_default=True, help="Trigger probability of each operation.")
+@click.option("--strength", type=float, default=1.0, show_default=True)
+@click.option("--images", type=int, default=6, show_default=True, help="Rows (source images).")
+@click.option("--per-image", type=int, default=6, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def degrade(data, out_png, p, strength, images, per_image, seed):
+    """Write a PNG grid of degraded examples (the training degradation model)."""
+    import numpy as np
+
+    from .data import discover, load_image
+    from .degrade import DegradationConfig, preview_grid
+
+    samples, _ = discover(data)
+    pick = np.random.default_rng(seed).choice(len(samples), min(images, len(samples)), replace=False)
+    imgs = [load_image(samples[i].path) for i in pick]
+    preview_grid(imgs, DegradationConfig(p=p, strength=strength), out_png, seed=seed, per_image=per_image)
+    click.echo(f"wrote {out_png}")
+
+
+@main.command("models")
+@click.option("--input-size", type=int, default=64, show_default=True)
+def models_cmd(input_size):
+    """List registered models with parameters and MACs."""
+    from .models import create, list_models
+    from .profile import count_macs, count_params
+
+    for name in list_models():
+        m = create(name)
+        click.echo(f"{name:10s} params {count_params(m) / 1e6:6.2f} M   MACs "
+                   f"{count_macs(m, input_size) / 1e6:8.1f} M  @ {input_size}x{input_size}")
+
+
+@main.command()
+@model_option
+def info(model_path):
+    """Print the manifest of a checkpoint (default: the shipped model)."""
+    from .checkpoint import load_model
+
+    _, manifest = load_model(model_path)
+    emit_json(manifest)
+
+
+@main.command("eval")
+@model_option
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder of UTKFace-named images, CSV (path, age), or a prepared cache.")
+@crop_option
+@click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True,
+              help="Evaluate only a part of the split recorded in the checkpoint (same data required).")
+@click.option("--tta-flip", is_flag=True, help="Average with the mirrored face (reported separately).")
+@click.option("--skip-bad", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Write eval.json/.md, predictions.csv, error_by_age.png here.")
+def eval_cmd(model_path, data, crop, split, tta_flip, skip_bad, as_json, out):
+    """MAE, CS(5), MAE per age decade, faces not found."""
+    from .checkpoint import load_model, manifest_crop, manifest_normalize
+    from .data import is_prepared, load_prepared, prepare as run, split as make_split
+    from .evaluate import evaluate_prepared, write_eval_report
+
+    model, manifest = load_model(model_path)
+    cp = manifest_crop(manifest)
+    if crop:
+        cp = type(cp)(**{**cp.to_dict(), "policy": crop})
+    prep = load_prepared(data) if is_prepared(data) else run(data, cp, skip_bad=skip_bad, progress=not as_json)
+    idx = None
+    if split != "all":
+        rec = manifest.get("training", {}).get("split")
+        if not rec:
+            raise EdgeAgeError(f"--split {split}: the checkpoint records no split; use --split all")
+        if rec["list_hash"] != prep.lhash:
+            raise EdgeAgeError(f"--split {split}: {data} is not the data the model was trained on "
+                               "(file-list hash differs); use --split all")
+        idx = make_split(prep.names, rec["seed"], rec["val"], rec["test"])[split]
+    res, pred = evaluate_prepared(model, manifest_normalize(manifest), prep, idx, tta_flip)
+    res.update(model=manifest.get("source", {}).get("path"), data=str(data), split=split,
+               skipped=len(prep.skipped))
+    if out:
+        names = [prep.names[i] for i in (idx if idx is not None else range(len(prep.names)))]
+        true = prep.ages if idx is None else prep.ages[idx]
+        write_eval_report(out, res, names, true, pred)
+    if as_json:
+        emit_json(res)
+    else:
+        click.echo(f"n={res['n']}  MAE {res['mae']:.3f}  CS(5) {res['cs5']:.3f}  "
+                   f"faces not found {res['faces_not_found']}" + ("  (flip TTA)" if tta_flip else ""))
+        for k, v in res["per_decade"].items():
+            click.echo(f"  {k:>7s}: n={v['n']:5d}  MAE {v['mae']:.2f}")
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@model_option
+@crop_option
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.option("--annotate", type=click.Path(file_okay=False), default=None, help="Write annotated copies here.")
+def predict(images, model_path, crop, as_json, annotate):
+    """Detect every face in each image and estimate its age."""
+    from .predict import predict_images
+
+    results = predict_images(images, model_path, crop, annotate)
+    if as_json:
+        emit_json({"images": results})
+        return
+    for r in results:
+        if not r["faces"]:
+            click.echo(f"{r['image']}: no face found" + (f" (centre square: age {r['fallback_age']:.1f})" if r.get("fallback_age") is not None else ""))
+        for i, f in enumerate(r["faces"]):
+            click.echo(f"{r['image']}: face {i + 1} box {[round(v) for v in f['box']]} age {f['age']:.1f}")
+
+
+if __name__ == "__main__":  # torchrun -m edgeage.cli train ...
+    sys.exit(main())

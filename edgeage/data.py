@@ -1,0 +1,235 @@
+"""Face data: UTKFace-named folders and CSV files, strict validation, seeded splits, and the
+prepared cache of canonical crops that training and evaluation read.
+
+Every problem with an input names the file. Nothing is skipped silently: with ``skip_bad`` the
+bad entries are returned (and reported) instead of raising."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .preprocess import CropParams
+from .utils import EdgeAgeError, atomic_path
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class DataError(EdgeAgeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    age: float
+
+
+def parse_utk_name(name: str) -> int:
+    """Age from ``AGE_GENDER_RACE_DATE.jpg.chip.jpg`` (or the three-field form without RACE).
+
+    Only the age field must be well formed (an integer); one released file has a malformed
+    date field (``..357jpg.chip.jpg``) and still carries a valid age."""
+    base = os.path.basename(name)
+    fields = base.split("_")
+    if not base.lower().endswith(".jpg") or len(fields) not in (3, 4):
+        raise DataError(f"{name}: not a UTKFace file name (expected AGE_GENDER_RACE_DATE.jpg.chip.jpg)")
+    if not fields[0].isdigit():
+        raise DataError(f"{name}: age field {fields[0]!r} is not an integer")
+    return int(fields[0])
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """HxWx3 uint8 RGB (EXIF orientation applied). Raises DataError naming the file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot read image ({e})") from None
+
+
+def discover(path: str | os.PathLike, skip_bad: bool = False) -> tuple[list[Sample], list[str]]:
+    """Samples of a UTKFace-named folder or of a CSV with ``path`` and ``age`` columns.
+
+    Returns (samples, skipped) where skipped lists "file: reason" (only with skip_bad)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{path}: no such file or folder")
+    samples, skipped = [], []
+
+    def bad(msg: str):
+        if not skip_bad:
+            raise DataError(msg + "  (use --skip-bad to skip and list such entries)")
+        skipped.append(msg)
+
+    if p.is_dir():
+        files = sorted(f for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTS))
+        if not files:
+            raise DataError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTS)})")
+        for f in files:
+            try:
+                samples.append(Sample(str(p / f), float(parse_utk_name(f))))
+            except DataError as e:
+                bad(str(e))
+    elif p.suffix.lower() == ".csv":
+        with open(p, newline="") as fh:
+            reader = csv.DictReader(fh)
+            cols = reader.fieldnames or []
+            if "path" not in cols or "age" not in cols:
+                raise DataError(f"{path}: CSV header must have 'path' and 'age' columns, has {cols}")
+            for line, row in enumerate(reader, start=2):
+                img = p.parent / (row["path"] or "")
+                try:
+                    age = float(row["age"])
+                    if not np.isfinite(age) or age < 0:
+                        raise ValueError
+                except (TypeError, ValueError):
+                    bad(f"{path}:{line}: age {row['age']!r} of {row['path']} is not a non-negative number")
+                    continue
+                if not row["path"] or not img.is_file():
+                    bad(f"{img}: file not found (listed in {path}:{line})")
+                    continue
+                samples.append(Sample(str(img), age))
+        if not samples and not skipped:
+            raise DataError(f"{path}: CSV lists no images")
+    else:
+        raise DataError(f"{path}: expected a folder of UTKFace-named images or a .csv file")
+    if not samples:
+        raise DataError(f"{path}: no usable images ({len(skipped)} skipped)")
+    return samples, skipped
+
+
+def list_hash(samples: list[Sample]) -> str:
+    h = hashlib.sha256()
+    for s in sorted(samples, key=lambda s: os.path.basename(s.path)):
+        h.update(f"{os.path.basename(s.path)}\t{s.age:g}\n".encode())
+    return h.hexdigest()
+
+
+def split(n_or_names, seed: int = 0, val: float = 0.1, test: float = 0.15) -> dict[str, np.ndarray]:
+    """Deterministic seeded split into train/val/test index arrays (sorted within each part).
+
+    Given file names, assignment depends only on the sorted names and the seed."""
+    names = list(n_or_names) if not isinstance(n_or_names, int) else None
+    n = len(names) if names is not None else n_or_names
+    order = np.argsort(np.asarray(names, dtype=object)) if names is not None else np.arange(n)
+    perm = order[np.random.default_rng(seed).permutation(n)]
+    n_test, n_val = int(round(n * test)), int(round(n * val))
+    return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
+            "train": np.sort(perm[n_test + n_val:])}
+
+
+def split_record(names: list[str], parts: dict[str, np.ndarray], seed: int, val: float,
+                 test: float, lhash: str) -> dict:
+    rec = {"seed": seed, "val": val, "test": test, "list_hash": lhash,
+           "sizes": {k: int(len(v)) for k, v in parts.items()}}
+    for k, idx in parts.items():
+        rec[f"{k}_hash"] = hashlib.sha256("\n".join(names[i] for i in idx).encode()).hexdigest()
+    return rec
+
+
+@dataclass
+class Prepared:
+    """Canonical crops of a data set, in memory (crops: [N, S, S, 3] uint8)."""
+
+    crops: np.ndarray
+    ages: np.ndarray
+    names: list[str]
+    face_found: np.ndarray
+    crop: CropParams
+    source: str
+    lhash: str
+    skipped: list[str]
+
+    @property
+    def faces_not_found(self) -> int:
+        return int((~self.face_found).sum())
+
+
+def _cache_key(path: str, lhash: str, crop: CropParams) -> str:
+    blob = json.dumps([os.path.abspath(path), lhash, crop.to_dict()], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDGEAGE_CACHE", Path.home() / ".cache" / "edgeage"))
+
+
+def prepare(path: str | os.PathLike, crop: CropParams | None = None, skip_bad: bool = False,
+            out: str | os.PathLike | None = None, use_cache: bool = True,
+            progress: bool = True) -> Prepared:
+    """Detect, crop and cache every image of ``path``. Reuses the cache when present."""
+    crop = crop or CropParams()
+    samples, skipped = discover(path, skip_bad)
+    lhash = list_hash(samples)
+    out = Path(out) if out else cache_root() / _cache_key(str(path), lhash, crop)
+    if use_cache and (out / "meta.json").is_file():
+        return load_prepared(out, expect_hash=lhash)
+
+    from tqdm import tqdm
+
+    from .face import Cropper
+
+    cropper = Cropper(crop)
+    crops, ages, names, found = [], [], [], []
+    for s in tqdm(samples, desc=f"prepare {Path(path).name}", unit="img", disable=not progress,
+                  mininterval=2.0):
+        try:
+            img = load_image(s.path)
+        except DataError as e:
+            if not skip_bad:
+                raise DataError(f"{e}  (use --skip-bad to skip and list such files)") from None
+            skipped.append(str(e))
+            continue
+        c, face = cropper(img)
+        crops.append(c)
+        ages.append(s.age)
+        names.append(os.path.basename(s.path))
+        found.append(face is not None or crop.policy == "none")
+    if not crops:
+        raise DataError(f"{path}: no readable images ({len(skipped)} skipped)")
+    prep = Prepared(np.stack(crops), np.asarray(ages, np.float32), names, np.asarray(found),
+                    crop, str(path), list_hash([Sample(n, a) for n, a in zip(names, ages)]),
+                    skipped)
+    save_prepared(prep, out)
+    return prep
+
+
+def save_prepared(prep: Prepared, out: str | os.PathLike) -> None:
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        np.save(tmp / "crops.npy", prep.crops)
+        meta = {"source": prep.source, "list_hash": prep.lhash, "crop": prep.crop.to_dict(),
+                "names": prep.names, "ages": prep.ages.tolist(),
+                "face_found": prep.face_found.astype(int).tolist(), "skipped": prep.skipped}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+
+
+def load_prepared(path: str | os.PathLike, expect_hash: str | None = None) -> Prepared:
+    path = Path(path)
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        crops = np.load(path / "crops.npy", mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a prepared crop cache ({e}); run `edgeage prepare` again") from None
+    if len(crops) != len(meta["names"]):
+        raise DataError(f"{path}: crop cache is inconsistent; delete it and run `edgeage prepare`")
+    prep = Prepared(np.ascontiguousarray(crops), np.asarray(meta["ages"], np.float32), meta["names"],
+                    np.asarray(meta["face_found"], bool), CropParams(**meta["crop"]),
+                    meta["source"], meta["list_hash"], meta.get("skipped", []))
+    return prep
+
+
+def is_prepared(path: str | os.PathLike) -> bool:
+    return (Path(path) / "meta.json").is_file() and (Path(path) / "crops.npy").is_file()

@@ -1,0 +1,152 @@
+"""Face detection with MediaPipe's BlazeFace short-range model (shipped in edgeage/assets,
+Apache-2.0) run by ai-edge-litert, and the choice of one face per image.
+
+``FaceDetector().detect(img)`` returns every face (box, score, 6 key points) in pixel
+coordinates; ``choose_face`` picks the largest / most central one; ``crop_face`` makes the
+canonical crop (``edgeage.preprocess``), falling back to the centre square when no face is found.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+
+import cv2
+import numpy as np
+
+from .preprocess import CropParams, canonical_crop
+
+KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+_INPUT = 128
+
+
+@dataclass
+class Face:
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+    score: float
+    keypoints: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
+
+    def to_dict(self) -> dict:
+        return {"box": [round(v, 2) for v in self.box], "score": round(self.score, 4),
+                "keypoints": {k: [round(x, 2), round(y, 2)] for k, (x, y) in
+                              zip(KEYPOINTS, self.keypoints)}}
+
+
+def _anchors() -> np.ndarray:
+    """SSD anchors of BlazeFace short range: strides 8 (2 per cell) and 16 (6 per cell)."""
+    out = []
+    for stride, per_cell in ((8, 2), (16, 6)):
+        g = _INPUT // stride
+        ys, xs = np.meshgrid((np.arange(g) + 0.5) / g, (np.arange(g) + 0.5) / g, indexing="ij")
+        cells = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        out.append(np.repeat(cells, per_cell, axis=0))
+    return np.concatenate(out).astype(np.float32)  # [896, 2] (x, y)
+
+
+def model_path() -> str:
+    return str(resources.files("edgeage.assets") / "face_detection_short_range.tflite")
+
+
+class FaceDetector:
+    def __init__(self, min_score: float = 0.5, iou: float = 0.3, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.min_score, self.iou = min_score, iou
+        self.interp = Interpreter(model_path=model_path(), num_threads=num_threads)
+        self.interp.allocate_tensors()
+        self._in = self.interp.get_input_details()[0]["index"]
+        outs = {d["name"]: d["index"] for d in self.interp.get_output_details()}
+        self._reg, self._cls = outs["regressors"], outs["classificators"]
+        self.anchors = _anchors()
+
+    def detect(self, img: np.ndarray) -> list[Face]:
+        """img: HxWx3 uint8 RGB. Letterboxed to 128x128, decoded, weighted NMS."""
+        h, w = img.shape[:2]
+        scale = _INPUT / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        canvas = np.zeros((_INPUT, _INPUT, 3), np.float32) - 1.0
+        oy, ox = (_INPUT - nh) // 2, (_INPUT - nw) // 2
+        small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+        canvas[oy:oy + nh, ox:ox + nw] = small.astype(np.float32) / 127.5 - 1.0
+        self.interp.set_tensor(self._in, canvas[None])
+        self.interp.invoke()
+        reg = self.interp.get_tensor(self._reg)[0]
+        score = 1.0 / (1.0 + np.exp(-np.clip(self.interp.get_tensor(self._cls)[0, :, 0], -80, 80)))
+        keep = score >= self.min_score
+        if not keep.any():
+            return []
+        reg, score, anc = reg[keep], score[keep], self.anchors[keep]
+        cx = reg[:, 0] / _INPUT + anc[:, 0]
+        cy = reg[:, 1] / _INPUT + anc[:, 1]
+        bw, bh = reg[:, 2] / _INPUT, reg[:, 3] / _INPUT
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        kps = reg[:, 4:16].reshape(-1, 6, 2) / _INPUT + anc[:, None, :]
+        faces = []
+        for idx in _weighted_nms(boxes, score, self.iou):
+            wts = score[idx][:, None]
+            b = (boxes[idx] * wts).sum(0) / wts.sum()
+            k = (kps[idx] * wts[:, :, None]).sum(0) / wts.sum()
+
+            def px(x, y):  # letterboxed unit coords -> source pixels
+                return ((x * _INPUT - ox) / scale, (y * _INPUT - oy) / scale)
+
+            (x0, y0), (x1, y1) = px(b[0], b[1]), px(b[2], b[3])
+            faces.append(Face((float(x0), float(y0), float(x1), float(y1)), float(score[idx[0]]),
+                              [tuple(float(v) for v in px(*p)) for p in k]))
+        return faces
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x0, y0 = np.maximum(a[0], b[:, 0]), np.maximum(a[1], b[:, 1])
+    x1, y1 = np.minimum(a[2], b[:, 2]), np.minimum(a[3], b[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+
+
+def _weighted_nms(boxes: np.ndarray, score: np.ndarray, thr: float) -> list[np.ndarray]:
+    """MediaPipe's blending NMS: clusters of overlapping boxes, best first (indices per cluster)."""
+    order = np.argsort(-score)
+    clusters = []
+    while len(order):
+        ious = _iou(boxes[order[0]], boxes[order])
+        clusters.append(order[ious > thr])
+        order = order[ious <= thr]
+    return clusters
+
+
+def choose_face(faces: list[Face], img_w: int, img_h: int) -> Face | None:
+    """The largest face, discounted by its distance from the image centre."""
+    if not faces:
+        return None
+    diag = float(np.hypot(img_w, img_h))
+
+    def rank(f: Face) -> float:
+        cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
+        d = np.hypot(cx - img_w / 2, cy - img_h / 2) / diag
+        return f.area * (1.0 - d)
+
+    return max(faces, key=rank)
+
+
+class Cropper:
+    """Image -> canonical crop, counting faces not found (centre-square fallback)."""
+
+    def __init__(self, params: CropParams | None = None, detector: FaceDetector | None = None):
+        self.params = params or CropParams()
+        self.detector = detector
+        if self.params.policy == "detect" and self.detector is None:
+            self.detector = FaceDetector()
+        self.not_found = 0
+
+    def __call__(self, img: np.ndarray) -> tuple[np.ndarray, Face | None]:
+        if self.params.policy == "none":
+            return canonical_crop(img, None, self.params), None
+        face = choose_face(self.detector.detect(img), img.shape[1], img.shape[0])
+        if face is None:
+            self.not_found += 1
+        return canonical_crop(img, face.box if face else None, self.params), face

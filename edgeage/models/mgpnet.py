@@ -1,0 +1,90 @@
+"""MGP-Net (Zang & Xiao, Sci Rep 2025) and its edge variants.
+
+Stem conv3x3 -> stage 1 (MGPBlocks) -> stages 2-4, each MGPool (stride 2, keeps the width) then
+MGPBlocks (the first widens with a 1x1 projection shortcut) -> head. Depth (2, 2, 6, 2), widths
+(64, 128, 256, 512) for the paper model."""
+from __future__ import annotations
+
+import math
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import register_model
+from .heads import AgeModel, make_head
+from .layers import BasicBlock, make_downsample
+
+
+class MGPNetBackbone(nn.Module):
+    def __init__(self, widths=(64, 128, 256, 512), depths=(2, 2, 6, 2), stem_stride: int = 1,
+                 downsample: str = "mgpool", gem_ps=(1.0, 3.0, math.inf), softpool: bool = True,
+                 shuffle_groups: int = 4, gate: str = "eca", attention: bool = True):
+        super().__init__()
+        if len(widths) != len(depths):
+            raise ValueError(f"widths {widths} and depths {depths} differ in length")
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, stem_stride, 1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        stages, cin = [], widths[0]
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            layers: list[nn.Module] = []
+            if i > 0:
+                layers.append(make_downsample(downsample, cin, gem_ps=tuple(gem_ps),
+                                              softpool=softpool, groups=shuffle_groups, gate=gate)
+                              if downsample == "mgpool" else make_downsample(downsample, cin))
+            for j in range(d):
+                layers.append(BasicBlock(cin if j == 0 else w, w, attention=attention, gate=gate))
+            cin = w
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.Sequential(*stages)
+        self.out_channels = cin
+        _init(self)
+
+    def forward(self, x):
+        return self.stages(self.stem(x))
+
+
+def _init(m: nn.Module) -> None:
+    for mod in m.modules():
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(mod, nn.BatchNorm2d):
+            nn.init.ones_(mod.weight)
+            nn.init.zeros_(mod.bias)
+    # zero-init the last BN of each residual branch: every block starts as identity
+    for mod in m.modules():
+        if isinstance(mod, BasicBlock):
+            nn.init.zeros_(mod.bn2.weight)
+
+
+def _build(widths, depths, stem_stride, head, age_min, age_max, dropout, input_size,
+           downsample, gem_ps, softpool, shuffle_groups, gate, attention) -> AgeModel:
+    del input_size  # fully convolutional; recorded in the config/manifest
+    backbone = MGPNetBackbone(widths, depths, stem_stride, downsample, gem_ps, softpool,
+                              shuffle_groups, gate, attention)
+    return AgeModel(backbone, make_head(head, backbone.out_channels, age_min, age_max, dropout))
+
+
+_COMMON = dict(head="sord", age_min=0, age_max=100, dropout=0.1, input_size=64,
+               downsample="mgpool", gem_ps=(1.0, 3.0, math.inf), softpool=True,
+               shuffle_groups=4, gate="eca", attention=True)
+
+
+@register_model("mgpnet", widths=(64, 128, 256, 512), depths=(2, 2, 6, 2), stem_stride=1,
+                **_COMMON)
+def mgpnet(**cfg):
+    """The paper's MGP-Net: ~11 M parameters, stage 1 at full 64x64 resolution."""
+    return _build(**cfg)
+
+
+@register_model("mgpnet-s", widths=(32, 64, 128, 256), depths=(2, 2, 4, 2), stem_stride=2,
+                **_COMMON)
+def mgpnet_s(**cfg):
+    """Edge variant: half widths, 4 blocks in stage 3, stride-2 stem."""
+    return _build(**cfg)
+
+
+@register_model("mgpnet-t", widths=(16, 32, 64, 128), depths=(2, 2, 6, 2), stem_stride=2,
+                **_COMMON)
+def mgpnet_t(**cfg):
+    """Smallest edge variant: quarter widths, stride-2 stem."""
+    return _build(**cfg)

@@ -1,0 +1,35 @@
+"""Model size: parameters and multiply-accumulates (conv, linear, conv1d) by forward hooks."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, input_size: int = 64) -> int:
+    """MACs of one forward pass at batch 1 (convolutions and linear layers)."""
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, (nn.Conv2d, nn.Conv1d)):
+            k = mod.weight[0].numel()  # (cin / groups) * kernel
+            total += out.numel() * k // out.shape[0] * out.shape[0] // max(1, inp[0].shape[0])
+        elif isinstance(mod, nn.Linear):
+            total += mod.in_features * out.numel() // max(1, inp[0].shape[0])
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, 3, input_size, input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return int(total)

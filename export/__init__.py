@@ -1,0 +1,1 @@
+"""Export stage of edgeage: one module per format, quantizers."""

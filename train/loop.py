@@ -1,0 +1,286 @@
+"""The training loop: AdamW + warm-up/cosine LR, flip + jitter + degradation + random erasing,
+optional EMA and distillation, AMP on CUDA, DDP under torchrun (DistributedSampler, gloo on CPU,
+nccl on GPU), a checkpoint every epoch (atomic), exact resume, best-on-validation kept, metrics
+JSON + training-curve PNG.
+
+Augmentation randomness is a pure function of (seed, epoch, sample index) and the shuffle order
+of (seed, epoch), and the torch RNG state is saved with every checkpoint, so a run killed and
+resumed ends with the same weights as an uninterrupted one (on CPU)."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from edgeage.checkpoint import build_manifest, read_checkpoint, save_checkpoint, load_model
+from edgeage.data import is_prepared, load_prepared, prepare, split, split_record
+from edgeage.degrade import DegradationConfig, Degrader
+from edgeage.evaluate import predict_ages
+from edgeage.metrics import summary
+from edgeage.models import create
+from edgeage.preprocess import CropParams, Normalize, model_input
+from edgeage.utils import EdgeAgeError, write_json
+
+from .losses import distill_loss, make_loss
+from .recipes import load_recipe
+
+
+class AugmentedFaces(Dataset):
+    """uint8 canonical crops -> augmented uint8 crops + ages. Randomness from (seed, epoch, i)."""
+
+    def __init__(self, crops, ages, indices, cfg: dict, degrade: dict, seed: int, train: bool):
+        self.crops, self.ages, self.idx = crops, ages, np.asarray(indices)
+        self.cfg, self.seed, self.train, self.epoch = cfg, seed, train, 0
+        self.deg_cfg = degrade
+        self.degrader = Degrader(DegradationConfig(p=degrade["p"], strength=degrade["strength"]))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.idx)
+
+    def __getitem__(self, i):
+        j = int(self.idx[i])
+        img = np.asarray(self.crops[j])
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, j])
+            img = augment(img, rng, self.cfg, self.degrader, self.deg_cfg)
+        return torch.from_numpy(np.ascontiguousarray(img)), torch.tensor(float(self.ages[j]))
+
+
+def augment(img: np.ndarray, rng: np.random.Generator, cfg: dict, degrader: Degrader,
+            deg: dict) -> np.ndarray:
+    import cv2
+
+    s = img.shape[0]
+    j = cfg["jitter"]
+    if j > 0:  # small scale / shift / rotation: robustness to face-box jitter on other photos
+        scale = 1.0 + rng.uniform(-j, j)
+        ang = rng.uniform(-10 * j / 0.05, 10 * j / 0.05) if cfg.get("rotate", True) else 0.0
+        m = cv2.getRotationMatrix2D((s / 2, s / 2), ang, scale)
+        m[:, 2] += rng.uniform(-j, j, size=2) * s
+        img = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if rng.random() < cfg["flip"]:
+        img = img[:, ::-1]
+    if deg["p"] > 0:
+        lo = deg.get("strength_min", deg["strength"])
+        degrader.cfg.strength = float(rng.uniform(lo, deg["strength"])) if lo < deg["strength"] else deg["strength"]
+        img = degrader(np.ascontiguousarray(img), rng)
+    if rng.random() < cfg["erasing"]:  # random erasing (Zhong et al.), noise fill
+        area = rng.uniform(0.02, 0.2) * s * s
+        ar = math.exp(rng.uniform(math.log(0.3), math.log(3.3)))
+        h = min(s, int(round(math.sqrt(area * ar))))
+        w = min(s, int(round(math.sqrt(area / ar))))
+        y, x = rng.integers(0, s - h + 1), rng.integers(0, s - w + 1)
+        img = img.copy()
+        img[y:y + h, x:x + w] = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    return img
+
+
+def _dist_info():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):
+    def f(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def _load_data(recipe: dict, progress: bool):
+    d = recipe["data"]
+    crop = CropParams(margin=d["crop_margin"], shift_y=d["crop_shift_y"], crop_size=d["crop_size"],
+                      policy=d["crop"])
+    path = d["path"]
+    if is_prepared(path):
+        prep = load_prepared(path)
+    else:
+        prep = prepare(path, crop, skip_bad=d["skip_bad"], progress=progress)
+    parts = split(prep.names, seed=d["seed"], val=d["val"], test=d["test"])
+    rec = split_record(prep.names, parts, d["seed"], d["val"], d["test"], prep.lhash)
+    return prep, parts, rec
+
+
+def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> dict:
+    """Run (or resume) a recipe; returns the metrics dict. ``stop_after`` ends this run after that
+    many epochs (the checkpoint can be resumed)."""
+    recipe = load_recipe(recipe) if not isinstance(recipe, dict) else recipe
+    world, rank, local = _dist_info()
+    ddp = world > 1
+    tc, dc = recipe["train"], recipe["degrade"]
+    if ddp and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    main = rank == 0
+    out = Path(out)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(tc["seed"])
+    prep, parts, split_rec = _load_data(recipe, progress and main)
+    mcfg = dict(recipe["model"])
+    name = mcfg.pop("name")
+    model = create(name, **mcfg).to(device)
+    normalize = Normalize(input_size=int(model.config["input_size"]))
+    loss_fn = make_loss(model.head.spec, model.head.kind, tc["sord_temperature"], tc["label_smoothing"])
+
+    teacher = None
+    if recipe["distill"]["teacher"]:
+        teacher, _ = load_model(recipe["distill"]["teacher"])
+        teacher = teacher.to(device).eval()
+
+    ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, dc, tc["seed"], train=True)
+    per_proc_batch = max(1, tc["batch_size"] // world)
+    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=tc["seed"],
+                                 drop_last=True)
+    loader = DataLoader(ds, batch_size=per_proc_batch, sampler=sampler, drop_last=True,
+                        num_workers=tc["num_workers"], persistent_workers=tc["num_workers"] > 0,
+                        pin_memory=device.type == "cuda")
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise EdgeAgeError(f"training split has {len(ds)} images, fewer than one batch of {per_proc_batch}")
+    epochs = int(tc["epochs"])
+    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(epochs * steps_per_epoch, int(tc["warmup_epochs"] * steps_per_epoch)))
+    ema = None
+    if tc["ema_decay"] > 0:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(tc["ema_decay"]),
+            use_buffers=True)
+    net = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[local] if device.type == "cuda" else None) if ddp else model
+
+    start, history, best = 0, [], {"val_mae": math.inf, "epoch": -1}
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ck = read_checkpoint(last)
+        st = ck["train_state"]
+        if st["recipe"] != recipe:
+            raise EdgeAgeError(f"{last}: was trained with a different recipe; use another --out "
+                               "or drop --resume")
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(st["ema"])
+        torch.set_rng_state(st["torch_rng"])
+        start, history, best = st["epoch"], st["history"], st["best"]
+        if main and progress:
+            print(f"resuming {last} at epoch {start + 1}/{epochs}")
+
+    use_amp = device.type == "cuda" and tc["amp"]
+    from tqdm import tqdm
+
+    end = epochs if stop_after is None else min(epochs, start + stop_after)
+    for epoch in range(start, end):
+        net.train()
+        sampler.set_epoch(epoch)
+        ds.set_epoch(epoch)
+        t0, seen, run_loss = time.time(), 0, 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                   disable=not (progress and main), mininterval=5.0, leave=False)
+        for imgs, ages in bar:
+            x = model_input(imgs, normalize).to(device, non_blocking=True)
+            ages = ages.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                outp = net(x)
+                loss = loss_fn(outp, ages)
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_out = teacher(x)
+                    a = recipe["distill"]["alpha"]
+                    loss = (1 - a) * loss + a * distill_loss(outp, t_out, model.head.spec,
+                                                             recipe["distill"]["temperature"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            seen += len(ages)
+            run_loss += float(loss.detach()) * len(ages)
+            bar.set_postfix(loss=f"{run_loss / seen:.3f}")
+        dt = time.time() - t0
+        keep = ema.module if ema is not None else model
+        rec = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1),
+               "lr": sched.get_last_lr()[0], "images_per_s": seen * world / dt, "epoch_s": dt}
+        if main:
+            res, _ = _eval(keep, prep, parts["val"], normalize, device)
+            rec.update(val_mae=res["mae"], val_cs5=res["cs5"])
+            history.append(rec)
+            manifest = build_manifest(
+                model, normalize, prep.crop, {"recipe": recipe, "split": split_rec, "epoch": epoch + 1, "val": res,
+                 "faces_not_found_in_data": prep.faces_not_found})
+            if res["mae"] < best["val_mae"]:
+                best = {"val_mae": res["mae"], "val_cs5": res["cs5"], "epoch": epoch + 1}
+                save_checkpoint(out / "best.pt", keep, manifest)
+            state = {"epoch": epoch + 1, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "ema": ema.state_dict() if ema is not None else None,
+                     "torch_rng": torch.get_rng_state(), "history": history, "best": best,
+                     "recipe": recipe}
+            save_checkpoint(last, model, manifest, state)
+            write_json(out / "metrics.json", {"history": history, "best": best, "split": split_rec})
+            plot_curves(out / "curve.png", history)
+            if progress:
+                print(f"epoch {epoch + 1}/{epochs}  loss {rec['train_loss']:.4f}  val MAE "
+                      f"{res['mae']:.3f}  CS5 {res['cs5']:.3f}  {rec['images_per_s']:.0f} img/s",
+                      flush=True)
+        else:
+            history.append(rec)
+        if ddp:
+            dist.barrier()
+    return {"history": history, "best": best, "split": split_rec, "out": str(out)}
+
+
+def _eval(model, prep, idx, normalize, device):
+    model.eval()
+    if device.type != "cpu":
+        model = copy.deepcopy(model).cpu()
+    pred = predict_ages(model, prep.crops[idx], normalize)
+    return summary(pred, prep.ages[idx]), pred
+
+
+def plot_curves(path, history: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgeage.utils import atomic_path
+
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 3.6))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-")
+    a1.set_title("train loss")
+    a2.plot(ep, [h["val_mae"] for h in history], "o-", color="C1")
+    a2.set_title("validation MAE (years)")
+    a3.plot(ep, [h["lr"] for h in history], "o-", color="C2")
+    a3.set_title("learning rate (end of epoch)")
+    for a in (a1, a2, a3):
+        a.set_xlabel("epoch")
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

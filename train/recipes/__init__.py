@@ -1,0 +1,63 @@
+"""Training recipes: TOML files merged over ``DEFAULTS``. ``load_recipe`` takes a path or the
+name of a recipe shipped here (``mgpnet-t`` -> ``train/recipes/mgpnet-t.toml``)."""
+from __future__ import annotations
+
+import copy
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from edgeage.utils import EdgeAgeError
+
+DEFAULTS: dict = {
+    "model": {"name": "mgpnet-t"},
+    "data": {"path": "../shared/datasets/utkface", "seed": 0, "val": 0.1, "test": 0.15,
+             "crop": "detect", "crop_margin": 1.0, "crop_shift_y": 0.0, "crop_size": 96,
+             "skip_bad": False},
+    "train": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05,
+              "warmup_epochs": 1.0, "grad_clip": 5.0, "sord_temperature": 1.0,
+              "label_smoothing": 0.0, "ema_decay": 0.0, "flip": 0.5, "erasing": 0.25,
+              "jitter": 0.05, "rotate": True, "num_workers": 0, "amp": True, "seed": 0},
+    "degrade": {"p": 0.2, "strength": 1.0, "strength_min": 1.0},
+    "distill": {"teacher": "", "alpha": 0.5, "temperature": 2.0},
+}
+
+
+def recipe_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" and p.is_file():
+        return p
+    shipped = Path(str(resources.files("edgeage.train.recipes"))) / f"{p.stem}.toml"
+    if shipped.is_file():
+        return shipped
+    known = sorted(f.stem for f in shipped.parent.glob("*.toml"))
+    raise EdgeAgeError(f"recipe {name_or_path!r} not found (a .toml path, or one of: {', '.join(known)})")
+
+
+def load_recipe(name_or_path: str, overrides: dict | None = None) -> dict:
+    path = recipe_path(name_or_path)
+    try:
+        user = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise EdgeAgeError(f"{path}: invalid TOML ({e})") from None
+    r = merge(DEFAULTS, user, str(path))
+    r["name"] = user.get("name", path.stem)
+    for sec, vals in (overrides or {}).items():
+        r[sec].update({k: v for k, v in vals.items() if v is not None})
+    return r
+
+
+def merge(base: dict, user: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for sec, vals in user.items():
+        if sec == "name":
+            continue
+        if sec not in out:
+            raise EdgeAgeError(f"{where}: unknown section [{sec}]; known: {', '.join(out)}")
+        if sec != "model":  # model keys are checked by the model registry
+            bad = set(vals) - set(out[sec])
+            if bad:
+                raise EdgeAgeError(f"{where}: unknown key(s) {sorted(bad)} in [{sec}]; "
+                                   f"known: {', '.join(out[sec])}")
+        out[sec].update(vals)
+    return out
