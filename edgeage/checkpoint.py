@@ -7,6 +7,7 @@ with the weights). Every checkpoint and every exported artifact carries the mani
 """
 from __future__ import annotations
 
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,8 @@ DEFAULT_MODEL = "default.pt"
 def build_manifest(model, normalize: Normalize | None = None, crop: CropParams | None = None,
                    training: dict | None = None) -> dict:
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.config.items()}
+    if "gem_ps" in cfg:  # strict JSON has no Infinity
+        cfg["gem_ps"] = ["inf" if math.isinf(float(p)) else float(p) for p in cfg["gem_ps"]]
     normalize = normalize or Normalize(input_size=int(model.config.get("input_size", 64)))
     return {
         "format": MANIFEST_FORMAT,

@@ -150,10 +150,13 @@ def info(model_path):
 @click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True,
               help="Evaluate only a part of the split recorded in the checkpoint (same data required).")
 @click.option("--tta-flip", is_flag=True, help="Average with the mirrored face (reported separately).")
+@click.option("--degrade-p", type=float, default=0.0, show_default=True,
+              help="Degrade the crops with the training degradation model (trigger probability p, seeded).")
+@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--skip-bad", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write eval.json/.md, predictions.csv, error_by_age.png here.")
-def eval_cmd(model_path, data, crop, split, tta_flip, skip_bad, as_json, out):
+def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad, as_json, out):
     """MAE, CS(5), MAE per age decade, faces not found."""
     from .checkpoint import load_model, manifest_crop, manifest_normalize
     from .data import is_prepared, load_prepared, prepare as run, split as make_split
@@ -173,7 +176,8 @@ def eval_cmd(model_path, data, crop, split, tta_flip, skip_bad, as_json, out):
             raise EdgeAgeError(f"--split {split}: {data} is not the data the model was trained on "
                                "(file-list hash differs); use --split all")
         idx = make_split(prep.names, rec["seed"], rec["val"], rec["test"])[split]
-    res, pred = evaluate_prepared(model, manifest_normalize(manifest), prep, idx, tta_flip)
+    res, pred = evaluate_prepared(model, manifest_normalize(manifest), prep, idx, tta_flip,
+                                  degrade_p=degrade_p, seed=seed)
     res.update(model=manifest.get("source", {}).get("path"), data=str(data), split=split,
                skipped=len(prep.skipped))
     if out:
@@ -184,7 +188,8 @@ def eval_cmd(model_path, data, crop, split, tta_flip, skip_bad, as_json, out):
         emit_json(res)
     else:
         click.echo(f"n={res['n']}  MAE {res['mae']:.3f}  CS(5) {res['cs5']:.3f}  "
-                   f"faces not found {res['faces_not_found']}" + ("  (flip TTA)" if tta_flip else ""))
+                   f"faces not found {res['faces_not_found']}" + ("  (flip TTA)" if tta_flip else "")
+                   + (f"  (degraded, p={degrade_p})" if degrade_p else ""))
         for k, v in res["per_decade"].items():
             click.echo(f"  {k:>7s}: n={v['n']:5d}  MAE {v['mae']:.2f}")
 

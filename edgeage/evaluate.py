@@ -39,13 +39,24 @@ def predict_ages(model, crops: np.ndarray, normalize: Normalize, batch: int = 25
     return torch.cat(ages).numpy().astype(np.float64)
 
 
+def degrade_crops(crops: np.ndarray, p: float, strength: float = 1.0, seed: int = 0) -> np.ndarray:
+    """The training degradation model applied to evaluation crops, seeded per image."""
+    from .degrade import DegradationConfig, Degrader
+
+    deg = Degrader(DegradationConfig(p=p, strength=strength))
+    return np.stack([deg(np.asarray(c), np.random.default_rng([seed, i])) for i, c in enumerate(crops)])
+
+
 def evaluate_prepared(model, normalize: Normalize, prep, indices=None, tta_flip: bool = False,
-                      batch: int = 256) -> tuple[dict, np.ndarray]:
+                      batch: int = 256, degrade_p: float = 0.0, seed: int = 0) -> tuple[dict, np.ndarray]:
     idx = np.arange(len(prep.ages)) if indices is None else np.asarray(indices)
-    pred = predict_ages(model, prep.crops[idx], normalize, batch, tta_flip)
+    crops = prep.crops[idx]
+    if degrade_p > 0:
+        crops = degrade_crops(crops, degrade_p, seed=seed)
+    pred = predict_ages(model, crops, normalize, batch, tta_flip)
     true = prep.ages[idx]
     res = summary(pred, true, {"faces_not_found": int((~prep.face_found[idx]).sum()),
-                               "tta_flip": tta_flip})
+                               "tta_flip": tta_flip, "degrade_p": degrade_p})
     return res, pred
 
 

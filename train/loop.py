@@ -86,6 +86,17 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: dict, degrader: Degr
     return img
 
 
+def ema_avg(decay: float):
+    """EMA with the usual warm-up, d_t = min(decay, (1 + t) / (10 + t)): without it the average
+    keeps the random early weights for thousands of steps."""
+
+    def avg(avg_p, p, n):
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return avg_p * d + p * (1.0 - d)
+
+    return avg
+
+
 def _dist_info():
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -136,7 +147,11 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
         out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(tc["seed"])
+    if ddp and not main:  # rank 0 prepares (and caches) the crops, the others read the cache
+        dist.barrier()
     prep, parts, split_rec = _load_data(recipe, progress and main)
+    if ddp and main:
+        dist.barrier()
     mcfg = dict(recipe["model"])
     name = mcfg.pop("name")
     model = create(name, **mcfg).to(device)
@@ -164,9 +179,8 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
         opt, _lr_lambda(epochs * steps_per_epoch, int(tc["warmup_epochs"] * steps_per_epoch)))
     ema = None
     if tc["ema_decay"] > 0:
-        ema = torch.optim.swa_utils.AveragedModel(
-            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(tc["ema_decay"]),
-            use_buffers=True)
+        ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=ema_avg(tc["ema_decay"]),
+                                                  use_buffers=True)
     net = torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[local] if device.type == "cuda" else None) if ddp else model
 
@@ -222,16 +236,21 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
             run_loss += float(loss.detach()) * len(ages)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}")
         dt = time.time() - t0
-        keep = ema.module if ema is not None else model
         rec = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1),
                "lr": sched.get_last_lr()[0], "images_per_s": seen * world / dt, "epoch_s": dt}
         if main:
-            res, _ = _eval(keep, prep, parts["val"], normalize, device)
-            rec.update(val_mae=res["mae"], val_cs5=res["cs5"])
+            res, _ = _eval(model, prep, parts["val"], normalize, device)
+            keep = model
+            if ema is not None:  # keep whichever of the raw and the averaged weights is better
+                res_ema, _ = _eval(ema.module, prep, parts["val"], normalize, device)
+                rec["val_mae_raw"], rec["val_mae_ema"] = res["mae"], res_ema["mae"]
+                if res_ema["mae"] < res["mae"]:
+                    res, keep = res_ema, ema.module
+            rec.update(val_mae=res["mae"], val_cs5=res["cs5"], kept="ema" if keep is not model else "raw")
             history.append(rec)
-            manifest = build_manifest(
-                model, normalize, prep.crop, {"recipe": recipe, "split": split_rec, "epoch": epoch + 1, "val": res,
-                 "faces_not_found_in_data": prep.faces_not_found})
+            manifest = build_manifest(model, normalize, prep.crop, {
+                "recipe": recipe, "split": split_rec, "epoch": epoch + 1, "val": res,
+                "weights": rec["kept"], "faces_not_found_in_data": prep.faces_not_found})
             if res["mae"] < best["val_mae"]:
                 best = {"val_mae": res["mae"], "val_cs5": res["cs5"], "epoch": epoch + 1}
                 save_checkpoint(out / "best.pt", keep, manifest)

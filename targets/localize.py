@@ -1,0 +1,69 @@
+"""Drift localisation: compare the float model's intermediate activations (forward hooks on
+named modules) with the runtime's (``Runner.intermediates``: torch module name -> array), in
+execution order, and name the layers where the relative error first jumps.
+
+Runners map their graph nodes to torch module names with ``scope_outputs``: given the graph's
+nodes in topological order with the torch module path each came from, a module's output is the
+output of the last node inside its scope (true for the sequential blocks of these models; the
+shape check in ``compare`` drops any mismatch)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+JUMP_FACTOR = 4.0   # a layer "jumps" when its relative error exceeds the worst before it by this
+REL_FLOOR = 1e-5    # ... and this (float32 round-off is ~1e-7)
+
+
+def scope_outputs(items) -> dict:
+    """{module path and each of its ancestors: output of the last node in that scope} from
+    (module_path, output) pairs in topological order."""
+    out = {}
+    for scope, output in items:
+        parts = scope.split(".") if scope else []
+        for i in range(1, len(parts) + 1):
+            out[".".join(parts[:i])] = output
+    return out
+
+
+@torch.no_grad()
+def float_intermediates(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Outputs of every named submodule that returns one tensor, in execution order."""
+    acts: dict[str, np.ndarray] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, n=name: acts.setdefault(n, o.detach().clone().numpy())
+                                     if isinstance(o, torch.Tensor) else None)
+             for name, m in model.named_modules() if name]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return acts
+
+
+def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict:
+    """Per-layer max |diff| and relative error (max |diff| / max |float|), in the float model's
+    execution order, and the layers where the relative error jumps."""
+    rows, worst, jumps = [], REL_FLOOR, []
+    for name, a in ref.items():
+        b = got.get(name)
+        if b is None or np.shape(b) != a.shape:
+            continue
+        d = float(np.max(np.abs(a.astype(np.float64) - np.asarray(b, np.float64)))) if a.size else 0.0
+        rel = d / max(float(np.max(np.abs(a))) if a.size else 0.0, 1e-12)
+        row = {"layer": name, "max_abs_diff": d, "rel_error": rel, "jump": None}
+        if rel > JUMP_FACTOR * worst:
+            row["jump"] = rel / worst
+            jumps.append(name)
+        worst = max(worst, rel)
+        rows.append(row)
+    return {"layers": rows, "compared": len(rows), "float_layers": len(ref), "jumps": jumps,
+            "first_jump": jumps[0] if jumps else None, "jump_factor": JUMP_FACTOR, "rel_floor": REL_FLOOR,
+            "rel_error": "max |target - float| / max |float| per layer"}
+
+
+def localize(model: torch.nn.Module, runner, x: np.ndarray) -> dict:
+    if not runner.has_intermediates:
+        return {"supported": False, "reason": f"the {runner.spec['name']} runner has no intermediates()"}
+    res = compare(float_intermediates(model, torch.from_numpy(x)), runner.intermediates(x))
+    return {"supported": True, "n_images": int(len(x)), **res}

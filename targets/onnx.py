@@ -1,0 +1,56 @@
+"""ONNX target: onnxruntime, CPU execution provider, intra-op threads from the TOML."""
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+
+from .localize import scope_outputs
+from .runner import BaseRunner
+
+_FLOATS = {1, 10, 11, 16}  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+class Runner(BaseRunner):
+    def __init__(self, artifact_dir, manifest, spec, threads):
+        super().__init__(artifact_dir, manifest, spec, threads)
+        self.model_path = self.path(".onnx")
+        self.optimization = spec["runtime"].get("graph_optimization", "ORT_ENABLE_ALL")
+        self.session = self._session(str(self.model_path))
+        self.input = self.session.get_inputs()[0].name
+        self.info.update(provider=self.session.get_providers()[0], graph_optimization=self.optimization)
+
+    def _session(self, model):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, self.optimization)
+        so.log_severity_level = 3
+        return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: x})[0]
+
+    def intermediates(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every node's output exposed as an extra graph output, mapped to torch module names
+        through the exporter's ``pkg.torch.onnx.name_scopes`` node metadata."""
+        import onnx
+
+        m = onnx.load(str(self.model_path))
+        types = {v.name: v.type.tensor_type.elem_type
+                 for v in onnx.shape_inference.infer_shapes(m).graph.value_info}
+        items = []
+        for node in m.graph.node:
+            meta = {p.key: p.value for p in node.metadata_props}
+            if node.op_type == "Constant" or "pkg.torch.onnx.name_scopes" not in meta:
+                continue
+            scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])  # [..., module path, fx node]
+            if len(scopes) >= 2 and types.get(node.output[0]) in _FLOATS:
+                items.append((scopes[-2], node.output[0]))
+        mapping = scope_outputs(items)
+        present = {o.name for o in m.graph.output}
+        names = sorted(set(mapping.values()))
+        m.graph.output.extend(onnx.helper.make_tensor_value_info(n, types[n], None) for n in names if n not in present)
+        outs = dict(zip(names, self._session(m.SerializeToString()).run(names, {self.input: x})))
+        return {mod: outs[n].astype(np.float32) for mod, n in mapping.items()}

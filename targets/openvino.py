@@ -1,0 +1,50 @@
+"""OpenVINO target: CPU plugin. ``[runtime.precision.<p>] inference_precision_hint`` sets
+INFERENCE_PRECISION_HINT (f32 for fp32: CPUs with AMX/bf16 otherwise default to bf16),
+``threads`` sets INFERENCE_NUM_THREADS, ``[runtime.properties]`` passes further CPU properties.
+``info`` records the hint requested and the one the plugin applied."""
+from __future__ import annotations
+
+import numpy as np
+
+from .localize import scope_outputs
+from .runner import BaseRunner
+
+_PREFIX = "__module."  # friendly names of converted ops: "__module.<torch path>/aten::op/Op"
+
+
+class Runner(BaseRunner):
+    def __init__(self, artifact_dir, manifest, spec, threads):
+        super().__init__(artifact_dir, manifest, spec, threads)
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.xml = self.path(".xml")
+        hint = spec["runtime"].get("precision", {}).get(self.precision, {}).get("inference_precision_hint", "f32")
+        self.config = {**spec["runtime"].get("properties", {}), "INFERENCE_PRECISION_HINT": hint,
+                       "INFERENCE_NUM_THREADS": threads}
+        self.compiled = self.core.compile_model(self.core.read_model(self.xml), "CPU", self.config)
+        self.request = self.compiled.create_infer_request()
+        self.info.update(inference_precision_hint=hint,
+                         inference_precision_applied=str(self.compiled.get_property("INFERENCE_PRECISION_HINT")),
+                         properties={k: str(v) for k, v in self.config.items()})
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return np.array(self.request.infer({0: x})[0], np.float32, copy=True)
+
+    def intermediates(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs of the converted model's ops (named after torch modules) added as model
+        outputs, compiled with the same settings."""
+        model = self.core.read_model(self.xml)
+        items = []
+        for op in model.get_ordered_ops():
+            name = op.get_friendly_name()
+            if (name.startswith(_PREFIX) and op.get_output_size() and op.get_output_element_type(0).is_real()
+                    and not all(i.get_node().get_type_name() == "Constant" for i in op.inputs())):
+                items.append((name[len(_PREFIX):].split("/")[0], op))
+        mapping = scope_outputs(items)
+        ops = list({id(op): op for op in mapping.values()}.values())
+        model.add_outputs([op.output(0) for op in ops])
+        res = self.core.compile_model(model, "CPU", self.config)({0: x}).to_tuple()
+        first = len(res) - len(ops)
+        index = {id(op): i for i, op in enumerate(ops)}
+        return {mod: np.asarray(res[first + index[id(op)]], np.float32) for mod, op in mapping.items()}

@@ -1,0 +1,95 @@
+"""Runner plugin interface and loading.
+
+A target's runner module defines ``class Runner`` with
+
+    __init__(self, artifact_dir: Path, manifest: dict, spec: dict, threads: int)
+    run(self, x: np.ndarray) -> np.ndarray      # float32 [N,3,S,S] -> raw outputs [N,K] float32
+    intermediates(self, x) -> dict[str, np.ndarray]   # optional: torch module name -> output
+    files: list[str]                             # the model files it loaded
+    info: dict                                   # optional: settings actually applied
+
+``BaseRunner`` gives the common attributes; subclassing it is optional. ``load_runner`` checks
+the artifact (manifest, sha256 of every file) and turns runtime failures on a bad file into an
+EdgeAgeError naming the file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeage.export.artifact import read_manifest
+from edgeage.utils import EdgeAgeError
+
+from .spec import load_module, load_spec, threads as spec_threads
+
+
+class BaseRunner:
+    def __init__(self, artifact_dir: Path, manifest: dict, spec: dict, threads: int):
+        self.artifact_dir, self.manifest, self.spec, self.threads = Path(artifact_dir), manifest, spec, threads
+        self.precision = manifest["artifact"]["precision"]
+        self.files = [f["name"] for f in manifest["artifact"]["files"]]
+        self.info: dict = {"threads": threads}
+
+    def path(self, suffix: str) -> Path:
+        """The artifact's model file with this suffix."""
+        for f in self.files:
+            if f.endswith(suffix):
+                return self.artifact_dir / f
+        raise EdgeAgeError(f"{self.artifact_dir}: no *{suffix} file in the artifact; re-export it")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def runtime_error(artifact_dir: Path, manifest: dict, spec: dict, what: str, e: Exception) -> EdgeAgeError:
+    files = ", ".join(str(artifact_dir / f["name"]) for f in manifest["artifact"]["files"])
+    return EdgeAgeError(f"{files}: {spec['name']} runtime failed to {what} ({type(e).__name__}: "
+                        f"{str(e).strip()[:500]}); the file may be corrupted or from another version: "
+                        "re-export it with `edgeage export`")
+
+
+class LoadedRunner:
+    """A runner plus the artifact it runs; runtime errors name the artifact's files."""
+
+    def __init__(self, runner, artifact_dir: Path, manifest: dict, spec: dict):
+        self.runner, self.artifact_dir, self.manifest, self.spec = runner, artifact_dir, manifest, spec
+        self.files = list(getattr(runner, "files", None) or manifest["artifact"]["files"])
+        self.info = dict(getattr(runner, "info", {}))
+        self.has_intermediates = callable(getattr(runner, "intermediates", None))
+
+    def run(self, x: np.ndarray, batch: int = 64) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
+        try:
+            outs = [np.asarray(self.runner.run(x[i:i + batch]), np.float32) for i in range(0, len(x), batch)]
+        except EdgeAgeError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise runtime_error(self.artifact_dir, self.manifest, self.spec, "run", e) from e
+        return np.concatenate(outs)
+
+    def intermediates(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return self.runner.intermediates(np.ascontiguousarray(x, np.float32))
+
+
+def load_runner(artifact_dir, spec: dict | str | None = None, threads: int | None = None) -> LoadedRunner:
+    """Validate the artifact and load it with the runner of ``spec`` (a spec dict, a target
+    name/path, or None = the target recorded in the artifact)."""
+    artifact_dir = Path(artifact_dir)
+    manifest = read_manifest(artifact_dir)
+    art = manifest["artifact"]
+    if spec is None:
+        recorded = Path(art.get("spec_file", ""))
+        spec = str(recorded) if recorded.is_file() else art["target"]
+    if isinstance(spec, str):
+        spec = load_spec(spec)
+    if spec["name"] != art["target"]:
+        raise EdgeAgeError(f"{artifact_dir} was exported for target {art['target']!r}, not {spec['name']!r}")
+    mod = load_module(spec["runner"], spec)
+    n = spec_threads(spec) if threads is None else threads
+    try:
+        runner = mod.Runner(artifact_dir, manifest, spec, n)
+    except EdgeAgeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a runtime that cannot load the file
+        raise runtime_error(artifact_dir, manifest, spec, "load the model", e) from e
+    return LoadedRunner(runner, artifact_dir, manifest, spec)

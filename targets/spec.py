@@ -1,0 +1,118 @@
+"""Target specs: one TOML per target in this package (``targets/<name>.toml``), or any TOML file
+a user points at. Known targets are discovered by globbing the TOMLs: adding a target is one
+exporter module, one runner module and one TOML, nothing else.
+
+    name = "onnx"
+    exporter = "edgeage.export.onnx"      # module (dotted name or path to a .py) with export(...)
+    runner = "edgeage.targets.onnx"       # module with class Runner
+    precisions = ["fp32", "fp16"]
+    packages = ["onnx", "onnxruntime"]    # optional: versions recorded in the artifact manifest
+    [runtime]                              # free-form, passed to exporter and runner
+    threads = 1
+    [thresholds.fp32]
+    mae_drift = 0.01
+    ...
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from edgeage.utils import EdgeAgeError
+
+# threshold key in the TOML -> (metric in the check report, comparison); |value| for drift
+THRESHOLDS = {
+    "mae_drift": ("mae_drift", "abs<="),
+    "age_abs_diff_max": ("age_abs_diff_max", "<="),
+    "age_abs_diff_p99": ("age_abs_diff_p99", "<="),
+    "argmax_agreement_min": ("argmax_agreement", ">="),
+    "logit_abs_diff_max": ("logit_abs_diff_max", "<="),
+}
+
+
+def targets_dir() -> Path:
+    return Path(str(resources.files("edgeage.targets")))
+
+
+def known_targets() -> list[str]:
+    return sorted(p.stem for p in targets_dir().glob("*.toml"))
+
+
+def spec_path(target: str) -> Path:
+    p = Path(target)
+    if p.suffix == ".toml":
+        if not p.is_file():
+            raise EdgeAgeError(f"{target}: target spec file not found")
+        return p.resolve()
+    shipped = targets_dir() / f"{target}.toml"
+    if shipped.is_file():
+        return shipped
+    raise EdgeAgeError(f"unknown target {target!r}; known targets: {', '.join(known_targets()) or '(none)'}"
+                       " (or pass the path of a target .toml)")
+
+
+def load_spec(target: str) -> dict:
+    """The parsed, checked TOML of a target name or path; ``spec['_file']`` is its path."""
+    path = spec_path(target)
+    try:
+        spec = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise EdgeAgeError(f"{path}: invalid TOML ({e})") from None
+    spec.setdefault("name", path.stem)
+    spec.setdefault("runtime", {})
+    spec.setdefault("thresholds", {})
+    spec.setdefault("packages", [])
+    missing = [k for k in ("exporter", "runner", "precisions") if k not in spec]
+    if missing:
+        raise EdgeAgeError(f"{path}: missing key(s) {missing} (see edgeage/targets/spec.py)")
+    for prec, th in spec["thresholds"].items():
+        bad = set(th) - set(THRESHOLDS)
+        if bad:
+            raise EdgeAgeError(f"{path}: unknown threshold(s) {sorted(bad)} in [thresholds.{prec}]; "
+                               f"known: {', '.join(THRESHOLDS)}")
+    spec["_file"] = str(path)
+    return spec
+
+
+def check_precision(spec: dict, precision: str) -> None:
+    if precision not in spec["precisions"]:
+        raise EdgeAgeError(f"target {spec['name']} ({spec['_file']}) does not support precision "
+                           f"{precision!r}; supported: {', '.join(spec['precisions'])}")
+
+
+def thresholds(spec: dict, precision: str) -> dict:
+    return dict(spec["thresholds"].get(precision, {}))
+
+
+def threads(spec: dict) -> int:
+    return int(spec["runtime"].get("threads", 1))
+
+
+def load_module(ref: str, spec: dict):
+    """A dotted module name, or a .py path (relative paths: to the TOML's folder)."""
+    if ref.endswith(".py"):
+        path = Path(ref)
+        if not path.is_absolute():
+            path = Path(spec["_file"]).parent / path
+        if not path.is_file():
+            raise EdgeAgeError(f"{spec['_file']}: module file {path} not found")
+        name = f"edgeage_target_{spec['name']}_{path.stem}".replace("-", "_")
+        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+            return sys.modules[name]
+        mspec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(mspec)
+        sys.modules[name] = mod
+        try:
+            mspec.loader.exec_module(mod)
+        except Exception:
+            del sys.modules[name]
+            raise
+        return mod
+    try:
+        return importlib.import_module(ref)
+    except ModuleNotFoundError as e:
+        raise EdgeAgeError(f"{spec['_file']}: cannot import {ref!r} ({e})") from None
