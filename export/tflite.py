@@ -1,11 +1,11 @@
-"""TFLite (LiteRT) exporter: litert-torch converts the nn.Module straight to a .tflite flatbuffer
-(no TensorFlow). The graph keeps the NCHW input and ends at the logits.
+"""TFLite (LiteRT) export: litert-torch converts the nn.Module straight to a .tflite flatbuffer
+(no TensorFlow). The graph keeps the NCHW input (a TRANSPOSE to NHWC is its first op) and ends
+at the logits.
 
 litert-torch 0.10 cannot lower this network with a dynamic batch (its JAX bridge needs concrete
 shapes), so the file has a static batch of 1 and the runner loops over the batch."""
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -14,22 +14,10 @@ import torch
 
 from edgeage.utils import EdgeAgeError
 
+from .artifact import step
+
 PRECISIONS = ("fp32",)
 MODEL_FILE = "model.tflite"
-
-
-@contextlib.contextmanager
-def _quiet_progress():
-    """litert-torch prints a progress tree unless LITERT_TORCH_SHOW_PROGRESS=n; restore after."""
-    key, old = "LITERT_TORCH_SHOW_PROGRESS", os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
-    os.environ[key] = "n"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
 
 
 def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str,
@@ -39,15 +27,10 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
                            f"(supported: {', '.join(PRECISIONS)})")
     import litert_torch
 
-    sample = (example[:1].float().contiguous(),)
-    with _quiet_progress():
-        try:
-            edge_model = litert_torch.convert(model.eval(), sample)
-        except Exception as e:  # noqa: BLE001 - any converter failure is reported with its op
-            raise EdgeAgeError(f"tflite: litert_torch.convert failed ({type(e).__name__}: "
-                               f"{str(e).strip()[:800]})") from e
-        try:
-            edge_model.export(str(Path(out_dir) / MODEL_FILE))
-        except Exception as e:  # noqa: BLE001
-            raise EdgeAgeError(f"tflite: writing {MODEL_FILE} failed ({type(e).__name__}: {e})") from e
+    # litert-torch prints a progress tree on stdout unless told not to
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    with step("litert_torch.convert"):
+        edge_model = litert_torch.convert(model.eval(), (example[:1].float().contiguous(),))
+    with step(f"write {MODEL_FILE}"):
+        edge_model.export(str(Path(out_dir) / MODEL_FILE))
     return [MODEL_FILE]

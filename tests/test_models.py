@@ -141,3 +141,10 @@ def test_resnet18_downsampling_variants():
     for ds in ("stride", "max", "avg", "softpool", "mgpool"):
         m = create("resnet18", downsample=ds, widths=(8, 16, 16, 32))
         assert m(torch.randn(1, 3, 64, 64)).shape == (1, 101)
+
+
+def test_spatial_attention_equals_the_plain_cbam_form():
+    sa = SpatialAttention()
+    x = torch.randn(3, 16, 8, 6)
+    plain = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+    assert torch.allclose(sa(x), x * torch.sigmoid(sa.conv(plain)), atol=1e-6)

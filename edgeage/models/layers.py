@@ -63,16 +63,20 @@ def channel_gate(kind: str, channels: int) -> nn.Module:
 class SpatialAttention(nn.Module):
     """CBAM spatial attention: [mean_c, max_c] -> conv7x7 -> sigmoid -> scale.
 
-    The channel max is taken over the last dim of an NHWC view (XNNPACK rejects amax over dim 1)."""
+    Written so XNNPACK delegates it: the channel max is torch.max over the last dim of an NHWC
+    view (ExecuTorch has no partitioner rule for amax), the channel mean a mean over dims (2, 3)
+    of an [N, HW, C, 1] view (XNNPACK's mean only takes spatial dims). Same values as the plain
+    form."""
 
     def __init__(self, kernel_size: int = 7):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
         nhwc = x.permute(0, 2, 3, 1)
-        mx = nhwc.amax(dim=-1, keepdim=True).permute(0, 3, 1, 2)
-        mean = nhwc.mean(dim=-1, keepdim=True).permute(0, 3, 1, 2)
+        mx = torch.max(nhwc, dim=3, keepdim=True).values.permute(0, 3, 1, 2)
+        mean = nhwc.reshape(n, h * w, c, 1).mean(dim=(2, 3), keepdim=True).reshape(n, 1, h, w)
         return x * torch.sigmoid(self.conv(torch.cat([mean, mx], dim=1)))
 
 
