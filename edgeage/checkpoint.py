@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .models import from_config
+from .models import from_config, shrink
 from .preprocess import CropParams, Normalize
 from .utils import EdgeAgeError, atomic_path, sha256_file
 
@@ -52,10 +52,15 @@ def manifest_crop(manifest: dict) -> CropParams:
 
 def model_from_manifest(manifest: dict) -> torch.nn.Module:
     cfg = dict(manifest["model"])
+    pruned = cfg.pop("pruned", None)
     for k in ("widths", "depths", "gem_ps"):
         if k in cfg and isinstance(cfg[k], list):
             cfg[k] = tuple(float(v) if k == "gem_ps" else v for v in cfg[k])
-    return from_config(cfg)
+    model = from_config(cfg)
+    if pruned:  # rebuilt at the pruned widths; the checkpoint's weights are loaded next
+        shrink(model, pruned["layers"])
+        model.config = dict(model.config, pruned=pruned)
+    return model
 
 
 def save_checkpoint(path: str | os.PathLike, model, manifest: dict, train_state: dict | None = None,

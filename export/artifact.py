@@ -8,6 +8,7 @@ Exporters report where they fail with ``step``:
         ...
 
 so a failed export says which step (and the op, when the exporter's message names one) failed.
+Reading an artifact (``read_manifest``) imports no torch: runner processes stay lean.
 """
 from __future__ import annotations
 
@@ -20,9 +21,6 @@ import re
 import sys
 from pathlib import Path
 
-import torch
-
-from edgeage.checkpoint import manifest_normalize
 from edgeage.utils import EdgeAgeError, atomic_path, sha256_file
 
 ARTIFACT_FORMAT = "edgeage-artifact/1"
@@ -76,8 +74,8 @@ def stdout_to_stderr():
 
 
 def versions(spec: dict) -> dict:
-    out = {"torch": torch.__version__}
-    for pkg in ["edgeage", *spec.get("packages", [])]:
+    out = {}
+    for pkg in ["torch", "edgeage", *spec.get("packages", [])]:
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -86,6 +84,10 @@ def versions(spec: dict) -> dict:
 
 
 def example_input(manifest: dict, batch: int = 2) -> torch.Tensor:
+    import torch
+
+    from edgeage.checkpoint import manifest_normalize
+
     s = manifest_normalize(manifest).input_size
     return torch.randn(batch, 3, s, s, generator=torch.Generator().manual_seed(0))
 
@@ -93,6 +95,8 @@ def example_input(manifest: dict, batch: int = 2) -> torch.Tensor:
 def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precision: str,
                     out_dir: str | os.PathLike, calib=None) -> Path:
     """Export ``model`` (eval mode) with the target's exporter into ``out_dir``; returns it."""
+    import torch
+
     from edgeage.targets.spec import check_precision, load_module
 
     check_precision(spec, precision)
@@ -113,7 +117,7 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
                    "runtime": spec.get("runtime", {}),
                    "files": [{"name": f, "sha256": sha256_file(tmp / f), "size": (tmp / f).stat().st_size}
                              for f in files],
-                   "source": manifest.get("source", {}), "versions": versions(spec),
+                   "source": _abs_source(manifest.get("source", {})), "versions": versions(spec),
                    "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             art["size_bytes"] = sum(f["size"] for f in art["files"])
             (tmp / MANIFEST).write_text(json.dumps({**manifest, "artifact": art}, indent=2) + "\n")
@@ -121,6 +125,10 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
         raise EdgeAgeError(f"export of {manifest['model']['name']} to {spec['name']} {precision} "
                            f"failed ({out_dir} not written): {e}") from e
     return out_dir
+
+
+def _abs_source(src: dict) -> dict:
+    return {**src, "path": str(Path(src["path"]).resolve())} if src.get("path") else src
 
 
 def read_manifest(artifact_dir: str | os.PathLike) -> dict:

@@ -24,10 +24,13 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
     with step("save ONNX"):
         prog.save(path, external_data=False)
     if precision == "fp16":
+        import onnx_ir as ir
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         with step("float16 conversion (onnxruntime.transformers.float16)"):
-            onnx.save(convert_float_to_float16(onnx.load(path), keep_io_types=True), path)
+            m16 = ir.from_proto(convert_float_to_float16(onnx.load(path), keep_io_types=True))
+            m16.graph.sort()  # the converter appends the input casts at the end of the node list
+            onnx.save(ir.to_proto(m16), path)
     with step("onnx.checker"):
         onnx.checker.check_model(str(path))
     return [FILE]

@@ -6,16 +6,17 @@ Timing: ``warmup`` untimed runs, then ``rounds`` x ``runs`` timed calls of the r
 ``run`` (perf_counter) on one input image; the statistics pool every timed run, ``round_p50``
 shows the spread between rounds.
 
-Memory: ``peak_rss_mb`` is the child's ru_maxrss (interpreter + imports + runtime + model +
-runs); ``delta_mb`` is that peak minus the child's RSS right after start (Python + numpy, before
-anything of the runtime or torch is imported), i.e. what this runtime needs to run this model.
+Memory: ``peak_rss_mb`` is the child's VmHWM (peak resident set of its own address space:
+interpreter + imports + runtime + model + runs; ru_maxrss would not do: on Linux it carries the
+parent's RSS over fork+exec); ``delta_mb`` is that peak minus the child's RSS right after start
+(Python + numpy, before anything of the runtime or torch is imported), i.e. what this runtime
+needs to run this model.
 
 This module imports only the standard library and numpy at the top (so the baseline is clean)."""
 from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-MEMORY_METHOD = ("fresh subprocess: peak = ru_maxrss; delta = peak - RSS at start (python+numpy, "
+MEMORY_METHOD = ("fresh subprocess: peak = VmHWM; delta = peak - RSS at start (python+numpy, "
                  "before the runtime/torch import)")
 
 
@@ -51,9 +52,13 @@ def time_runs(fn, x: np.ndarray, warmup: int, runs: int, rounds: int) -> dict:
     return res
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(key: str) -> float:
+    """VmRSS / VmHWM of this process from /proc/self/status (Linux), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{key} not in /proc/self/status")
 
 
 def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int) -> dict:
@@ -77,7 +82,7 @@ def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int) -> d
 
 def _child(args_path: str) -> None:
     os.dup2(2, 1)  # runtimes print to stdout; keep the parent's stdout clean
-    base = _rss_mb()
+    base = _status_mb("VmRSS")
     args = json.loads(Path(args_path).read_text())
     x = np.load(args["x"])
     t0 = time.perf_counter()
@@ -95,7 +100,7 @@ def _child(args_path: str) -> None:
         fn = load_runner(args["artifact"], args["spec"], args["threads"]).runner.run
     load_s = time.perf_counter() - t0
     res = time_runs(fn, x, args["warmup"], args["runs"], args["rounds"])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     res.update(threads=args["threads"], load_s=load_s,
                memory={"peak_rss_mb": peak, "baseline_rss_mb": base, "delta_mb": peak - base,
                        "method": MEMORY_METHOD})

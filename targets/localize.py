@@ -9,7 +9,6 @@ shape check in ``compare`` drops any mismatch)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 JUMP_FACTOR = 4.0   # a layer "jumps" when its relative error exceeds the worst before it by this
 REL_FLOOR = 1e-5    # ... and this (float32 round-off is ~1e-7)
@@ -26,15 +25,21 @@ def scope_outputs(items) -> dict:
     return out
 
 
-@torch.no_grad()
-def float_intermediates(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+def float_intermediates(model, x) -> dict[str, np.ndarray]:
     """Outputs of every named submodule that returns one tensor, in execution order."""
+    import torch
     acts: dict[str, np.ndarray] = {}
-    hooks = [m.register_forward_hook(lambda _m, _i, o, n=name: acts.setdefault(n, o.detach().clone().numpy())
-                                     if isinstance(o, torch.Tensor) else None)
-             for name, m in model.named_modules() if name]
+
+    def hook(name):
+        def record(_module, _inputs, out):  # clone: a later in-place op (ReLU) may overwrite it
+            if isinstance(out, torch.Tensor) and name not in acts:
+                acts[name] = out.detach().clone().numpy()
+        return record
+
+    hooks = [m.register_forward_hook(hook(name)) for name, m in model.named_modules() if name]
     try:
-        model(x)
+        with torch.no_grad():
+            model(torch.as_tensor(x))
     finally:
         for h in hooks:
             h.remove()
@@ -62,8 +67,8 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict:
             "rel_error": "max |target - float| / max |float| per layer"}
 
 
-def localize(model: torch.nn.Module, runner, x: np.ndarray) -> dict:
+def localize(model, runner, x: np.ndarray) -> dict:
     if not runner.has_intermediates:
         return {"supported": False, "reason": f"the {runner.spec['name']} runner has no intermediates()"}
-    res = compare(float_intermediates(model, torch.from_numpy(x)), runner.intermediates(x))
+    res = compare(float_intermediates(model, x), runner.intermediates(x))
     return {"supported": True, "n_images": int(len(x)), **res}

@@ -38,8 +38,8 @@ class Runner(BaseRunner):
         import onnx
 
         m = onnx.load(str(self.model_path))
-        types = {v.name: v.type.tensor_type.elem_type
-                 for v in onnx.shape_inference.infer_shapes(m).graph.value_info}
+        g = onnx.shape_inference.infer_shapes(m).graph
+        types = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.output]}
         items = []
         for node in m.graph.node:
             meta = {p.key: p.value for p in node.metadata_props}

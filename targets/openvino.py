@@ -25,7 +25,7 @@ class Runner(BaseRunner):
         self.compiled = self.core.compile_model(self.core.read_model(self.xml), "CPU", self.config)
         self.request = self.compiled.create_infer_request()
         self.info.update(inference_precision_hint=hint,
-                         inference_precision_applied=str(self.compiled.get_property("INFERENCE_PRECISION_HINT")),
+                         inference_precision_applied=self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
                          properties={k: str(v) for k, v in self.config.items()})
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -39,12 +39,13 @@ class Runner(BaseRunner):
         for op in model.get_ordered_ops():
             name = op.get_friendly_name()
             if (name.startswith(_PREFIX) and op.get_output_size() and op.get_output_element_type(0).is_real()
-                    and not all(i.get_node().get_type_name() == "Constant" for i in op.inputs())):
+                    and not all(i.get_source_output().get_node().get_type_name() == "Constant" for i in op.inputs())):
                 items.append((name[len(_PREFIX):].split("/")[0], op))
         mapping = scope_outputs(items)
-        ops = list({id(op): op for op in mapping.values()}.values())
-        model.add_outputs([op.output(0) for op in ops])
-        res = self.core.compile_model(model, "CPU", self.config)({0: x}).to_tuple()
-        first = len(res) - len(ops)
-        index = {id(op): i for i, op in enumerate(ops)}
-        return {mod: np.asarray(res[first + index[id(op)]], np.float32) for mod, op in mapping.items()}
+        ops = list({op.get_friendly_name(): op for op in mapping.values()}.values())
+        names = {op.get_friendly_name(): out.get_any_name()
+                 for op, out in zip(ops, model.add_outputs([op.output(0) for op in ops]))}
+        compiled = self.core.compile_model(model, "CPU", self.config)
+        res = compiled({0: x})
+        return {mod: np.asarray(res[compiled.output(names[op.get_friendly_name()])], np.float32)
+                for mod, op in mapping.items()}

@@ -53,7 +53,6 @@ class LoadedRunner:
 
     def __init__(self, runner, artifact_dir: Path, manifest: dict, spec: dict):
         self.runner, self.artifact_dir, self.manifest, self.spec = runner, artifact_dir, manifest, spec
-        self.files = list(getattr(runner, "files", None) or manifest["artifact"]["files"])
         self.info = dict(getattr(runner, "info", {}))
         self.has_intermediates = callable(getattr(runner, "intermediates", None))
 

@@ -129,9 +129,11 @@ def _load_data(recipe: dict, progress: bool):
 
 
 def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> dict:
+          stop_after: int | None = None, model: torch.nn.Module | None = None,
+          data: tuple | None = None) -> dict:
     """Run (or resume) a recipe; returns the metrics dict. ``stop_after`` ends this run after that
-    many epochs (the checkpoint can be resumed)."""
+    many epochs (the checkpoint can be resumed). ``model``: train this model instead of building
+    the recipe's (pruning / QAT fine-tunes); ``data``: an already loaded (prep, parts, split)."""
     recipe = load_recipe(recipe) if not isinstance(recipe, dict) else recipe
     world, rank, local = _dist_info()
     ddp = world > 1
@@ -149,12 +151,12 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
     torch.manual_seed(tc["seed"])
     if ddp and not main:  # rank 0 prepares (and caches) the crops, the others read the cache
         dist.barrier()
-    prep, parts, split_rec = _load_data(recipe, progress and main)
+    prep, parts, split_rec = data or _load_data(recipe, progress and main)
     if ddp and main:
         dist.barrier()
     mcfg = dict(recipe["model"])
     name = mcfg.pop("name")
-    model = create(name, **mcfg).to(device)
+    model = (model if model is not None else create(name, **mcfg)).to(device)
     normalize = Normalize(input_size=int(model.config["input_size"]))
     loss_fn = make_loss(model.head.spec, model.head.kind, tc["sord_temperature"], tc["label_smoothing"])
 

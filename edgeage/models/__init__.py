@@ -64,5 +64,23 @@ def from_config(config: dict) -> nn.Module:
     return create(name, **cfg)
 
 
+def shrink(model: nn.Module, layers: dict[str, list[int]]) -> nn.Module:
+    """Give the named Conv2d / BatchNorm2d / Linear layers their recorded [out, in] widths, with
+    zero weights (load the checkpoint's next). How a pruned checkpoint is rebuilt: the manifest's
+    ``model.pruned.layers`` records every changed layer (``edgeage prune`` writes it)."""
+    mods = dict(model.named_modules())
+    for name, (out, inp) in layers.items():
+        m = mods[name]
+        for key, t in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+            if t.dim():
+                new = t.new_zeros((out, inp // getattr(m, "groups", 1), *t.shape[2:])[:t.dim()])
+                setattr(m, key, nn.Parameter(new) if isinstance(t, nn.Parameter) else new)
+        for attr, v in (("out_channels", out), ("in_channels", inp), ("num_features", out),
+                        ("out_features", out), ("in_features", inp)):
+            if hasattr(m, attr):
+                setattr(m, attr, v)
+    return model
+
+
 def _load_builtin() -> None:
     from . import mgpnet, resnet  # noqa: F401  (registration side effects)

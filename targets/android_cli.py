@@ -1,0 +1,325 @@
+"""``edgeage android bundle`` and ``edgeage device-check``: the Android demo's assets, and the
+on-device check over adb, compared with the float model like ``edgeage check``.
+
+The bundle holds canonical crops, not raw photos: the check images are cropped here, by the same
+code and selection as ``edgeage check --data D --limit N`` (``targets.check.prepared_subset``), and
+stored as lossless PNGs. The device runs the Java core's preprocessing (resize to the input size,
+normalisation, layout), the model and the readout on exactly those crops, so the drift it reports
+is the runtime's alone. Face detection + canonical crop on the device (photo mode) are checked
+against golden vectors by the Java core's JUnit tests instead (android-demo/README.md).
+
+Check result JSON ("edgeage-check-result/1", written by the app / the JVM parity run; schema in
+android-demo/core/.../CheckRun.java): per image file, true age, predicted age, raw-output
+argmax, raw outputs, latency; summary (MAE, CS(5), latency p50/p90/p99); device; model sha256."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import click
+import numpy as np
+
+from edgeage.cli import emit_json
+from edgeage.utils import EdgeAgeError, atomic_path, write_json
+
+APP_ID = "org.edgeage.demo"
+DEVICE_DIR = f"/sdcard/Android/data/{APP_ID}/files"
+RESULT_FORMAT = "edgeage-check-result/1"
+MODEL_SUFFIXES = (".pte", ".tflite", ".onnx")
+DEMO = Path(__file__).resolve().parents[1] / "android-demo"   # in a source checkout
+DEFAULT_APK = DEMO / "build" / "apk" / "edgeage-demo-debug.apk"
+
+
+# ---- bundle ---------------------------------------------------------------------------------
+
+def model_file(manifest: dict) -> dict:
+    for f in manifest["artifact"]["files"]:
+        if f["name"].endswith(MODEL_SUFFIXES):
+            return f
+    raise EdgeAgeError(f"artifact {manifest['artifact']['target']} has no {'/'.join(MODEL_SUFFIXES)} model file; "
+                       "the app runs executorch (.pte) and tflite (.tflite) artifacts, the JVM check .onnx")
+
+
+def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool = True) -> dict:
+    """The app's assets: model file(s) + manifest.json + BlazeFace + check/ (canonical crops as
+    PNG, labels.csv, source.json)."""
+    from PIL import Image
+
+    from edgeage.checkpoint import manifest_crop
+    from edgeage.export.artifact import MANIFEST, read_manifest
+    from edgeage.face import model_path as detector_path
+
+    from .check import prepared_subset
+
+    artifact = Path(artifact)
+    manifest = read_manifest(artifact)  # checks every file's sha256
+    model_file(manifest)
+    info = {"artifact": str(artifact), "target": manifest["artifact"]["target"],
+            "precision": manifest["artifact"]["precision"], "check_images": 0}
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for f in manifest["artifact"]["files"]:
+            shutil.copy2(artifact / f["name"], tmp / f["name"])
+        shutil.copy2(artifact / MANIFEST, tmp / MANIFEST)
+        shutil.copy2(detector_path(), tmp / Path(detector_path()).name)
+        if check_data is not None:
+            prep = prepared_subset(check_data, manifest_crop(manifest), count, progress)
+            (tmp / "check").mkdir()
+            files = [f"{i:04d}.png" for i in range(len(prep.names))]
+            for f, crop in zip(files, prep.crops):
+                Image.fromarray(np.ascontiguousarray(crop)).save(tmp / "check" / f, format="PNG")
+            (tmp / "check" / "labels.csv").write_text(
+                "file,age\n" + "".join(f"{f},{a:g}\n" for f, a in zip(files, prep.ages)))
+            (tmp / "check" / "source.json").write_text(json.dumps(
+                {"data": str(check_data), "count": len(files), "names": dict(zip(files, prep.names)),
+                 "faces_not_found": prep.faces_not_found, "crop": prep.crop.to_dict()}, indent=1))
+            info.update(check_images=len(files), faces_not_found=prep.faces_not_found, data=str(check_data))
+    info["out"] = str(out)
+    return info
+
+
+# ---- comparison with the float model ----------------------------------------------------------
+
+def load_result(path) -> dict:
+    try:
+        res = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise EdgeAgeError(f"{path}: not a readable check result ({e})") from None
+    if not isinstance(res, dict) or res.get("format") != RESULT_FORMAT:
+        fmt = res.get("format") if isinstance(res, dict) else type(res).__name__
+        raise EdgeAgeError(f"{path}: not an {RESULT_FORMAT} file (format {fmt})")
+    if not res.get("images") or any("output" not in im for im in res["images"]):
+        raise EdgeAgeError(f"{path}: has no per-image raw outputs; run check mode of a current app build")
+    return res
+
+
+def compare(result: dict, bundle, artifact, model_path=None, result_path: str = "") -> dict:
+    """The check report of ``edgeage check`` (targets.check.conformance/judge), for outputs computed
+    elsewhere (a phone, the JVM) on the bundle's check crops; plus the device's latency."""
+    import torch
+    from PIL import Image
+
+    from edgeage.checkpoint import load_model, manifest_normalize
+    from edgeage.export.artifact import read_manifest
+    from edgeage.metrics import mae
+    from edgeage.preprocess import model_input
+    from edgeage.readout import apply_readout
+
+    from .check import conformance, judge, latency_section, reference_checkpoint
+    from .spec import load_spec
+
+    manifest = read_manifest(artifact)
+    art, mfile = manifest["artifact"], model_file(manifest)
+    got = result["model"]
+    if got.get("sha256") != mfile["sha256"]:
+        raise EdgeAgeError(f"{result_path}: ran model {got.get('file')} sha256 {str(got.get('sha256'))[:12]}, but "
+                           f"{artifact}/{mfile['name']} has {mfile['sha256'][:12]}: not the same model")
+    model, fman = load_model(reference_checkpoint(manifest, model_path))
+    for key in ("preprocess", "readout"):
+        if fman[key] != manifest[key] or result.get(key, manifest[key]) != manifest[key]:
+            raise EdgeAgeError(f"{key} differs between the float model, {artifact} and {result_path}; re-export")
+    images = result["images"]
+    crops = np.stack([np.asarray(Image.open(Path(bundle) / "check" / im["file"]).convert("RGB")) for im in images])
+    with torch.no_grad():
+        ref_out = np.concatenate([model(model_input(crops[i:i + 256], manifest_normalize(manifest))).numpy()
+                                  for i in range(0, len(crops), 256)])
+    true = np.asarray([im["true_age"] for im in images], np.float64)
+    out = np.asarray([im["output"] for im in images], np.float32)
+    ref = SimpleNamespace(ages=apply_readout(manifest["readout"], ref_out).astype(np.float64), out=ref_out,
+                          inputs=SimpleNamespace(labelled=True, ages=true))
+    metrics = conformance(ref, out, manifest["readout"])
+    # the app's own readout (Java) against edgeage.readout on the device's raw outputs
+    readout_diff = float(np.abs(np.asarray([im["pred_age"] for im in images]) -
+                                apply_readout(manifest["readout"], out)).max())
+    sf = art.get("spec_file")
+    try:
+        spec = load_spec(sf if sf and Path(sf).is_file() else art["target"])
+    except EdgeAgeError:  # a target unknown here: no thresholds, which judge() reports as a failure
+        spec = {"name": art["target"], "thresholds": {}, "_file": f"(no target spec found for {art['target']})"}
+    verdict = judge(metrics, spec, art["precision"])
+    if readout_diff > 1e-3:
+        verdict["failures"].append(f"the app's readout differs from edgeage.readout by {readout_diff:.3g} years")
+        verdict["passed"] = False
+    dev_mae = mae(np.asarray([im["pred_age"] for im in images]), true)
+    source = Path(bundle) / "check" / "source.json"
+    src = json.loads(source.read_text()) if source.is_file() else {}
+    summary = result.get("summary", {})
+    return {
+        "target": art["target"], "precision": art["precision"], "spec_file": spec["_file"],
+        "artifact": str(artifact), "files": art["files"], "check_result": str(result_path),
+        "model": fman["source"]["path"], "model_sha256": fman["source"]["sha256"],
+        "data": f"{src.get('data', bundle)} (bundle {bundle})", "labelled": True,
+        "faces_not_found": src.get("faces_not_found"), **metrics,
+        "app_mae": dev_mae, "app_readout_abs_diff_max": readout_diff,
+        "size_bytes": art.get("size_bytes", mfile["size"]),
+        "float_size_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values()),
+        "threads": None, "runtime": {**result.get("runtime", {}), "device": _device_line(result.get("device", {}))},
+        "device": result.get("device", {}), "device_latency_ms": summary.get("latency_ms"),
+        "device_preprocess_ms_p50": float(np.percentile([im.get("preprocess_ms", np.nan) for im in images], 50)),
+        **latency_section(None, None), **verdict,
+        "per_image": {"name": [im["file"] for im in images], "age_float": ref.ages.tolist(),
+                      "age_target": [im["pred_age"] for im in images]},
+    }
+
+
+def _device_line(d: dict) -> str:
+    if "sdk_int" in d:
+        return (f"{d.get('manufacturer', '')} {d.get('model', '')} "
+                f"(Android {d.get('release', '?')}, sdk {d['sdk_int']})").strip()
+    return " ".join(str(d[k]) for k in ("os_name", "os_arch", "java_version") if d.get(k)) or "?"
+
+
+def report_text(r: dict) -> str:
+    from .report import check_text
+
+    lines = check_text(r).splitlines()
+    lat = r.get("device_latency_ms")
+    extra = [f"Latency on the device ({r['runtime'].get('device')}, {r['runtime'].get('runner')}), batch 1, "
+             f"{r['n']} runs after {r['runtime'].get('warmup', '?')} warm-up (ms): "
+             + (", ".join(f"{k} {lat[k]:.3f}" for k in ("p50", "p90", "p99", "mean", "min", "max") if k in lat)
+                if lat else "-") + f"; Java preprocessing p50 {r['device_preprocess_ms_p50']:.3f} ms",
+             "app readout vs edgeage.readout on the device outputs: max |diff| "
+             f"{r['app_readout_abs_diff_max']:.2g} years",
+             ""]
+    return "\n".join(lines[:-1] + extra + lines[-1:])
+
+
+# ---- adb ------------------------------------------------------------------------------------
+
+class Adb:
+    def __init__(self, serial: str | None):
+        self.exe = shutil.which("adb")
+        if not self.exe:
+            raise EdgeAgeError("adb not found: install the Android platform tools (Debian: apt-get install adb), "
+                               "connect a phone with USB debugging on, or compare an existing result with --from-json")
+        lines = self.run("devices").splitlines()[1:]
+        devices = [ln.split("\t")[0] for ln in lines if ln.endswith("\tdevice")]
+        others = [ln.strip() for ln in lines if ln.strip() and not ln.endswith("\tdevice")]
+        if serial is None:
+            if not devices:
+                raise EdgeAgeError("no Android device attached (adb devices lists none ready"
+                                   + (f"; not ready: {', '.join(others)}" if others else "")
+                                   + "): connect one with USB debugging on and accept its prompt")
+            if len(devices) > 1:
+                raise EdgeAgeError(f"several devices attached ({', '.join(devices)}): choose one with --serial")
+            serial = devices[0]
+        elif serial not in devices:
+            raise EdgeAgeError(f"device {serial} not attached and ready (adb devices: {', '.join(devices) or 'none'})")
+        self.serial = serial
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600) -> str:
+        cmd = [self.exe] + (["-s", self.serial] if getattr(self, "serial", None) else []) + list(args)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise EdgeAgeError(f"`{' '.join(cmd)}` failed ({p.returncode}): {(p.stderr or p.stdout).strip()[:500]}")
+        return p.stdout
+
+    def exists(self, path: str) -> bool:
+        return "yes" in self.run("shell", f"[ -f {path} ] && echo yes || echo no")
+
+
+def run_on_device(adb: Adb, apk, bundle, count: int, warmup: int, threads: int, timeout: float, dest) -> Path:
+    apk = Path(apk)
+    if not apk.is_file():
+        raise EdgeAgeError(f"{apk}: APK not found; build it with android-demo/build-apk.sh (or Gradle) or pass --apk")
+    adb.run("install", "-r", "-t", str(apk))
+    adb.run("shell", f"rm -rf {DEVICE_DIR}/bundle {DEVICE_DIR}/check-result.json {DEVICE_DIR}/check-error.txt "
+                     f"&& mkdir -p {DEVICE_DIR}")
+    adb.run("push", str(bundle), f"{DEVICE_DIR}/bundle")
+    adb.run("shell", "am", "start", "-S", "-W", "-n", f"{APP_ID}/.MainActivity", "--es", "mode", "check",
+            "--ei", "count", str(count), "--ei", "warmup", str(warmup), "--ei", "threads", str(threads))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if adb.exists(f"{DEVICE_DIR}/check-error.txt"):
+            err = adb.run("shell", "cat", f"{DEVICE_DIR}/check-error.txt")
+            raise EdgeAgeError(f"check mode failed on {adb.serial}:\n{err.strip()[:3000]}")
+        if adb.exists(f"{DEVICE_DIR}/check-result.json"):
+            adb.run("pull", f"{DEVICE_DIR}/check-result.json", str(dest))
+            return Path(dest)
+        time.sleep(2)
+    raise EdgeAgeError(f"check mode on {adb.serial} wrote no result within {timeout:.0f} s "
+                       f"(adb -s {adb.serial} logcat -s edgeage shows its progress)")
+
+
+# ---- commands -------------------------------------------------------------------------------
+
+@click.group("android")
+def android_group():
+    """The Android demo app (android-demo/): its bundle of model + check images."""
+
+
+@android_group.command("bundle")
+@click.option("--artifact", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Exported artifact folder (edgeage export): executorch or tflite for the app, "
+                   "onnx-opencv46 for the JVM check.")
+@click.option("--check-data", type=click.Path(exists=True), default=None,
+              help="Labelled faces (UTKFace folder, CSV or prepared cache) for check mode.")
+@click.option("--check-count", type=int, default=200, show_default=True,
+              help="Check images, spread evenly over --check-data (as edgeage check --limit).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+def bundle_cmd(artifact, check_data, check_count, out):
+    """Write the app's assets: model file + manifest.json + face detector + canonical check crops
+    (PNG) with labels. Put them in the APK (build-apk.sh --bundle) or let device-check push them."""
+    info = make_bundle(artifact, out, check_data, check_count)
+    click.echo(f"bundle {info['out']}: {info['target']} {info['precision']}, {info['check_images']} check images"
+               + (f" (faces not found: {info['faces_not_found']}, centre square used)" if info["check_images"] else ""))
+
+
+@click.command("device-check")
+@click.option("--artifact", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The exported artifact the device runs (and the result is compared against).")
+@click.option("--serial", default=None, help="adb device serial (needed when several are attached).")
+@click.option("--data", type=click.Path(exists=True), default=None, help="Labelled faces to bundle as check images.")
+@click.option("--count", type=int, default=200, show_default=True, help="Check images taken from --data.")
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="An existing bundle (edgeage android bundle) instead of --data.")
+@click.option("--apk", type=click.Path(dir_okay=False), default=str(DEFAULT_APK), show_default=True,
+              help="The app to install (android-demo/build-apk.sh or the Gradle build).")
+@click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Compare this check-result JSON (e.g. the JVM parity run) instead of running a device.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+              help="Float checkpoint to compare with (default: the one the artifact was exported from).")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed runs on the device before timing.")
+@click.option("--threads", type=int, default=4, show_default=True, help="Runtime threads on the device.")
+@click.option("--timeout", type=float, default=900, show_default=True, help="Seconds to wait for check mode.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write report.json, report.md (and the device's check-result.json) here.")
+@click.pass_context
+def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_json, model_path, warmup, threads,
+                     timeout, as_json, out):
+    """Run the app's check mode on a phone over adb (install, push the bundle, run, pull the
+    result) and report drift vs the float model on the same images and the phone's latency, like
+    `edgeage check`; exits 1 when a threshold of the target's TOML fails."""
+    from edgeage.export.artifact import stdout_to_stderr
+
+    from .report import compact
+
+    if bundle_dir is None and data is None:
+        raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
+    with tempfile.TemporaryDirectory(prefix="edgeage-device-check-") as tmp, stdout_to_stderr():
+        if bundle_dir is None:
+            bundle_dir = make_bundle(artifact, Path(tmp) / "bundle", data, count)["out"]
+        if from_json is None:
+            adb = Adb(serial)
+            from_json = run_on_device(adb, apk, bundle_dir, count, warmup, threads, timeout,
+                                      Path(tmp) / "check-result.json")
+        report = compare(load_result(from_json), bundle_dir, artifact, model_path, str(from_json))
+        if out:
+            write_json(Path(out) / "report.json", report)
+            with atomic_path(Path(out) / "report.md") as t:
+                t.write_text(report_text(report) + "\n")
+            if Path(from_json).resolve() != (Path(out) / "check-result.json").resolve():
+                shutil.copy(from_json, Path(out) / "check-result.json")
+    if as_json:
+        emit_json(compact(report))
+    else:
+        click.echo(report_text(report))
+    if not report["passed"]:
+        click.echo(f"device-check FAILED: {'; '.join(report['failures'])}", err=True)
+        ctx.exit(1)

@@ -1,0 +1,296 @@
+"""Conformance of an exported artifact with the float PyTorch model it came from.
+
+Both run on the very same preprocessed tensors (canonical crops of ``--data`` via
+``edgeage.data.prepare``, or seeded generated images without labels, then
+``edgeage.preprocess.model_input`` with the manifest's normalisation); ages come from one readout
+(``edgeage.readout.apply_readout``). The report holds accuracy and numeric drift, the TOML's
+thresholds for the precision with their verdicts, and latency/memory of both models measured
+the same way (``latency.measure``). ``Reference`` (float model, inputs, float outputs, float
+latency) is built once and shared by every artifact of a bench run."""
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeage.checkpoint import default_model_path, load_model, manifest_crop, manifest_normalize
+from edgeage.data import _cache_key, cache_root, discover, is_prepared, list_hash, load_prepared, prepare
+from edgeage.export.artifact import export_artifact, read_manifest
+from edgeage.metrics import cs, mae
+from edgeage.preprocess import model_input
+from edgeage.readout import apply_readout, argmax_bin
+from edgeage.utils import EdgeAgeError, sha256_file
+
+from . import latency as lat
+from .localize import localize as localize_drift
+from .runner import load_runner
+from .spec import THRESHOLDS, check_precision, known_targets, load_spec, thresholds, threads as spec_threads
+
+GENERATED_N = 64       # generated images when no --data is given
+LOCALIZE_N = 8         # images compared layer by layer with --localize
+LATENCY_KEYS = ("p50", "p90", "p99", "min", "max")
+
+
+@dataclasses.dataclass
+class Latency:
+    warmup: int = 10
+    runs: int = 100     # 0 = do not measure latency
+    rounds: int = 3
+
+
+@dataclasses.dataclass
+class Inputs:
+    x: np.ndarray                 # float32 [N,3,S,S] model inputs
+    ages: np.ndarray | None       # labels, None for generated inputs
+    names: list[str]
+    faces_not_found: int | None
+    source: str
+
+    @property
+    def labelled(self) -> bool:
+        return self.ages is not None
+
+
+def select(n: int, limit: int | None) -> np.ndarray:
+    """``limit`` indices spread evenly over the (sorted) data set, or all."""
+    if not limit or limit >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+
+
+def generated_crops(size: int, n: int, seed: int) -> np.ndarray:
+    """Seeded canonical-crop-sized images: smooth random colour fields + noise, then the
+    training degradation model (blur, JPEG, ...) at p=0.5."""
+    from edgeage.degrade import DegradationConfig, Degrader
+    from edgeage.preprocess import resize, to_uint8
+
+    rng, deg = np.random.default_rng(seed), Degrader(DegradationConfig(p=0.5))
+    out = []
+    for _ in range(n):
+        g = int(rng.integers(2, 17))
+        img = to_uint8(resize(rng.uniform(0, 255, (g, g, 3)), size) + rng.normal(0, 12, (size, size, 3)))
+        out.append(deg(img, rng))
+    return np.stack(out)
+
+
+def prepared_subset(data, crop, limit: int | None, progress: bool):
+    """Canonical crops of ``limit`` evenly spread images of ``data``: from the prepare cache of
+    the whole data set when there is one, else only the chosen images are prepared (and cached
+    under the prepare cache as a subset)."""
+    if is_prepared(data):
+        prep = load_prepared(data)
+        if prep.crop != crop:
+            raise EdgeAgeError(f"{data}: crops were prepared with {prep.crop}, the model expects {crop}; "
+                               "pass the image folder instead")
+    else:
+        samples, _ = discover(data)
+        idx = select(len(samples), limit)
+        if len(idx) < len(samples) and not is_prepared(cache_root() / _cache_key(str(data), list_hash(samples), crop)):
+            chosen = [samples[i] for i in idx]
+            out = cache_root() / _cache_key(f"{data}#subset", list_hash(chosen), crop)
+            if is_prepared(out):
+                return load_prepared(out)
+            with tempfile.TemporaryDirectory(prefix="edgeage-check-") as tmp:
+                with open(Path(tmp) / "subset.csv", "w", newline="") as fh:
+                    w = csv.writer(fh)
+                    w.writerow(["path", "age"])
+                    w.writerows([str(Path(s.path).resolve()), s.age] for s in chosen)
+                return prepare(Path(tmp) / "subset.csv", crop, out=out, progress=progress)
+        prep = prepare(data, crop, progress=progress)
+    idx = select(len(prep.names), limit)
+    return dataclasses.replace(prep, crops=prep.crops[idx], ages=prep.ages[idx], face_found=prep.face_found[idx],
+                               names=[prep.names[i] for i in idx])
+
+
+def load_inputs(manifest: dict, data=None, limit: int | None = None, seed: int = 0,
+                progress: bool = True) -> Inputs:
+    crop, norm = manifest_crop(manifest), manifest_normalize(manifest)
+    if data is None:
+        crops = generated_crops(crop.crop_size, limit or GENERATED_N, seed)
+        ages, names, not_found = None, [f"generated-{i}" for i in range(len(crops))], None
+        source = f"generated: {len(crops)} random images through the degradation model (seed {seed})"
+    else:
+        prep = prepared_subset(data, crop, limit, progress)
+        crops, ages, names, not_found, source = prep.crops, prep.ages, prep.names, prep.faces_not_found, str(data)
+    x = np.concatenate([model_input(crops[i:i + 256], norm).numpy() for i in range(0, len(crops), 256)])
+    return Inputs(x, ages, names, not_found, source)
+
+
+class Reference:
+    """The float model, the check inputs and the float outputs (and latency, measured once per
+    thread count)."""
+
+    def __init__(self, model_path=None, data=None, limit=None, seed: int = 0, progress: bool = True):
+        self.model, self.manifest = load_model(model_path)
+        self.source = self.manifest["source"]
+        self.inputs = load_inputs(self.manifest, data, limit, seed, progress)
+        self.out = self.forward(self.inputs.x)
+        self.ages = apply_readout(self.manifest["readout"], self.out)
+        self.size_bytes = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+        self._latency: dict = {}
+
+    @torch.no_grad()
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.model(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)])
+
+    def verify(self, manifest: dict, artifact_dir) -> None:
+        """The artifact must come from this checkpoint, with its preprocessing and readout."""
+        src = manifest["artifact"].get("source", {})
+        if src.get("sha256") != self.source["sha256"]:
+            raise EdgeAgeError(f"{artifact_dir} was exported from {src.get('path')} (sha256 {str(src.get('sha256'))[:12]}), "
+                               f"not from {self.source['path']}: pass the matching --model")
+        for key in ("preprocess", "readout"):
+            if manifest[key] != self.manifest[key]:
+                raise EdgeAgeError(f"{artifact_dir}: manifest {key} differs from {self.source['path']}'s; re-export it")
+
+    def latency(self, threads: int, cfg: Latency) -> dict | None:
+        if cfg.runs <= 0:
+            return None
+        key = (threads, cfg.warmup, cfg.runs, cfg.rounds)
+        if key not in self._latency:
+            job = {"kind": "torch", "checkpoint": self.source["path"], "threads": threads}
+            self._latency[key] = lat.measure(job, self.inputs.x, cfg.warmup, cfg.runs, cfg.rounds)
+        return self._latency[key]
+
+
+def reference_checkpoint(manifest: dict, model_path):
+    """The checkpoint an artifact was exported from: ``model_path``, else the recorded source
+    path or the shipped default when its sha256 matches."""
+    if model_path:
+        return model_path
+    src = manifest["artifact"].get("source", {})
+    for cand in (src.get("path"), default_model_path()):
+        if cand and Path(cand).is_file() and sha256_file(cand) == src.get("sha256"):
+            return cand
+    raise EdgeAgeError(f"the artifact was exported from {src.get('path')} (sha256 {str(src.get('sha256'))[:12]}), "
+                       "which is not available: pass that checkpoint with --model")
+
+
+def conformance(ref: Reference, out: np.ndarray, readout: dict) -> dict:
+    age = apply_readout(readout, out).astype(np.float64)
+    d = np.abs(age - ref.ages)
+    m = {"n": int(len(out)), "age_abs_diff_p50": float(np.percentile(d, 50)),
+         "age_abs_diff_p99": float(np.percentile(d, 99)), "age_abs_diff_max": float(d.max()),
+         "argmax_agreement": float(np.mean(argmax_bin(readout, out) == argmax_bin(readout, ref.out))),
+         "logit_abs_diff_max": float(np.abs(out.astype(np.float64) - ref.out).max()),
+         "float_mae": None, "target_mae": None, "mae_drift": None, "float_cs5": None, "target_cs5": None}
+    if ref.inputs.labelled:
+        true = ref.inputs.ages
+        m.update(float_mae=mae(ref.ages, true), target_mae=mae(age, true), float_cs5=cs(ref.ages, true),
+                 target_cs5=cs(age, true))
+        m["mae_drift"] = m["target_mae"] - m["float_mae"]
+    return m
+
+
+def judge(metrics: dict, spec: dict, precision: str) -> dict:
+    """The TOML's thresholds for this precision, each one's verdict, and the failures."""
+    limits = thresholds(spec, precision)
+    results, skipped = [], []
+    for key, limit in limits.items():
+        metric, op = THRESHOLDS[key]
+        v = metrics.get(metric)
+        if v is None:  # e.g. MAE drift without labelled data
+            skipped.append(key)
+            continue
+        ok = abs(v) <= limit if op == "abs<=" else v <= limit if op == "<=" else v >= limit
+        results.append({"threshold": key, "metric": metric, "value": v, "op": op.replace("abs", "|x| "),
+                        "limit": limit, "passed": bool(ok)})
+    failures = [f"{r['threshold']}: " + (f"{r['metric']} = " if r["metric"] != r["threshold"] else "")
+                + f"{r['value']:.6g}, must be {r['op']} {r['limit']:g}" for r in results if not r["passed"]]
+    if not limits:
+        failures.append(f"no [thresholds.{precision}] in {spec['_file']}")
+    return {"thresholds": limits, "threshold_results": results, "skipped_thresholds": skipped,
+            "passed": not failures, "failures": failures}
+
+
+def latency_section(t: dict | None, f: dict | None) -> dict:
+    """Summary (p50..max) of the target's and the float model's latency, ratios, memory."""
+    if not t or not f:
+        return {"latency_ms": None, "float_latency_ms": None, "latency_ratio": None, "memory_mb": None,
+                "float_memory_mb": None, "latency": None, "float_latency": None}
+    return {"latency_ms": {k: t[k] for k in LATENCY_KEYS}, "float_latency_ms": {k: f[k] for k in LATENCY_KEYS},
+            "latency_ratio": {k: t[k] / f[k] for k in ("p50", "p90", "p99")},
+            "memory_mb": t["memory"], "float_memory_mb": f["memory"], "latency": t, "float_latency": f}
+
+
+def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None, *, localize: bool = False,
+                   latency: Latency = Latency(), keep_path: bool = True) -> dict:
+    runner = load_runner(artifact_dir, spec)
+    spec, manifest = runner.spec, runner.manifest
+    art = manifest["artifact"]
+    ref.verify(manifest, artifact_dir)
+    out = runner.run(ref.inputs.x)
+    metrics = conformance(ref, out, manifest["readout"])
+    threads = runner.info.get("threads", spec_threads(spec))
+    job = {"kind": "artifact", "artifact": str(artifact_dir), "spec": spec["_file"], "threads": threads}
+    t_lat = lat.measure(job, ref.inputs.x, latency.warmup, latency.runs, latency.rounds) if latency.runs > 0 else None
+    report = {
+        "target": spec["name"], "precision": art["precision"], "spec_file": spec["_file"],
+        "artifact": str(artifact_dir) if keep_path else None, "files": art["files"],
+        "model": ref.source["path"], "model_sha256": ref.source["sha256"],
+        "data": ref.inputs.source, "labelled": ref.inputs.labelled, "faces_not_found": ref.inputs.faces_not_found,
+        **metrics,
+        "size_bytes": art["size_bytes"], "float_size_bytes": ref.size_bytes, "threads": threads,
+        "runtime": runner.info, **latency_section(t_lat, ref.latency(threads, latency)),
+        **judge(metrics, spec, art["precision"]),
+        "versions": art.get("versions", {}),
+        "per_image": {"name": ref.inputs.names, "age_float": ref.ages.tolist(),
+                      "age_target": apply_readout(manifest["readout"], out).tolist()},
+    }
+    if not ref.inputs.labelled:
+        report["note"] = "no labelled data (--data): numeric drift and latency only; MAE thresholds skipped"
+    if localize:
+        report["localize"] = localize_drift(ref.model, runner, ref.inputs.x[:LOCALIZE_N])
+    return report
+
+
+def export_and_check(ref: Reference, spec: dict, precision: str, **kw) -> dict:
+    """Export the reference model to a temp folder and check it there."""
+    check_precision(spec, precision)
+    with tempfile.TemporaryDirectory(prefix="edgeage-export-") as tmp:
+        art = export_artifact(copy.deepcopy(ref.model), ref.manifest, spec, precision, Path(tmp) / "artifact")
+        return check_artifact(ref, art, spec, keep_path=False, **kw)
+
+
+def run_check(target: str | None, model_path=None, artifact=None, precision: str = "fp32", data=None,
+              limit: int | None = None, seed: int = 0, progress: bool = True, **kw) -> dict:
+    if artifact is None and target is None:
+        raise EdgeAgeError("give --target (to export and check) or --artifact (an exported folder)")
+    spec = load_spec(target) if target else None
+    if artifact is not None:
+        ckpt = reference_checkpoint(read_manifest(artifact), model_path)
+        return check_artifact(Reference(ckpt, data, limit, seed, progress), artifact, spec, **kw)
+    check_precision(spec, precision)
+    return export_and_check(Reference(model_path, data, limit, seed, progress), spec, precision, **kw)
+
+
+def run_bench(model_path=None, data=None, limit: int | None = None, targets: list[str] | None = None,
+              precisions: list[str] | None = None, seed: int = 0, progress: bool = True, **kw) -> dict:
+    ref = Reference(model_path, data, limit, seed, progress)
+    rows, skipped = [], []
+    for t in targets or known_targets():
+        spec = load_spec(t)
+        for p in precisions or spec["precisions"]:
+            if p not in spec["precisions"]:
+                skipped.append(f"{spec['name']} {p} (supports {', '.join(spec['precisions'])})")
+                continue
+            try:
+                rep = export_and_check(ref, spec, p, **kw)
+            except EdgeAgeError as e:
+                rows.append({"target": spec["name"], "precision": p, "passed": False, "error": str(e),
+                             "failures": [str(e)]})
+                continue
+            rep.pop("per_image")
+            rows.append(rep)
+    floats = {r["threads"]: r["float_latency_ms"] for r in rows if r.get("float_latency_ms")}
+    return {"model": ref.source["path"], "model_sha256": ref.source["sha256"], "data": ref.inputs.source,
+            "labelled": ref.inputs.labelled, "n": int(len(ref.inputs.x)),
+            "faces_not_found": ref.inputs.faces_not_found,
+            "float": {"mae": mae(ref.ages, ref.inputs.ages) if ref.inputs.labelled else None,
+                      "size_bytes": ref.size_bytes, "latency_ms_by_threads": floats},
+            "rows": rows, "skipped": skipped, "passed": all(r["passed"] for r in rows)}

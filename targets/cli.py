@@ -1,0 +1,98 @@
+"""``edgeage check`` and ``edgeage bench``."""
+from __future__ import annotations
+
+import click
+
+from edgeage.cli import emit_json, model_option
+from edgeage.export.cli import PRECISIONS
+
+
+def latency_options(f):
+    f = click.option("--warmup", type=int, default=10, show_default=True, help="Untimed runs before timing.")(f)
+    f = click.option("--runs", type=int, default=100, show_default=True,
+                     help="Timed runs per round (batch 1); 0 = no latency measurement.")(f)
+    f = click.option("--rounds", type=int, default=3, show_default=True, help="Timing rounds (spread between them is reported).")(f)
+    return f
+
+
+def data_options(f):
+    f = click.option("--data", type=click.Path(exists=True), default=None,
+                     help="Labelled faces (UTKFace folder, CSV, or prepared cache). Default: generated "
+                          "unlabelled images (numeric drift and latency only).")(f)
+    f = click.option("--limit", type=int, default=None, help="Use N images spread evenly over --data.")(f)
+    return f
+
+
+def _latency(warmup, runs, rounds):
+    from .check import Latency
+
+    return Latency(warmup=warmup, runs=runs, rounds=rounds)
+
+
+@click.command("check")
+@click.option("--target", default=None, help="Target name or path of a target .toml (default with --artifact: its target).")
+@model_option
+@click.option("--artifact", type=click.Path(file_okay=False), default=None,
+              help="Exported artifact folder; without it the model is exported to a temp folder first.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="Precision to export (without --artifact).")
+@data_options
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write report.json, report.md, age_abs_diff_hist.png, latency.png here.")
+@click.option("--localize", is_flag=True, help="Compare intermediate activations layer by layer.")
+@latency_options
+@click.pass_context
+def check_cmd(ctx, target, model_path, artifact, precision, data, limit, as_json, out, localize, warmup, runs, rounds):
+    """Check an exported model against the float PyTorch model: drift, accuracy, latency;
+    exits 1 when a threshold of the target's TOML fails."""
+    from edgeage.export.artifact import stdout_to_stderr
+
+    from .check import run_check
+    from .report import check_text, compact, write_check_report
+
+    with stdout_to_stderr():
+        report = run_check(target, model_path, artifact, precision, data, limit, progress=True,
+                           localize=localize, latency=_latency(warmup, runs, rounds))
+        if out:
+            write_check_report(out, report)
+    if as_json:
+        emit_json(compact(report))
+    else:
+        click.echo(check_text(report))
+    if not report["passed"]:
+        click.echo(f"check FAILED: {'; '.join(report['failures'])}", err=True)
+        ctx.exit(1)
+
+
+@click.command("bench")
+@model_option
+@data_options
+@click.option("--targets", default=None, help="Comma-separated targets (names or .toml paths). Default: all known.")
+@click.option("--precisions", default=None,
+              help="Comma-separated precisions (default: every precision each target supports).")
+@click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
+              help="Write bench.json, bench.md, bench_latency.png here.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@latency_options
+@click.pass_context
+def bench_cmd(ctx, model_path, data, limit, targets, precisions, out, as_json, warmup, runs, rounds):
+    """Every target x precision: size, accuracy, drift, latency vs PyTorch eager, pass/fail."""
+    from edgeage.export.artifact import stdout_to_stderr
+
+    from .check import run_bench
+    from .report import bench_text, compact, write_bench
+
+    split = (lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None)
+    with stdout_to_stderr():
+        bench = run_bench(model_path, data, limit, split(targets), split(precisions), progress=True,
+                          latency=_latency(warmup, runs, rounds))
+        files = write_bench(out, bench)
+    if as_json:
+        emit_json(dict(bench, rows=[compact(r) for r in bench["rows"]]))
+    else:
+        click.echo(bench_text(bench))
+        click.echo(f"\nwrote {', '.join(str(f) for f in files)}")
+    if not bench["passed"]:
+        click.echo("bench: some target failed its checks (see the result column)", err=True)
+        ctx.exit(1)

@@ -1,0 +1,96 @@
+"""Shared fixtures: a few real UTKFace images, an isolated prepare cache, a tiny checkpoint with
+non-trivial outputs, and artifacts exported once per (target, precision) for the session."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+UTK = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "utkface"
+N_FACES = 24
+
+
+@pytest.fixture(scope="session")
+def edgeage_env(tmp_path_factory):
+    """EDGEAGE_CACHE in a temp folder for this process, and an env for CLI subprocesses."""
+    cache = tmp_path_factory.mktemp("edgeage-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEAGE_CACHE", str(cache))
+        mp.setenv("NO_ALBUMENTATIONS_UPDATE", "1")
+        torch.set_num_threads(1)
+        yield {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="session")
+def face_dir(tmp_path_factory, edgeage_env):
+    """N_FACES real UTKFace images spread over the (age-sorted) file list."""
+    files = sorted(os.listdir(UTK)) if UTK.is_dir() else []
+    if len(files) < N_FACES:
+        pytest.skip(f"UTKFace images missing under {UTK}")
+    d = tmp_path_factory.mktemp("faces")
+    for f in files[:: len(files) // N_FACES][:N_FACES]:
+        shutil.copy(UTK / f, d / f)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A small MGP-Net checkpoint (random init, eval mode) whose outputs depend on the input:
+    BN statistics and affine parameters perturbed (the default init zeroes every residual
+    branch), logits scaled so ages spread over years."""
+    from edgeage.checkpoint import build_manifest, save_checkpoint
+    from edgeage.models import create
+
+    torch.manual_seed(0)
+    model = create("mgpnet-t", widths=(8, 16, 16, 32), depths=(1, 1, 1, 1)).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.2 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+        model.head.fc.weight.mul_(20.0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model, build_manifest(model))
+    return path
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, tiny_ckpt, edgeage_env):
+    """exported(target, precision="fp32") -> artifact folder of tiny_ckpt (exported once, through
+    the CLI)."""
+    from click.testing import CliRunner
+
+    from edgeage.cli import main
+
+    root, done = tmp_path_factory.mktemp("artifacts"), {}
+
+    def get(target: str, precision: str = "fp32") -> Path:
+        if (target, precision) not in done:
+            out = root / f"{target}-{precision}"
+            res = CliRunner().invoke(main, ["export", "--target", target, "--model", str(tiny_ckpt),
+                                            "--precision", precision, "--out", str(out)])
+            assert res.exit_code == 0, res.output
+            done[target, precision] = out
+        return done[target, precision]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def edgeage_cli(edgeage_env):
+    """edgeage_cli(*args) runs the CLI in a fresh process (stdout and stderr kept apart)."""
+
+    def run(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edgeage.cli", *map(str, args)], capture_output=True,
+                              text=True, env=edgeage_env)
+
+    return run

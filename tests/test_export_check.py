@@ -1,0 +1,184 @@
+"""Export + conformance check + bench on the real runtimes (no mocks), per target.
+
+Adding a target to TARGETS is all a new target needs here."""
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeage.cli import main
+from edgeage.targets.spec import known_targets, targets_dir
+from edgeage.utils import EdgeAgeError, sha256_file
+
+TARGETS = ["onnx", "openvino"]
+REQUIRED = ("target", "precision", "n", "float_mae", "target_mae", "mae_drift", "age_abs_diff_p99",
+            "latency_ms", "float_latency_ms", "size_bytes", "passed", "failures")
+FAULT = '''"""Planted fault: the runner feeds BGR where the model expects RGB."""
+import importlib
+
+_base = importlib.import_module({runner!r}).Runner
+
+
+def _bgr(x):
+    return x[:, ::-1].copy()
+
+
+class Runner(_base):
+    def run(self, x):
+        return super().run(_bgr(x))
+
+
+if hasattr(_base, "intermediates"):
+    Runner.intermediates = lambda self, x: _base.intermediates(self, _bgr(x))
+'''
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def user_toml(tmp_path: Path, target: str, name: str | None = None, **keys) -> Path:
+    """A copy of a shipped target TOML under another file name, with keys replaced."""
+    text = (targets_dir() / f"{target}.toml").read_text()
+    lines = [ln for ln in text.splitlines() if ln.split("=")[0].strip() not in keys and
+             not (name and ln.startswith("name ="))]
+    head = [f"{k} = {json.dumps(v)}" for k, v in keys.items()] + ([f'name = "{name}"'] if name else [])
+    path = tmp_path / f"my-{target}.toml"
+    path.write_text("\n".join(head + lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_export_check_passes_and_prints_one_json_object(target, exported, tiny_ckpt, face_dir, edgeage_cli,
+                                                        tmp_path):
+    art = exported(target)
+    manifest = json.loads((art / "manifest.json").read_text())
+    a = manifest["artifact"]
+    assert a["target"] == target and a["precision"] == "fp32" and a["source"]["sha256"] == sha256_file(tiny_ckpt)
+    assert all(sha256_file(art / f["name"]) == f["sha256"] for f in a["files"])
+    assert manifest["preprocess"]["crop"]["crop_size"] and manifest["readout"]["type"] == "expectation"
+    assert a["versions"]["torch"]
+
+    p = edgeage_cli("check", "--artifact", art, "--model", tiny_ckpt, "--data", face_dir, "--json",
+                    "--runs", 5, "--rounds", 2, "--warmup", 2, "--out", tmp_path / "rep")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert len(p.stdout.strip().splitlines()) == 1, p.stdout[:2000]
+    r = json.loads(p.stdout)
+    assert isinstance(r, dict) and set(REQUIRED) <= set(r)
+    assert r["passed"] and not r["failures"] and r["labelled"] and r["n"] == len(list(face_dir.iterdir()))
+    assert abs(r["mae_drift"]) <= 0.01 and r["age_abs_diff_max"] <= 0.05 and r["argmax_agreement"] >= 0.99
+    assert r["float_mae"] > 0 and r["size_bytes"] == a["size_bytes"]
+    for k in ("latency_ms", "float_latency_ms"):
+        assert 0 < r[k]["p50"] <= r[k]["p90"] <= r[k]["p99"]
+    assert r["memory_mb"]["peak_rss_mb"] > 0
+    for f in ("report.json", "report.md", "age_abs_diff_hist.png", "latency.png"):
+        assert (tmp_path / "rep" / f).stat().st_size > 0, f
+    assert len(json.loads((tmp_path / "rep" / "report.json").read_text())["per_image"]["age_target"]) == r["n"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_planted_fault_fails_the_check_and_is_localised(target, exported, tiny_ckpt, face_dir, tmp_path):
+    spec = tomllib.loads((targets_dir() / f"{target}.toml").read_text())
+    (tmp_path / "bgr_runner.py").write_text(FAULT.format(runner=spec["runner"]))
+    toml = user_toml(tmp_path, target, runner="bgr_runner.py")  # relative to the TOML's folder
+    res = cli("check", "--target", toml, "--artifact", exported(target), "--model", tiny_ckpt,
+              "--data", face_dir, "--runs", 0, "--json", "--localize")
+    assert res.exit_code == 1, res.output
+    r = json.loads(res.stdout)
+    assert not r["passed"] and any(f.startswith("age_abs_diff") for f in r["failures"]), r["failures"]
+    assert r["age_abs_diff_max"] > 0.05
+    loc = r["localize"]
+    if loc["supported"]:  # the very first compared layer already differs
+        assert loc["compared"] > 5 and loc["first_jump"] == loc["layers"][0]["layer"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_corrupted_artifact_gives_a_clear_error(target, exported, tiny_ckpt, face_dir, tmp_path):
+    from edgeage.targets.runner import load_runner
+
+    art = tmp_path / "art"
+    shutil.copytree(exported(target), art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    entry = max(manifest["artifact"]["files"], key=lambda f: f["size"])
+    model_file = art / entry["name"]
+    model_file.write_bytes(model_file.read_bytes()[: entry["size"] // 3])
+
+    res = cli("check", "--artifact", art, "--model", tiny_ckpt, "--data", face_dir, "--runs", 0)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert str(model_file) in res.output and "re-export" in res.output, res.output
+
+    # the same truncated file with a matching manifest: the runtime's own load error is wrapped
+    entry.update(sha256=sha256_file(model_file), size=model_file.stat().st_size)
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EdgeAgeError, match=entry["name"]) as e:
+        load_runner(art).run(np.zeros((1, 3, 64, 64), np.float32))
+    assert "re-export" in str(e.value)
+
+
+def test_unknown_target_and_unsupported_precision_list_the_options(tiny_ckpt):
+    assert set(TARGETS) <= set(known_targets())
+    res = cli("check", "--target", "no-such-target")
+    assert res.exit_code != 0 and all(t in res.output for t in known_targets()), res.output
+    res = cli("export", "--target", "onnx", "--model", tiny_ckpt, "--precision", "bf16")
+    assert res.exit_code != 0 and "bf16" in res.output and "fp32" in res.output, res.output
+
+
+def test_user_toml_path_exports_and_checks(tiny_ckpt, face_dir, tmp_path):
+    toml = user_toml(tmp_path, "onnx", name="my-onnx")
+    res = cli("check", "--target", toml, "--model", tiny_ckpt, "--data", face_dir, "--runs", 0, "--json")
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.stdout)
+    assert r["target"] == "my-onnx" and r["passed"] and r["spec_file"] == str(toml.resolve())
+
+
+def test_failed_export_names_the_step_and_leaves_nothing(tiny_ckpt, tmp_path):
+    (tmp_path / "broken.py").write_text(
+        "from edgeage.export.artifact import step\n"
+        "def export(model, example, out_dir, precision, spec, calib=None):\n"
+        "    (out_dir / 'model.bin').write_bytes(b'partial')\n"
+        "    with step('convert graph'):\n"
+        "        raise RuntimeError('no conversion rule for aten::frobnicate')\n")
+    toml = user_toml(tmp_path, "onnx", name="broken", exporter="broken.py")
+    out = tmp_path / "out" / "art"
+    res = cli("export", "--target", toml, "--model", tiny_ckpt, "--out", out)
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "convert graph" in res.output and "aten::frobnicate" in res.output, res.output
+    assert not out.exists() and list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_localize_fp32_matches_layer_by_layer(target, exported, tiny_ckpt):
+    from edgeage.checkpoint import load_model
+    from edgeage.targets.localize import localize
+    from edgeage.targets.runner import load_runner
+
+    runner = load_runner(exported(target))
+    if not runner.has_intermediates:
+        pytest.skip(f"{target} runner has no intermediates()")
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    loc = localize(load_model(tiny_ckpt)[0], runner, x)
+    assert loc["compared"] >= 20 and not loc["jumps"]
+    assert max(r["rel_error"] for r in loc["layers"]) < 1e-4
+    layers = [r["layer"] for r in loc["layers"]]
+    assert "backbone.stem" in layers and any(n.startswith("backbone.stages.3") for n in layers)
+
+
+def test_bench_table_over_targets_and_precisions(tiny_ckpt, tmp_path):
+    res = cli("bench", "--model", tiny_ckpt, "--targets", ",".join(TARGETS), "--precisions", "fp32,bf16",
+              "--limit", 16, "--runs", 3, "--rounds", 1, "--warmup", 1, "--out", tmp_path / "bench")
+    b = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert not b["labelled"] and b["n"] == 16  # generated inputs: drift only
+    fp32 = [r for r in b["rows"] if r["precision"] == "fp32"]
+    assert sorted(r["target"] for r in fp32) == sorted(TARGETS) and all(r["passed"] for r in fp32), res.output
+    assert all(r["latency_ratio"]["p50"] > 0 and r["mae_drift"] is None for r in fp32)
+    assert any(s.startswith("onnx bf16") for s in b["skipped"])  # listed, not run
+    assert res.exit_code == (0 if b["passed"] else 1)
+    md = (tmp_path / "bench" / "bench.md").read_text()
+    assert all(t in md for t in TARGETS) and "pytorch eager" in md
+    assert (tmp_path / "bench" / "bench_latency.png").stat().st_size > 0
