@@ -65,7 +65,10 @@ def resize(img: np.ndarray, out_h: int, out_w: int | None = None) -> np.ndarray:
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
+    """Round half up, tie-proof: exact halves (x.5) land on either side of .5 by ~1e-13
+    depending on the summation order of the resize, so 2^-20 is added to make every
+    implementation (numpy's BLAS, the Java core) round them the same way."""
+    return np.clip(np.floor(x + (0.5 + 2.0 ** -20)), 0, 255).astype(np.uint8)
 
 
 def square_bounds(box, img_w: int, img_h: int, p: CropParams) -> tuple[int, int, int]:
