@@ -27,7 +27,11 @@ if [[ ! -f $ANDROID_JAR || ! -f $DX_JAR ]]; then
     echo "bullseye: fetching libandroid-23-java and dalvik-exchange"
     st=$DEPS/apt-bullseye
     mkdir -p "$st/lists/partial" "$st/cache/archives/partial" "$DEPS/debs"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bullseye main" > "$st/sources.list"
+    # the machine's own Debian mirror (from its apt sources), with the bullseye suite
+    mirror=$({ grep -hoE '^(URIs:|deb) +[^ ]+/debian/?( |$)' /etc/apt/sources.list.d/*.sources \
+               /etc/apt/sources.list 2>/dev/null || true; } | awk '{print $2}' | head -1)
+    [[ -n $mirror ]] || { echo "install-deps: no Debian mirror found in /etc/apt sources" >&2; exit 1; }
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" > "$st/sources.list"
     touch "$st/status"
     opts=(-o Dir::Etc::SourceList="$st/sources.list" -o Dir::Etc::SourceParts=/dev/null
           -o Dir::State::Lists="$st/lists" -o Dir::Cache="$st/cache" -o Dir::State::status="$st/status"
