@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import click
 import numpy as np
 
-from edgeage.cli import emit_json
+
 from edgeage.utils import EdgeAgeError, atomic_path, write_json
 
 APP_ID = "org.edgeage.demo"
@@ -298,7 +298,7 @@ def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_j
     `edgeage check`; exits 1 when a threshold of the target's TOML fails."""
     from edgeage.export.artifact import stdout_to_stderr
 
-    from .report import compact
+    from .cli import finish
 
     if bundle_dir is None and data is None:
         raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
@@ -316,10 +316,4 @@ def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_j
                 t.write_text(report_text(report) + "\n")
             if Path(from_json).resolve() != (Path(out) / "check-result.json").resolve():
                 shutil.copy(from_json, Path(out) / "check-result.json")
-    if as_json:
-        emit_json(compact(report))
-    else:
-        click.echo(report_text(report))
-    if not report["passed"]:
-        click.echo(f"device-check FAILED: {'; '.join(report['failures'])}", err=True)
-        ctx.exit(1)
+    finish(ctx, report, as_json, report_text, "device-check")

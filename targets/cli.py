@@ -49,20 +49,14 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, as_json
     from edgeage.export.artifact import stdout_to_stderr
 
     from .check import run_check
-    from .report import check_text, compact, write_check_report
+    from .report import check_text, write_check_report
 
     with stdout_to_stderr():
         report = run_check(target, model_path, artifact, precision, data, limit, progress=True,
                            localize=localize, latency=_latency(warmup, runs, rounds))
         if out:
             write_check_report(out, report)
-    if as_json:
-        emit_json(compact(report))
-    else:
-        click.echo(check_text(report))
-    if not report["passed"]:
-        click.echo(f"check FAILED: {'; '.join(report['failures'])}", err=True)
-        ctx.exit(1)
+    finish(ctx, report, as_json, check_text, "check")
 
 
 @click.command("bench")
@@ -95,4 +89,17 @@ def bench_cmd(ctx, model_path, data, limit, targets, precisions, out, as_json, w
         click.echo(f"\nwrote {', '.join(str(f) for f in files)}")
     if not bench["passed"]:
         click.echo("bench: some target failed its checks (see the result column)", err=True)
+        ctx.exit(1)
+
+
+def finish(ctx, report: dict, as_json: bool, text_fn, label: str) -> None:
+    """Print a check report (one JSON object with --json, else text); exit 1 if it failed."""
+    from .report import compact
+
+    if as_json:
+        emit_json(compact(report))
+    else:
+        click.echo(text_fn(report))
+    if not report["passed"]:
+        click.echo(f"{label} FAILED: {'; '.join(report['failures'])}", err=True)
         ctx.exit(1)

@@ -15,7 +15,12 @@ from .heads import AgeModel, make_head
 from .layers import BasicBlock, make_downsample
 
 
-class MGPNetBackbone(nn.Module):
+class Backbone(nn.Module):
+    """Stem conv3x3 -> stages of BasicBlocks. Stages 2-4 halve the resolution with
+    ``downsample``: ``stride`` (a stride-2 first block, plain ResNet) or a pooling layer in front
+    of the stage (``mgpool`` for MGP-Net; max / avg / softpool for ablations). ``attention``
+    makes every block an MGPBlock (ECA or SE + spatial attention)."""
+
     def __init__(self, widths=(64, 128, 256, 512), depths=(2, 2, 6, 2), stem_stride: int = 1,
                  downsample: str = "mgpool", gem_ps=(1.0, 3.0, math.inf), softpool: bool = True,
                  shuffle_groups: int = 4, gate: str = "eca", attention: bool = True):
@@ -27,12 +32,15 @@ class MGPNetBackbone(nn.Module):
         stages, cin = [], widths[0]
         for i, (w, d) in enumerate(zip(widths, depths)):
             layers: list[nn.Module] = []
-            if i > 0:
-                layers.append(make_downsample(downsample, cin, gem_ps=tuple(gem_ps),
-                                              softpool=softpool, groups=shuffle_groups, gate=gate)
-                              if downsample == "mgpool" else make_downsample(downsample, cin))
+            stride = 2 if (i > 0 and downsample == "stride") else 1
+            if i > 0 and downsample == "mgpool":
+                layers.append(make_downsample("mgpool", cin, gem_ps=tuple(gem_ps), softpool=softpool,
+                                              groups=shuffle_groups, gate=gate))
+            elif i > 0 and downsample != "stride":
+                layers.append(make_downsample(downsample, cin))
             for j in range(d):
-                layers.append(BasicBlock(cin if j == 0 else w, w, attention=attention, gate=gate))
+                layers.append(BasicBlock(cin if j == 0 else w, w, stride if j == 0 else 1,
+                                         attention=attention, gate=gate))
             cin = w
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
@@ -59,7 +67,7 @@ def _init(m: nn.Module) -> None:
 def _build(widths, depths, stem_stride, head, age_min, age_max, dropout, input_size,
            downsample, gem_ps, softpool, shuffle_groups, gate, attention) -> AgeModel:
     del input_size  # fully convolutional; recorded in the config/manifest
-    backbone = MGPNetBackbone(widths, depths, stem_stride, downsample, gem_ps, softpool,
+    backbone = Backbone(widths, depths, stem_stride, downsample, gem_ps, softpool,
                               shuffle_groups, gate, attention)
     return AgeModel(backbone, make_head(head, backbone.out_channels, age_min, age_max, dropout))
 
