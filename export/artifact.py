@@ -100,6 +100,9 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
     from edgeage.targets.spec import check_precision, load_module
 
     check_precision(spec, precision)
+    if precision == "int8" and calib is None:
+        raise EdgeAgeError(f"int8 export to {spec['name']} needs calibration images: pass --data (the "
+                           "model's training data) or a quantize result with --from")
     out_dir = Path(out_dir)
     model.eval()
     try:

@@ -12,20 +12,46 @@ PRECISIONS = ["fp32", "fp16", "bf16", "int8"]
 @click.option("--target", required=True, help="Target name (a TOML in edgeage/targets) or path of a target .toml.")
 @model_option
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
+@click.option("--from", "from_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="int8: package this `edgeage quantize` result (PTQ or QAT) instead of quantizing here.")
+@click.option("--data", type=click.Path(exists=True), default=None,
+              help="int8 without --from: the checkpoint's training data, for PTQ calibration on its "
+                   "training split (default: the recipe's data path).")
+@click.option("--calib-images", type=int, default=300, show_default=True,
+              help="int8 without --from: calibration images (training split).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Artifact folder (default: artifacts/<model-name>-<target>-<precision>).")
-def export_cmd(target, model_path, precision, out):
+def export_cmd(target, model_path, precision, from_dir, data, calib_images, out):
     """Export a checkpoint to a target's format: model file(s) + manifest.json."""
     from edgeage.checkpoint import load_model
     from edgeage.targets.spec import check_precision, load_spec
+    from edgeage.utils import EdgeAgeError
 
     from .artifact import export_artifact, read_manifest, stdout_to_stderr
 
     spec = load_spec(target)
     check_precision(spec, precision)
+    if from_dir and precision != "int8":
+        raise EdgeAgeError("--from packages an `edgeage quantize` result: use it with --precision int8")
     with stdout_to_stderr():
-        model, manifest = load_model(model_path)
-        out = out or f"artifacts/{manifest['model']['name']}-{spec['name']}-{precision}"
-        path = export_artifact(model, manifest, spec, precision, out)
+        if from_dir:
+            from .quantize import package
+
+            man = read_manifest(from_dir)
+            if model_path and man.get("source", {}).get("sha256") and \
+                    load_model(model_path)[1]["source"]["sha256"] != man["source"]["sha256"]:
+                raise EdgeAgeError(f"{from_dir} was quantized from {man['source']['path']}, not from {model_path}")
+            out = out or f"artifacts/{man['model']['name']}-{spec['name']}-int8-{man['quantize']['method']}"
+            path = package(from_dir, spec, out)
+        else:
+            model, manifest = load_model(model_path)
+            out = out or f"artifacts/{manifest['model']['name']}-{spec['name']}-{precision}"
+            calib = None
+            if precision == "int8":
+                from .quantize import default_options
+
+                calib, info = default_options(manifest, data, calib_images)
+                manifest = dict(manifest, quantize=info)
+            path = export_artifact(model, manifest, spec, precision, out, calib=calib)
     files = ", ".join(f"{f['name']} ({f['size'] / 2**20:.2f} MB)" for f in read_manifest(path)["artifact"]["files"])
     click.echo(f"exported {spec['name']} {precision} to {path}: {files}, manifest.json")

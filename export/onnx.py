@@ -1,14 +1,73 @@
 """ONNX export: ``torch.onnx.export(dynamo=True)`` with a dynamic batch dimension; fp16 converts
-the weights and compute to float16 while keeping the graph's input and output float32."""
+the weights and compute to float16 while keeping the graph's input and output float32.
+
+int8 (``calib``: an ``edgeage.export.quantize.Int8Options``): NNCF PTQ on the exported
+ModelProto (QuantizeLinear/DequantizeLinear pairs that onnxruntime runs with int8 kernels;
+batch-1 calibration items, subset_size = images; with accuracy control
+``nncf.quantize_with_accuracy_control``). QAT: ``nncf.quantize`` on the torch model (GeM
+excluded), fine-tuned; the fake-quantized model does not convert (``quantize.nncf_qat_convert``:
+the legacy exporter's tracing misplaces NNCF's hooks, torch.export fails), so the fine-tuned
+weights are re-calibrated by the PTQ path."""
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from edgeage.utils import EdgeAgeError
 
 from .artifact import step
 
 FILE = "model.onnx"
+ACCURACY_CONTROL = "nncf.quantize_with_accuracy_control"
+
+
+# Ops NNCF leaves in float: only Conv and MatMul/Gemm run int8 (measured: see export/openvino.py).
+FLOAT_TYPES = ["Mul", "Add", "Concat", "AveragePool", "MaxPool", "Div", "Sub", "Exp", "Sigmoid", "ReduceMean",
+               "ReduceMax", "Pow"]
+
+
+def ignored_scope(model, names: list[str]):
+    """NNCF IgnoredScope: FLOAT_TYPES and the ONNX nodes traced from the torch modules ``names``
+    (from the dynamo exporter's ``pkg.torch.onnx.name_scopes`` metadata)."""
+    import nncf
+
+    hits = []
+    for node in model.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        path = scopes[-2] if len(scopes) >= 2 else ""
+        if any(path == n or path.startswith(n + ".") for n in names):
+            hits.append(node.name)
+    return nncf.IgnoredScope(names=hits, types=list(FLOAT_TYPES), validate=False)
+
+
+def _validate(readout, input_name):
+    def fn(model, items) -> float:
+        import onnxruntime as ort
+
+        from .quantize import readout_mae
+
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        xs, ages = zip(*items)
+        out = np.concatenate([sess.run(None, {input_name: x})[0] for x in xs])
+        return -readout_mae(readout, out, np.asarray(ages, np.float64))  # NNCF: higher is better
+
+    return fn
+
+
+def qat_prepare(model, example, opts, spec):
+    from .quantize import nncf_qat_prepare
+
+    return nncf_qat_prepare(model, example, opts)
+
+
+def qat_convert(prepared, example, spec):
+    from .quantize import nncf_qat_convert
+
+    return nncf_qat_convert(prepared, example)
 
 
 def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: dict,
@@ -17,6 +76,9 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
 
     path = Path(out_dir) / FILE
     opset = spec["runtime"].get("opset")
+    if precision == "int8" and calib.quantized:
+        raise EdgeAgeError("onnx: no conversion of an already quantized torch model (QAT results are "
+                           "re-calibrated, see edgeage.export.quantize.nncf_qat_convert)")
     with step("torch.onnx.export (dynamo)"):
         prog = torch.onnx.export(model, (example,), dynamo=True, verbose=False, opset_version=opset,
                                  input_names=["input"], output_names=["logits"],
@@ -31,6 +93,15 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
             m16 = ir.from_proto(convert_float_to_float16(onnx.load(path), keep_io_types=True))
             m16.graph.sort()  # the converter appends the input casts at the end of the node list
             onnx.save(ir.to_proto(m16), path)
+    if precision == "int8" and not calib.quantized:
+        from .quantize import nncf_ptq
+
+        with step("nncf.quantize (ONNX model)"):
+            m = onnx.load(path)
+            name = m.graph.input[0].name
+            q = nncf_ptq(m, calib, ignored_scope(m, calib.ignored), transform=lambda x: {name: x},
+                         validate=_validate(calib.accuracy["readout"], name) if calib.accuracy else None)
+            onnx.save(q, path)
     with step("onnx.checker"):
         onnx.checker.check_model(str(path))
     return [FILE]

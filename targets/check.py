@@ -107,10 +107,26 @@ def prepared_subset(data, crop, limit: int | None, progress: bool):
                                names=[prep.names[i] for i in idx])
 
 
+def split_subset(manifest: dict, data, part: str, limit: int | None):
+    """The images of one part (train/val/test) of the checkpoint's recorded split of ``data``."""
+    from edgeage.export.quantize import load_split
+
+    prep, parts = load_split(manifest, data)
+    idx = parts[part][select(len(parts[part]), limit)]
+    return dataclasses.replace(prep, crops=prep.crops[idx], ages=prep.ages[idx], face_found=prep.face_found[idx],
+                               names=[prep.names[i] for i in idx])
+
+
 def load_inputs(manifest: dict, data=None, limit: int | None = None, seed: int = 0,
-                progress: bool = True) -> Inputs:
+                progress: bool = True, split: str | None = None) -> Inputs:
     crop, norm = manifest_crop(manifest), manifest_normalize(manifest)
-    if data is None:
+    if split and data is None:
+        raise EdgeAgeError(f"--split {split} needs --data (the data the checkpoint was trained on)")
+    if split:
+        prep = split_subset(manifest, data, split, limit)
+        crops, ages, names, not_found = prep.crops, prep.ages, prep.names, prep.faces_not_found
+        source = f"{data} ({split} split of the checkpoint, {len(names)} images)"
+    elif data is None:
         crops = generated_crops(crop.crop_size, limit or GENERATED_N, seed)
         ages, names, not_found = None, [f"generated-{i}" for i in range(len(crops))], None
         source = f"generated: {len(crops)} random images through the degradation model (seed {seed})"
@@ -125,14 +141,26 @@ class Reference:
     """The float model, the check inputs and the float outputs (and latency, measured once per
     thread count)."""
 
-    def __init__(self, model_path=None, data=None, limit=None, seed: int = 0, progress: bool = True):
+    def __init__(self, model_path=None, data=None, limit=None, seed: int = 0, progress: bool = True,
+                 split: str | None = None, calib_data=None):
         self.model, self.manifest = load_model(model_path)
         self.source = self.manifest["source"]
-        self.inputs = load_inputs(self.manifest, data, limit, seed, progress)
+        self.data, self.calib_data, self.args = data, calib_data, (data, limit, seed, progress, split, calib_data)
+        self.inputs = load_inputs(self.manifest, data, limit, seed, progress, split)
+        self._int8 = None
         self.out = self.forward(self.inputs.x)
         self.ages = apply_readout(self.manifest["readout"], self.out)
         self.size_bytes = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
         self._latency: dict = {}
+
+    def int8_options(self):
+        """Default PTQ calibration: the training split of --calib-data, else of --data, else of the
+        recipe's data path."""
+        if self._int8 is None:
+            from edgeage.export.quantize import default_options
+
+            self._int8 = default_options(self.manifest, self.calib_data or self.data)
+        return self._int8
 
     @torch.no_grad()
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -242,6 +270,16 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
         "per_image": {"name": ref.inputs.names, "age_float": ref.ages.tolist(),
                       "age_target": apply_readout(manifest["readout"], out).tolist()},
     }
+    if art["precision"] == "int8":
+        q = manifest.get("quantize", {})
+        report["variant"] = f"int8-{q.get('method', 'ptq')}"
+        report["quantize"] = {k: q.get(k) for k in ("method", "backend", "calibration_images", "kept_float",
+                                                     "val_mae_float", "val_mae_int8", "val_mae_drop")}
+        bar = spec.get("int8", {}).get("qat_mae_drift")
+        if bar is not None:
+            d = metrics["mae_drift"]
+            report["qat_bar"] = {"mae_drift_limit": bar, "mae_drift": d,
+                                 "holds": None if d is None else bool(abs(d) <= bar)}
     if not ref.inputs.labelled:
         report["note"] = "no labelled data (--data): numeric drift and latency only; MAE thresholds skipped"
     if localize:
@@ -252,33 +290,71 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
 def export_and_check(ref: Reference, spec: dict, precision: str, **kw) -> dict:
     """Export the reference model to a temp folder and check it there."""
     check_precision(spec, precision)
+    manifest, calib = ref.manifest, None
+    if precision == "int8":  # PTQ with the default calibration
+        calib, info = ref.int8_options()
+        manifest = dict(manifest, quantize=info)
     with tempfile.TemporaryDirectory(prefix="edgeage-export-") as tmp:
-        art = export_artifact(copy.deepcopy(ref.model), ref.manifest, spec, precision, Path(tmp) / "artifact")
+        art = export_artifact(copy.deepcopy(ref.model), manifest, spec, precision, Path(tmp) / "artifact",
+                              calib=calib)
         return check_artifact(ref, art, spec, keep_path=False, **kw)
 
 
 def run_check(target: str | None, model_path=None, artifact=None, precision: str = "fp32", data=None,
-              limit: int | None = None, seed: int = 0, progress: bool = True, **kw) -> dict:
+              limit: int | None = None, seed: int = 0, progress: bool = True, split: str | None = None,
+              calib_data=None, **kw) -> dict:
     if artifact is None and target is None:
         raise EdgeAgeError("give --target (to export and check) or --artifact (an exported folder)")
     spec = load_spec(target) if target else None
     if artifact is not None:
         ckpt = reference_checkpoint(read_manifest(artifact), model_path)
-        return check_artifact(Reference(ckpt, data, limit, seed, progress), artifact, spec, **kw)
+        return check_artifact(Reference(ckpt, data, limit, seed, progress, split), artifact, spec, **kw)
     check_precision(spec, precision)
-    return export_and_check(Reference(model_path, data, limit, seed, progress), spec, precision, **kw)
+    return export_and_check(Reference(model_path, data, limit, seed, progress, split, calib_data), spec,
+                            precision, **kw)
+
+
+def artifact_rows(ref: Reference, artifacts: list[str], **kw) -> list[dict]:
+    """Bench rows of exported artifacts / quantize results (e.g. int8-ptq, int8-qat, a pruned
+    model's int8): each against the float model it came from (a second reference for another
+    checkpoint, on the same inputs)."""
+    refs, rows = {ref.source["sha256"]: ref}, []
+    for a in artifacts:
+        try:
+            man = read_manifest(a)
+            sha = man["artifact"].get("source", {}).get("sha256")
+            if sha not in refs:
+                refs[sha] = Reference(reference_checkpoint(man, None), *ref.args)
+            rep = check_artifact(refs[sha], a, **kw)
+            if sha != ref.source["sha256"]:
+                rep["variant"] = f"{rep.get('variant', rep['precision'])} ({man['model']['name']} "\
+                                 f"{Path(man['artifact']['source']['path']).name})"
+                rep["float_model_mae"] = refs[sha].inputs.labelled and mae(refs[sha].ages, refs[sha].inputs.ages)
+        except EdgeAgeError as e:
+            rows.append({"target": str(a), "precision": "?", "passed": False, "error": str(e), "failures": [str(e)]})
+            continue
+        rep.pop("per_image")
+        rows.append(rep)
+    return rows
 
 
 def run_bench(model_path=None, data=None, limit: int | None = None, targets: list[str] | None = None,
-              precisions: list[str] | None = None, seed: int = 0, progress: bool = True, **kw) -> dict:
-    ref = Reference(model_path, data, limit, seed, progress)
+              precisions: list[str] | None = None, seed: int = 0, progress: bool = True,
+              split: str | None = None, artifacts: list[str] | None = None, calib_data=None, **kw) -> dict:
+    ref = Reference(model_path, data, limit, seed, progress, split, calib_data)
     rows, skipped = [], []
-    for t in targets or known_targets():
+    for t in (targets if targets is not None else known_targets()):
         spec = load_spec(t)
         for p in precisions or spec["precisions"]:
             if p not in spec["precisions"]:
                 skipped.append(f"{spec['name']} {p} (supports {', '.join(spec['precisions'])})")
                 continue
+            if p == "int8" and not precisions:  # by default only where calibration data is at hand
+                try:
+                    ref.int8_options()
+                except EdgeAgeError as e:
+                    skipped.append(f"{spec['name']} int8 (no calibration data: {e})")
+                    continue
             try:
                 rep = export_and_check(ref, spec, p, **kw)
             except EdgeAgeError as e:
@@ -287,6 +363,15 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
                 continue
             rep.pop("per_image")
             rows.append(rep)
+    rows += artifact_rows(ref, artifacts or [], **kw)
+    fp32 = {r["target"]: r for r in rows if r.get("precision") == "fp32" and "error" not in r}
+    for r in rows:  # reduced-precision rows vs the same target's fp32 row of this run
+        f = fp32.get(r.get("target"))
+        if f is None or r is f or "error" in r or r.get("model_sha256") != f.get("model_sha256"):
+            continue
+        r["vs_fp32"] = {"size_ratio": r["size_bytes"] / f["size_bytes"],
+                        "p50_ratio": (r["latency_ms"]["p50"] / f["latency_ms"]["p50"]
+                                      if r.get("latency_ms") and f.get("latency_ms") else None)}
     floats = {r["threads"]: r["float_latency_ms"] for r in rows if r.get("float_latency_ms")}
     return {"model": ref.source["path"], "model_sha256": ref.source["sha256"], "data": ref.inputs.source,
             "labelled": ref.inputs.labelled, "n": int(len(ref.inputs.x)),

@@ -20,6 +20,11 @@ def data_options(f):
                      help="Labelled faces (UTKFace folder, CSV, or prepared cache). Default: generated "
                           "unlabelled images (numeric drift and latency only).")(f)
     f = click.option("--limit", type=int, default=None, help="Use N images spread evenly over --data.")(f)
+    f = click.option("--calib-data", type=click.Path(exists=True), default=None,
+                     help="int8 exports here: the checkpoint's training data for PTQ calibration (its "
+                          "training split; default: --data, else the recipe's data path).")(f)
+    f = click.option("--split", "split_part", type=click.Choice(["train", "val", "test"]), default=None,
+                     help="Use only this part of the checkpoint's recorded split of --data (e.g. test).")(f)
     return f
 
 
@@ -43,7 +48,9 @@ def _latency(warmup, runs, rounds):
 @click.option("--localize", is_flag=True, help="Compare intermediate activations layer by layer.")
 @latency_options
 @click.pass_context
-def check_cmd(ctx, target, model_path, artifact, precision, data, limit, as_json, out, localize, warmup, runs, rounds):
+def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_part, calib_data, as_json, out,
+              localize, warmup,
+              runs, rounds):
     """Check an exported model against the float PyTorch model: drift, accuracy, latency;
     exits 1 when a threshold of the target's TOML fails."""
     from edgeage.export.artifact import stdout_to_stderr
@@ -52,8 +59,8 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, as_json
     from .report import check_text, write_check_report
 
     with stdout_to_stderr():
-        report = run_check(target, model_path, artifact, precision, data, limit, progress=True,
-                           localize=localize, latency=_latency(warmup, runs, rounds))
+        report = run_check(target, model_path, artifact, precision, data, limit, progress=True, split=split_part,
+                           calib_data=calib_data, localize=localize, latency=_latency(warmup, runs, rounds))
         if out:
             write_check_report(out, report)
     finish(ctx, report, as_json, check_text, "check")
@@ -62,15 +69,21 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, as_json
 @click.command("bench")
 @model_option
 @data_options
-@click.option("--targets", default=None, help="Comma-separated targets (names or .toml paths). Default: all known.")
+@click.option("--targets", default=None, help="Comma-separated targets (names or .toml paths). Default: all known; none: only --artifacts rows.")
 @click.option("--precisions", default=None,
               help="Comma-separated precisions (default: every precision each target supports).")
+@click.option("--artifacts", default=None,
+              help="Comma-separated artifact / `edgeage quantize` result folders to add as rows (e.g. "
+                   "int8-ptq and int8-qat results, a pruned model's int8); each is compared with the "
+                   "checkpoint it came from on the same images.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
               help="Write bench.json, bench.md, bench_latency.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @latency_options
 @click.pass_context
-def bench_cmd(ctx, model_path, data, limit, targets, precisions, out, as_json, warmup, runs, rounds):
+def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, precisions, artifacts, out, as_json,
+              warmup, runs,
+              rounds):
     """Every target x precision: size, accuracy, drift, latency vs PyTorch eager, pass/fail."""
     from edgeage.export.artifact import stdout_to_stderr
 
@@ -79,7 +92,9 @@ def bench_cmd(ctx, model_path, data, limit, targets, precisions, out, as_json, w
 
     split = (lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None)
     with stdout_to_stderr():
-        bench = run_bench(model_path, data, limit, split(targets), split(precisions), progress=True,
+        bench = run_bench(model_path, data, limit, [] if targets == "none" else split(targets), split(precisions),
+                          progress=True,
+                          split=split_part, artifacts=split(artifacts), calib_data=calib_data,
                           latency=_latency(warmup, runs, rounds))
         files = write_bench(out, bench)
     if as_json:

@@ -61,6 +61,15 @@ def check_text(r: dict) -> str:
               md_table(["threshold", "value", "limit", "verdict"], rows), ""]
     if r["skipped_thresholds"]:
         lines += [f"skipped (metric unavailable): {', '.join(r['skipped_thresholds'])}", ""]
+    if r.get("quantize"):
+        q = r["quantize"]
+        lines += [f"INT8 {r.get('variant')}: backend {q.get('backend')}, {q.get('calibration_images')} calibration "
+                  f"images (training split); layers kept float: {', '.join(q.get('kept_float') or []) or 'none'}", ""]
+    if r.get("qat_bar"):
+        b = r["qat_bar"]
+        lines += [f"QAT acceptance (|MAE drift| <= {b['mae_drift_limit']:g}): "
+                  + ("n/a (no labels)" if b["holds"] is None else "holds" if b["holds"] else
+                     f"does NOT hold (|{b['mae_drift']:+.4f}|)"), ""]
     if "localize" in r:
         lines += localize_text(r["localize"])
     lines.append("PASSED" if r["passed"] else "FAILED: " + "; ".join(r["failures"]))
@@ -129,21 +138,27 @@ def write_check_report(out_dir, r: dict) -> list[Path]:
 
 def bench_rows(b: dict) -> tuple[list[str], list[list]]:
     headers = ["target", "precision", "size", "MAE", "MAE drift", "abs(delta age) p99", "p50 ms", "p90 ms",
-               "p50 vs pytorch", "result"]
+               "p50 vs pytorch", "size / p50 vs fp32", "result"]
     rows = []
     for th, fl in b["float"]["latency_ms_by_threads"].items():
         rows.append([f"pytorch eager ({th} thr)", "fp32", _mb(b["float"]["size_bytes"]), _f(b["float"]["mae"]),
-                     "", "", f"{fl['p50']:.3f}", f"{fl['p90']:.3f}", "1.00x", "reference"])
+                     "", "", f"{fl['p50']:.3f}", f"{fl['p90']:.3f}", "1.00x", "", "reference"])
     for r in b["rows"]:
         if "error" in r:
-            rows.append([r["target"], r["precision"]] + [""] * 7 + ["ERROR: " + " ".join(r["error"].split())[:300]])
+            rows.append([r["target"], r["precision"]] + [""] * 8 + ["ERROR: " + " ".join(r["error"].split())[:300]])
             continue
         lt = r["latency_ms"] or {}
-        rows.append([r["target"], r["precision"], _mb(r["size_bytes"]), _f(r["target_mae"]),
+        vs = r.get("vs_fp32") or {}
+        qat = r.get("qat_bar")
+        result = "pass" if r["passed"] else "FAIL: " + "; ".join(f.split(":")[0] for f in r["failures"])
+        if qat and qat["holds"] is not None:
+            result += f" (QAT bar {qat['mae_drift_limit']:g}: {'holds' if qat['holds'] else 'missed'})"
+        rows.append([r["target"], r.get("variant", r["precision"]), _mb(r["size_bytes"]), _f(r["target_mae"]),
                      _f(r["mae_drift"], "+.4f"), _f(r["age_abs_diff_p99"]), _f(lt.get("p50"), ".3f"),
                      _f(lt.get("p90"), ".3f"),
                      f"{r['latency_ratio']['p50']:.2f}x" if r["latency_ratio"] else "-",
-                     "pass" if r["passed"] else "FAIL: " + "; ".join(f.split(":")[0] for f in r["failures"])])
+                     (f"{vs['size_ratio']:.2f}x / " + (f"{vs['p50_ratio']:.2f}x" if vs.get("p50_ratio") else "-"))
+                     if vs else "", result])
     return headers, rows
 
 
@@ -166,7 +181,8 @@ def write_bench(out_dir, b: dict) -> list[Path]:
         tmp.write_text(bench_text(b) + "\n")
     plt = _plt()
     floats = [(f"pytorch ({t} thr)", fl) for t, fl in b["float"]["latency_ms_by_threads"].items()]
-    bars = floats + [(f"{r['target']}\n{r['precision']}", r["latency_ms"]) for r in b["rows"] if r.get("latency_ms")]
+    bars = floats + [(f"{r['target']}\n{r.get('variant', r['precision'])}", r["latency_ms"]) for r in b["rows"]
+                     if r.get("latency_ms")]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(bars)), 4))
     x = np.arange(len(bars))
     ax.bar(x, [v["p50"] for _, v in bars], yerr=[[0] * len(bars), [v["p90"] - v["p50"] for _, v in bars]],

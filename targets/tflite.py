@@ -1,6 +1,8 @@
 """TFLite target: the LiteRT interpreter (ai-edge-litert, XNNPACK delegate on by default),
 ``threads`` from the TOML. NCHW float32 in, raw outputs [N, K] out; a file with a static batch of
-1 (what the exporter writes) runs one image at a time; an NHWC input is fed transposed."""
+1 (what the exporter writes) runs one image at a time; an NHWC input is fed transposed. An int8
+file whose input / output tensors are quantized (litert-torch's PT2E files) gets its input
+quantized and its output dequantized with the tensors' own scale and zero point."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,16 +52,25 @@ class Runner(BaseRunner):
 
     @staticmethod
     def _invoke(it, x: np.ndarray) -> None:
-        it.set_tensor(it.get_input_details()[0]["index"], x)
+        d = it.get_input_details()[0]
+        if d["dtype"] != np.float32:  # an int8 file with a quantized input: quantize with its params
+            scale, zp = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            x = np.clip(np.round(x / scale) + zp, info.min, info.max).astype(d["dtype"])
+        it.set_tensor(d["index"], x)
         it.invoke()
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        out = self.interp.get_output_details()[0]["index"]
+        d = self.interp.get_output_details()[0]
         outs = []
         for chunk in self._chunks(np.asarray(x, np.float32)):
             self._invoke(self.interp, chunk)
-            outs.append(self.interp.get_tensor(out).copy())
-        return np.concatenate(outs).astype(np.float32, copy=False)
+            outs.append(self.interp.get_tensor(d["index"]).copy())
+        out = np.concatenate(outs)
+        if d["dtype"] != np.float32:  # quantized output: dequantize with its params
+            scale, zp = d["quantization"]
+            out = (out.astype(np.float32) - zp) * scale
+        return out.astype(np.float32, copy=False)
 
     def intermediates(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """torch module name -> its output (NCHW), from the interpreter's preserved tensors.

@@ -1,0 +1,88 @@
+"""Quantization-aware fine-tuning with the training loop (``loop.train(model=...)``): the loop's
+augmentation and degradation model, loss, optimiser and schedule, on the checkpoint's own split.
+
+The fake-quantized model is either a PT2E GraphModule (torch.export + prepare_qat_pt2e: train /
+eval mode switch through torchao's ``move_exported_model_to_train/eval``, since ``.train()``
+does nothing on an exported graph) or an NNCF-wrapped nn.Module. ``QATModel`` gives either what
+the loop reads from a model: ``config``, ``head.spec`` / ``head.kind`` (not a submodule: the
+head's weights live inside the quantized graph) and ``readout``."""
+from __future__ import annotations
+
+import copy
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from edgeage.readout import apply_readout
+from edgeage.utils import EdgeAgeError
+
+
+class QATModel(nn.Module):
+    def __init__(self, qat: nn.Module, float_model: nn.Module):
+        super().__init__()
+        self.qat = qat
+        self.pt2e = isinstance(qat, torch.fx.GraphModule)
+        self.config = dict(float_model.config)
+        self.head = SimpleNamespace(spec=dict(float_model.head.spec), kind=float_model.head.kind)
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        if self.pt2e:
+            from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+
+            (move_exported_model_to_train if mode else move_exported_model_to_eval)(self.qat)
+        else:
+            self.qat.train(mode)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pt2e and x.shape[0] == 1:  # the exported graph's symbolic batch starts at 2
+            return self.qat(x.expand(2, *x.shape[1:]))[:1]
+        return self.qat(x)
+
+    def readout(self, out: torch.Tensor) -> torch.Tensor:
+        return apply_readout(self.head.spec, out)
+
+
+def qat_recipe(manifest: dict, epochs: int, lr: float | None) -> dict:
+    from .recipes import load_recipe
+
+    recipe = copy.deepcopy(manifest.get("training", {}).get("recipe")) or load_recipe("mgpnet-t")
+    recipe["train"].update(epochs=int(epochs), ema_decay=0.0, warmup_epochs=0.0, num_workers=0,
+                           lr=float(lr) if lr else recipe["train"]["lr"] * 0.05)
+    recipe["distill"]["teacher"] = ""
+    recipe["model"] = {"name": manifest["model"]["name"]}  # recorded only: the loop trains the given model
+    return recipe
+
+
+def qat_finetune(prepared: nn.Module, float_model: nn.Module, manifest: dict, qd, out, epochs: int = 2,
+                 lr: float | None = None, max_steps: int | None = None, progress=print) -> dict:
+    """Train ``prepared`` (in place) with ``loop.train``; ``qd`` is ``quantize.QuantData`` (the
+    checkpoint's verified split). ``max_steps`` caps the optimiser steps per epoch (a random
+    subset of the training split). Returns a summary with the loop's history."""
+    from . import loop
+
+    recipe = qat_recipe(manifest, epochs, lr)
+    parts = dict(qd.parts)
+    bs = int(recipe["train"]["batch_size"])
+    if max_steps:
+        n = min(len(parts["train"]), bs * int(max_steps))
+        parts["train"] = np.sort(np.random.default_rng(0).choice(parts["train"], n, replace=False))
+    if len(parts["train"]) < bs:
+        recipe["train"]["batch_size"] = bs = max(2, len(parts["train"]))
+    wrapper = QATModel(prepared, float_model)
+    before = {k: v.detach().clone() for k, v in wrapper.named_parameters()}
+    res = loop.train(recipe, out, progress=bool(progress), model=wrapper,
+                     data=(qd.prep, parts, manifest["training"]["split"]))
+    losses = [h["train_loss"] for h in res["history"]]
+    if not all(math.isfinite(v) for v in losses):
+        raise EdgeAgeError(f"QAT diverged: training losses {losses}")
+    changed = sum(int(not torch.equal(before[k], v.detach())) for k, v in wrapper.named_parameters())
+    wrapper.eval()
+    return {"epochs": int(epochs), "lr": recipe["train"]["lr"], "batch_size": bs,
+            "train_images_per_epoch": int(len(parts["train"])), "steps_per_epoch": int(len(parts["train"]) // bs),
+            "params_changed": changed, "params": len(before),
+            "history": [{k: h.get(k) for k in ("epoch", "train_loss", "val_mae", "epoch_s")} for h in res["history"]]}
