@@ -26,16 +26,23 @@ def edgeage_env(tmp_path_factory):
         yield {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def copy_faces(tmp_path_factory, name: str, n: int = None):
+    """``n`` real UTKFace images spread over the (age-sorted) file list, copied to a new folder.
+    Fails (never skips) when the data set is missing: every test here needs real faces."""
+    n = n or N_FACES
+    files = sorted(os.listdir(UTK)) if UTK.is_dir() else []
+    if len(files) < n:
+        pytest.fail(f"UTKFace images missing under {UTK} (the tests need ../shared/datasets/utkface)")
+    d = tmp_path_factory.mktemp(name)
+    for f in files[:: len(files) // n][:n]:
+        shutil.copy(UTK / f, d / f)
+    return d
+
+
 @pytest.fixture(scope="session")
 def face_dir(tmp_path_factory, edgeage_env):
     """N_FACES real UTKFace images spread over the (age-sorted) file list."""
-    files = sorted(os.listdir(UTK)) if UTK.is_dir() else []
-    if len(files) < N_FACES:
-        pytest.skip(f"UTKFace images missing under {UTK}")
-    d = tmp_path_factory.mktemp("faces")
-    for f in files[:: len(files) // N_FACES][:N_FACES]:
-        shutil.copy(UTK / f, d / f)
-    return d
+    return copy_faces(tmp_path_factory, "faces")
 
 
 @pytest.fixture(scope="session")

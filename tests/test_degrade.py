@@ -19,7 +19,7 @@ N_SEEDS = 12
 def faces() -> list[np.ndarray]:
     files = sorted(UTK.glob("*.jpg"))[::2000][:4]
     if not files:
-        pytest.skip(f"no UTKFace images under {UTK}")
+        pytest.fail(f"no UTKFace images under {UTK} (the tests need ../shared/datasets/utkface)")
     return [np.asarray(Image.open(f).convert("RGB")) for f in files]
 
 

@@ -159,8 +159,7 @@ def test_localize_fp32_matches_layer_by_layer(target, exported, tiny_ckpt):
     from edgeage.targets.runner import load_runner
 
     runner = load_runner(exported(target))
-    if not runner.has_intermediates:
-        pytest.skip(f"{target} runner has no intermediates()")
+    assert runner.has_intermediates, f"{target} runner lost intermediates()"
     x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
     loc = localize(load_model(tiny_ckpt)[0], runner, x)
     assert loc["compared"] >= 20 and not loc["jumps"]

@@ -13,6 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import copy_faces
 from edgeage.cli import main
 
 UTK = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "utkface"
@@ -37,13 +38,7 @@ def cli(*args):
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory, edgeage_env):
-    files = sorted(os.listdir(UTK)) if UTK.is_dir() else []
-    if len(files) < N_FACES:
-        pytest.skip(f"UTKFace images missing under {UTK}")
-    d = tmp_path_factory.mktemp("int8-faces")
-    for f in files[:: len(files) // N_FACES][:N_FACES]:
-        shutil.copy(UTK / f, d / f)
-    return d
+    return copy_faces(tmp_path_factory, "int8-faces", N_FACES)
 
 
 @pytest.fixture(scope="module")

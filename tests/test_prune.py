@@ -156,7 +156,7 @@ def prepare_small(out: Path, start: int) -> Path:
 
     files = sorted(UTK.glob("*.jpg"))[start::450][:40]
     if len(files) < 40:
-        pytest.skip(f"UTKFace images not found under {UTK}")
+        pytest.fail(f"UTKFace images not found under {UTK} (the tests need ../shared/datasets/utkface)")
     crops = np.stack([np.asarray(Image.open(f).convert("RGB").resize((96, 96))) for f in files])
     names = [f.name for f in files]
     ages = np.asarray([parse_utk_name(n) for n in names], np.float32)
