@@ -16,7 +16,8 @@ from edgeage.cli import main
 from edgeage.targets.spec import known_targets, targets_dir
 from edgeage.utils import EdgeAgeError, sha256_file
 
-TARGETS = ["onnx", "openvino"]
+TARGETS = ["onnx", "openvino", "tflite", "executorch"]
+LOCALIZABLE = ["onnx", "openvino", "tflite"]  # runtimes that expose intermediate tensors
 REQUIRED = ("target", "precision", "n", "float_mae", "target_mae", "mae_drift", "age_abs_diff_p99",
             "latency_ms", "float_latency_ms", "size_bytes", "passed", "failures")
 FAULT = '''"""Planted fault: the runner feeds BGR where the model expects RGB."""
@@ -152,7 +153,7 @@ def test_failed_export_names_the_step_and_leaves_nothing(tiny_ckpt, tmp_path):
     assert not out.exists() and list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", LOCALIZABLE)
 def test_localize_fp32_matches_layer_by_layer(target, exported, tiny_ckpt):
     from edgeage.checkpoint import load_model
     from edgeage.targets.localize import localize
