@@ -58,16 +58,8 @@ def _validate(readout, input_name):
     return fn
 
 
-def qat_prepare(model, example, opts, spec):
-    from .quantize import nncf_qat_prepare
-
-    return nncf_qat_prepare(model, example, opts)
-
-
-def qat_convert(prepared, example, spec):
-    from .quantize import nncf_qat_convert
-
-    return nncf_qat_convert(prepared, example)
+# QAT hooks: NNCF on the torch model, shared with the other NNCF backend
+from .quantize import nncf_qat_convert as qat_convert, nncf_qat_prepare as qat_prepare  # noqa: E402
 
 
 def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: dict,

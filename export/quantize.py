@@ -288,7 +288,7 @@ def gem_nodes(model, example) -> list[str]:
     return sorted(names)
 
 
-def nncf_qat_prepare(model, example, opts: Int8Options):
+def nncf_qat_prepare(model, example, opts: Int8Options, spec: dict | None = None):
     """nncf.quantize on the torch model (fake quantizers initialised on the calibration images),
     GeM and ``opts.ignored`` excluded. Returns the trainable fake-quantized module."""
     import nncf
@@ -304,7 +304,7 @@ def nncf_qat_prepare(model, example, opts: Int8Options):
     return q
 
 
-def nncf_qat_convert(prepared, example):
+def nncf_qat_convert(prepared, example, spec: dict | None = None):
     """The QAT fine-tuned weights in the plain float model, marked for PTQ re-calibration by
     the exporter (``needs_calibration``).
 

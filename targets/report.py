@@ -105,12 +105,18 @@ def _plt():
     return plt
 
 
-def write_check_report(out_dir, r: dict) -> list[Path]:
+def _json_md(out_dir, stem: str, obj: dict, text: str) -> Path:
+    """<stem>.json and <stem>.md in out_dir (created), each written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "report.json", r)
-    with atomic_path(out / "report.md") as tmp:
-        tmp.write_text(check_text(r) + "\n")
+    write_json(out / f"{stem}.json", obj)
+    with atomic_path(out / f"{stem}.md") as tmp:
+        tmp.write_text(text + "\n")
+    return out
+
+
+def write_check_report(out_dir, r: dict) -> list[Path]:
+    out = _json_md(out_dir, "report", r, check_text(r))
     plt = _plt()
     d = np.abs(np.asarray(r["per_image"]["age_target"]) - np.asarray(r["per_image"]["age_float"]))
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -174,11 +180,7 @@ def bench_text(b: dict) -> str:
 
 
 def write_bench(out_dir, b: dict) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "bench.json", b)
-    with atomic_path(out / "bench.md") as tmp:
-        tmp.write_text(bench_text(b) + "\n")
+    out = _json_md(out_dir, "bench", b, bench_text(b))
     plt = _plt()
     floats = [(f"pytorch ({t} thr)", fl) for t, fl in b["float"]["latency_ms_by_threads"].items()]
     bars = floats + [(f"{r['target']}\n{r.get('variant', r['precision'])}", r["latency_ms"]) for r in b["rows"]

@@ -45,16 +45,14 @@ def face_dir(tmp_path_factory, edgeage_env):
     return copy_faces(tmp_path_factory, "faces")
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory):
-    """A small MGP-Net checkpoint (random init, eval mode) whose outputs depend on the input:
-    BN statistics and affine parameters perturbed (the default init zeroes every residual
-    branch), logits scaled so ages spread over years."""
-    from edgeage.checkpoint import build_manifest, save_checkpoint
+def lively_model(head_scale: float, **cfg):
+    """A random model (eval mode) whose outputs depend on the input: BN statistics and affine
+    parameters perturbed (the default init zeroes every residual branch), logits scaled so ages
+    spread over years. Seeded."""
     from edgeage.models import create
 
     torch.manual_seed(0)
-    model = create("mgpnet-t", widths=(8, 16, 16, 32), depths=(1, 1, 1, 1)).eval()
+    model = create("mgpnet-t", **cfg).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in model.modules():
@@ -64,7 +62,19 @@ def tiny_ckpt(tmp_path_factory):
                 m.bias.copy_(0.2 * torch.randn(n, generator=g))
                 m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-        model.head.fc.weight.mul_(20.0)
+        model.head.fc.weight.mul_(head_scale)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A small MGP-Net checkpoint (random init, eval mode) whose outputs depend on the input:
+    BN statistics and affine parameters perturbed (the default init zeroes every residual
+    branch), logits scaled so ages spread over years."""
+    from edgeage.checkpoint import build_manifest, save_checkpoint
+    from edgeage.models import create
+
+    model = lively_model(20.0, widths=(8, 16, 16, 32), depths=(1, 1, 1, 1))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, model, build_manifest(model))
     return path

@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import copy_faces
+from conftest import copy_faces, lively_model
 from edgeage.cli import main
 
 UTK = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "utkface"
@@ -50,18 +50,7 @@ def ckpt(tmp_path_factory, faces):
     from edgeage.models import create
     from edgeage.train.recipes import load_recipe
 
-    torch.manual_seed(0)
-    model = create("mgpnet-t", widths=(16, 32, 64, 128), depths=(1, 1, 1, 1)).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.2 * torch.randn(n, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-        model.head.fc.weight.mul_(HEAD_SCALE)
+    model = lively_model(HEAD_SCALE, widths=(16, 32, 64, 128), depths=(1, 1, 1, 1))
     manifest = build_manifest(model)
     prep = prepare(faces, manifest_crop(manifest), progress=False)
     parts = split(prep.names, seed=0, val=0.1, test=0.15)
