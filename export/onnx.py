@@ -94,6 +94,28 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
             q = nncf_ptq(m, calib, ignored_scope(m, calib.ignored), transform=lambda x: {name: x},
                          validate=_validate(calib.accuracy["readout"], name) if calib.accuracy else None)
             onnx.save(q, path)
+    with step("slim (drop exporter debug metadata)"):
+        m = onnx.load(path)
+        slim(m)
+        onnx.save(m, path)
     with step("onnx.checker"):
         onnx.checker.check_model(str(path))
     return [FILE]
+
+
+MODULE_KEY = "edgeage.module"  # the torch module a node was traced from (for check --localize)
+
+
+def slim(model) -> None:
+    """Drop what only debugging needs: the exporter's per-node stack traces, class hierarchies and
+    fx names (~0.5 MB, a third of an INT8 mgpnet-t file) and the graph's value_info (runtimes infer
+    shapes). Each node keeps one short ``edgeage.module`` entry, the torch module path, which
+    ``check --localize`` uses to map outputs back to layers."""
+    for node in model.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        module = meta.get(MODULE_KEY) or (scopes[-2] if len(scopes) >= 2 else "")
+        del node.metadata_props[:]
+        if module:
+            node.metadata_props.add(key=MODULE_KEY, value=module)
+    del model.graph.value_info[:]

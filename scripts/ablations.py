@@ -1,6 +1,6 @@
 """The papers' comparisons on our own UTKFace split, as short CPU schedules (resumable).
 
-    python scripts/ablations.py --study heads [--epochs 8] [--data .cache/utk-prepared]
+    python scripts/ablations.py --study heads [--epochs 5] [--train-subset 4000] [--data .cache/utk-prepared]
     python scripts/ablations.py --study all --report-only     # tables from finished runs
 
 Studies (each row = recipe overrides on top of train/recipes/ablation-base.toml):
@@ -53,7 +53,8 @@ STUDIES = {
 
 
 def run_row(study: str, label: str, over: dict, args) -> dict:
-    r = load_recipe("ablation-base", {"data": {"path": args.data}, "train": {"epochs": args.epochs}})
+    r = load_recipe("ablation-base", {"data": {"path": args.data, "train_subset": args.train_subset},
+                                      "train": {"epochs": args.epochs}})
     for sec, vals in over.items():
         if sec == "model" and "name" in vals and vals["name"] != r["model"]["name"]:
             r["model"] = {}
@@ -103,7 +104,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="all", choices=["all", *STUDIES])
     ap.add_argument("--data", default=".cache/utk-prepared")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--train-subset", type=int, default=4000,
+                    help="train on this many images of the train split (0 = all); val/test unchanged")
     ap.add_argument("--runs", default="runs/ablations")
     ap.add_argument("--out", default="bench/ablations")
     ap.add_argument("--report-only", action="store_true")

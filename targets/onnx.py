@@ -34,7 +34,7 @@ class Runner(BaseRunner):
 
     def intermediates(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every node's output exposed as an extra graph output, mapped to torch module names
-        through the exporter's ``pkg.torch.onnx.name_scopes`` node metadata."""
+        through the ``edgeage.module`` node metadata (the exporter's name scopes, slimmed)."""
         import onnx
 
         m = onnx.load(str(self.model_path))
@@ -43,11 +43,12 @@ class Runner(BaseRunner):
         items = []
         for node in m.graph.node:
             meta = {p.key: p.value for p in node.metadata_props}
-            if node.op_type == "Constant" or "pkg.torch.onnx.name_scopes" not in meta:
-                continue
-            scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])  # [..., module path, fx node]
-            if len(scopes) >= 2 and types.get(node.output[0]) in _FLOATS:
-                items.append((scopes[-2], node.output[0]))
+            module = meta.get("edgeage.module")  # written by edgeage.export.onnx.slim
+            if module is None and "pkg.torch.onnx.name_scopes" in meta:  # an unslimmed export
+                scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])  # [..., module, fx node]
+                module = scopes[-2] if len(scopes) >= 2 else None
+            if node.op_type != "Constant" and module and types.get(node.output[0]) in _FLOATS:
+                items.append((module, node.output[0]))
         mapping = scope_outputs(items)
         present = {o.name for o in m.graph.output}
         names = sorted(set(mapping.values()))
