@@ -1,6 +1,6 @@
 """The papers' comparisons on our own UTKFace split, as short CPU schedules (resumable).
 
-    python scripts/ablations.py --study heads [--epochs 5] [--train-subset 4000] [--data .cache/utk-prepared]
+    python scripts/ablations.py --study heads [--epochs 3] [--train-subset N] [--data .cache/utk-prepared]
     python scripts/ablations.py --study all --report-only     # tables from finished runs
 
 Studies (each row = recipe overrides on top of train/recipes/ablation-base.toml):
@@ -104,8 +104,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="all", choices=["all", *STUDIES])
     ap.add_argument("--data", default=".cache/utk-prepared")
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--train-subset", type=int, default=4000,
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--train-subset", type=int, default=0,
                     help="train on this many images of the train split (0 = all); val/test unchanged")
     ap.add_argument("--runs", default="runs/ablations")
     ap.add_argument("--out", default="bench/ablations")

@@ -364,10 +364,12 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
             rep.pop("per_image")
             rows.append(rep)
     rows += artifact_rows(ref, artifacts or [], **kw)
-    fp32 = {r["target"]: r for r in rows if r.get("precision") == "fp32" and "error" not in r}
-    for r in rows:  # reduced-precision rows vs the same target's fp32 row of this run
-        f = fp32.get(r.get("target"))
-        if f is None or r is f or "error" in r or r.get("model_sha256") != f.get("model_sha256"):
+    main = ref.source["sha256"]
+    fp32 = {r["target"]: r for r in rows
+            if r.get("precision") == "fp32" and "error" not in r and r.get("model_sha256") == main}
+    for r in rows:  # every other row (int8, a pruned model's fp32 / int8) vs the same target's
+        f = fp32.get(r.get("target"))  # fp32 row of --model in this run
+        if f is None or r is f or "error" in r:
             continue
         r["vs_fp32"] = {"size_ratio": r["size_bytes"] / f["size_bytes"],
                         "p50_ratio": (r["latency_ms"]["p50"] / f["latency_ms"]["p50"]

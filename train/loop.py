@@ -124,7 +124,7 @@ def _load_data(recipe: dict, progress: bool):
     else:
         prep = prepare(path, crop, skip_bad=d["skip_bad"], progress=progress)
     parts = split(prep.names, seed=d["seed"], val=d["val"], test=d["test"])
-    if 0 < d["train_subset"] < len(parts["train"]):  # short ablation schedules; val/test unchanged
+    if 0 < d.get("train_subset", 0) < len(parts["train"]):  # short ablation schedules; val/test unchanged
         rng = np.random.default_rng(d["seed"])
         parts["train"] = np.sort(rng.choice(parts["train"], int(d["train_subset"]), replace=False))
     rec = split_record(prep.names, parts, d["seed"], d["val"], d["test"], prep.lhash)
@@ -161,7 +161,7 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
     name = mcfg.pop("name")
     model_arg = model
     model = (model if model is not None else create(name, **mcfg)).to(device)
-    if tc["init"] and model_arg is None:  # warm restart: a new LR cycle from trained weights
+    if tc.get("init") and model_arg is None:  # warm restart: a new LR cycle from trained weights
         init_model, _ = load_model(tc["init"])
         try:
             model.load_state_dict(init_model.state_dict())
