@@ -3,7 +3,7 @@ with fine-tuning, the pruned model in fp32 and INT8 on every target, then one `e
 run with every row side by side (ratios against the parent's fp32 on the same target).
 
     python scripts/compression_bench.py [--model CKPT] [--data .cache/utk-prepared] \
-        [--ratio 0.5] [--finetune-epochs 12] [--runs runs/compress] [--out bench/compression]
+        [--ratio 0.5 --by macs --round-to 2] [--finetune-epochs 12] [--runs runs/compress] [--out bench/compression]
 
 Every step is an `edgeage` command (printed before it runs) and is skipped when its output
 already exists, so the script resumes where it stopped. Ends with the bench's Markdown table."""
@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="parent checkpoint (default: the shipped default model)")
     ap.add_argument("--data", default=".cache/utk-prepared")
     ap.add_argument("--ratio", type=float, default=0.5)
+    ap.add_argument("--by", choices=["channels", "macs"], default="macs", help="edgeage prune --by")
+    ap.add_argument("--round-to", type=int, default=2, help="edgeage prune --round-to")
     ap.add_argument("--finetune-epochs", type=int, default=12)
     ap.add_argument("--qat-epochs", type=int, default=2)
     ap.add_argument("--qat-steps", type=int, default=50)
@@ -56,10 +58,10 @@ def main() -> None:
                 edgeage("quantize", *model, "--method", method, "--backend", backend, *data, *extra,
                         "--out", str(out))
             artifacts.append(out)
-    pruned = runs / f"pruned{round(args.ratio * 100)}"
+    pruned = runs / f"pruned{round(args.ratio * 100)}-{args.by}"
     if not (pruned / "best.pt").is_file():
-        edgeage("prune", *model, "--ratio", str(args.ratio), "--finetune-epochs", str(args.finetune_epochs),
-                "--distill", *data, "--out", str(pruned))
+        edgeage("prune", *model, "--ratio", str(args.ratio), "--by", args.by, "--round-to", str(args.round_to),
+                "--finetune-epochs", str(args.finetune_epochs), "--distill", *data, "--out", str(pruned))
     for backend, target in BACKENDS.items():  # the pruned model: fp32 on every target, and INT8 PTQ
         out = runs / f"pruned-fp32-{target}"
         if not done(out):

@@ -196,3 +196,18 @@ def test_cli_prunes_and_finetunes_on_the_parent_split(tmp_path):
                                       "--ratio", "0.5", "--finetune-epochs", "1",
                                       "--data", str(other_data), "--out", str(tmp_path / "x")])
     assert other.exit_code != 0 and "split" in other.output
+
+
+@pytest.mark.parametrize("target", [0.3, 0.5])
+def test_by_macs_finds_the_smallest_channel_ratio_that_meets_the_target(target):
+    from edgeage.train.prune import channel_ratio_for_macs
+
+    model = create("mgpnet-t").eval()
+    base = count_macs(model, 64)
+    r = channel_ratio_for_macs(model, target, round_to=2)
+    m = copy.deepcopy(model)
+    prune(m, r, 2)
+    assert count_macs(m, 64) <= (1 - target) * base  # the target holds
+    less = copy.deepcopy(model)
+    prune(less, max(0.0, r - 0.01), 2)
+    assert count_macs(less, 64) > (1 - target) * base  # and is not overshot by much

@@ -167,6 +167,30 @@ def prune(model: nn.Module, ratio: float, round_to: int | None = 4) -> dict:
     return removed
 
 
+def channel_ratio_for_macs(model: nn.Module, macs_removed: float, round_to: int | None = 4,
+                           tol: float = 0.005) -> float:
+    """The per-group channel ratio that removes ``macs_removed`` of ``model``'s MACs (bisection on
+    copies; MACs fall roughly with the square of the kept channels, so 0.5 of the MACs is about
+    0.3 of the channels). Returns the smallest ratio (within ``tol``) that removes at least the
+    target, so the pruned model has at most ``1 - macs_removed`` of the MACs."""
+    from edgeage.profile import count_macs
+
+    size = int(model.config.get("input_size", 64))
+    base = count_macs(model, size)
+    lo, hi = 0.0, 0.95
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        m = copy.deepcopy(model)
+        prune(m, mid, round_to)
+        if 1 - count_macs(m, size) / base >= macs_removed:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < tol:
+            break
+    return hi
+
+
 def layer_widths(model: nn.Module) -> dict[str, list[int]]:
     """[out, in] channels of every Conv2d / BatchNorm2d / Linear."""
     w = {}

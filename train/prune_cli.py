@@ -13,6 +13,10 @@ import click
 @click.option("--ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True), required=True,
               help="Fraction of the channels removed from every channel group (residual widths "
                    "included); 0.5 leaves about a quarter of the MACs.")
+@click.option("--by", type=click.Choice(["channels", "macs"]), default="channels", show_default=True,
+              help="What --ratio removes: channels (torch-pruning's pruning_ratio, the same fraction "
+                   "of every channel group) or MACs (the channel ratio that removes that fraction of "
+                   "the MACs is searched for; 0.5 -> about 0.3 of the channels).")
 @click.option("--round-to", type=int, default=4, show_default=True,
               help="Keep channel counts multiples of this (kernel-friendly).")
 @click.option("--finetune-epochs", type=int, default=0, show_default=True,
@@ -28,7 +32,7 @@ import click
                    "and temperature).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder. Default: runs/<model>-pruned<percent>.")
-def prune_cmd(model_path, ratio, round_to, finetune_epochs, recipe, data, lr, distill, out):
+def prune_cmd(model_path, ratio, by, round_to, finetune_epochs, recipe, data, lr, distill, out):
     """Remove channels (torch-pruning's dependency graph, extended for MGP-Net) and fine-tune.
 
     Writes pruned.pt (before fine-tuning), prune.json (params, MACs, widths before and after)
@@ -38,7 +42,7 @@ def prune_cmd(model_path, ratio, round_to, finetune_epochs, recipe, data, lr, di
     from edgeage.profile import count_macs, count_params
     from edgeage.utils import EdgeAgeError, write_json
 
-    from .prune import finetune, prune, residual_widths
+    from .prune import channel_ratio_for_macs, finetune, prune, residual_widths
     from .recipes import load_recipe
 
     model, manifest = load_model(model_path)
@@ -49,19 +53,23 @@ def prune_cmd(model_path, ratio, round_to, finetune_epochs, recipe, data, lr, di
                 "residual_widths": residual_widths(model)}
 
     before = measure()
-    prune(model, ratio, round_to)
+    channels = channel_ratio_for_macs(model, ratio, round_to) if by == "macs" else ratio
+    if by == "macs":
+        click.echo(f"--by macs {ratio}: channel ratio {channels:.3f}")
+    prune(model, channels, round_to)
     after = measure()
-    out = Path(out or f"runs/{model.config['name']}-pruned{round(ratio * 100)}")
+    out = Path(out or f"runs/{model.config['name']}-pruned{round(ratio * 100)}{'-macs' if by == 'macs' else ''}")
     parent = manifest.get("training", {})  # the split and recipe carry over, the metrics do not
     training = {k: parent[k] for k in ("recipe", "split") if k in parent}
     training["pruned_from"] = dict(manifest["source"], val=parent.get("val"))
     save_checkpoint(out / "pruned.pt", model, build_manifest(
         model, manifest_normalize(manifest), manifest_crop(manifest), training))
-    report = {"parent": manifest["source"], "ratio": ratio, "round_to": round_to,
+    report = {"parent": manifest["source"], "ratio": ratio, "by": by, "channel_ratio": channels,
+              "round_to": round_to,
               "before": before, "after": after,
               "params_ratio": after["params"] / before["params"],
               "macs_ratio": after["macs"] / before["macs"]}
-    click.echo(f"pruned {manifest['source']['path']} at ratio {ratio}: params "
+    click.echo(f"pruned {manifest['source']['path']} at channel ratio {channels:.3f}: params "
                f"{before['params']:,} -> {after['params']:,} ({report['params_ratio']:.3f}), MACs "
                f"{before['macs']:,} -> {after['macs']:,} ({report['macs_ratio']:.3f}); residual "
                f"widths {before['residual_widths']} -> {after['residual_widths']}")
