@@ -327,8 +327,11 @@ def artifact_rows(ref: Reference, artifacts: list[str], **kw) -> list[dict]:
                 refs[sha] = Reference(reference_checkpoint(man, None), *ref.args)
             rep = check_artifact(refs[sha], a, **kw)
             if sha != ref.source["sha256"]:
-                rep["variant"] = f"{rep.get('variant', rep['precision'])} ({man['model']['name']} "\
-                                 f"{Path(man['artifact']['source']['path']).name})"
+                src = Path(man["artifact"]["source"]["path"])
+                pruned = man["model"].get("pruned")
+                rep["variant"] = f"{rep.get('variant', rep['precision'])} ({man['model']['name']}" + \
+                    (f" pruned, channel ratio {pruned['ratio']:.2f}" if pruned else "") + \
+                    f", {src.parent.name}/{src.name})"
                 rep["float_model_mae"] = refs[sha].inputs.labelled and mae(refs[sha].ages, refs[sha].inputs.ages)
         except EdgeAgeError as e:
             rows.append({"target": str(a), "precision": "?", "passed": False, "error": str(e), "failures": [str(e)]})
