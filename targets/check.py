@@ -247,7 +247,7 @@ def latency_section(t: dict | None, f: dict | None) -> dict:
 
 
 def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None, *, localize: bool = False,
-                   latency: Latency = Latency(), keep_path: bool = True) -> dict:
+                   latency: Latency = Latency(), keep_path: bool = True, op_profile: bool = False) -> dict:
     runner = load_runner(artifact_dir, spec)
     spec, manifest = runner.spec, runner.manifest
     art = manifest["artifact"]
@@ -284,6 +284,8 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
         report["note"] = "no labelled data (--data): numeric drift and latency only; MAE thresholds skipped"
     if localize:
         report["localize"] = localize_drift(ref.model, runner, ref.inputs.x[:LOCALIZE_N])
+    if op_profile:
+        report["op_profile"] = runner.op_profile(ref.inputs.x[:1], max(10, latency.runs))
     return report
 
 

@@ -46,10 +46,13 @@ def _latency(warmup, runs, rounds):
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write report.json, report.md, age_abs_diff_hist.png, latency.png here.")
 @click.option("--localize", is_flag=True, help="Compare intermediate activations layer by layer.")
+@click.option("--op-profile", is_flag=True,
+              help="The runtime's own per-op timing, summed by op type (OpenVINO, ONNX Runtime): where "
+                   "the milliseconds go.")
 @latency_options
 @click.pass_context
 def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_part, calib_data, as_json, out,
-              localize, warmup,
+              localize, op_profile, warmup,
               runs, rounds):
     """Check an exported model against the float PyTorch model: drift, accuracy, latency;
     exits 1 when a threshold of the target's TOML fails."""
@@ -60,7 +63,8 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
 
     with stdout_to_stderr():
         report = run_check(target, model_path, artifact, precision, data, limit, progress=True, split=split_part,
-                           calib_data=calib_data, localize=localize, latency=_latency(warmup, runs, rounds))
+                           calib_data=calib_data, localize=localize, op_profile=op_profile,
+                           latency=_latency(warmup, runs, rounds))
         if out:
             write_check_report(out, report)
     finish(ctx, report, as_json, check_text, "check")

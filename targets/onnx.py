@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import numpy as np
 
@@ -55,3 +56,30 @@ class Runner(BaseRunner):
         m.graph.output.extend(onnx.helper.make_tensor_value_info(n, types[n], None) for n in names if n not in present)
         outs = dict(zip(names, self._session(m.SerializeToString()).run(names, {self.input: x})))
         return {mod: outs[n].astype(np.float32) for mod, n in mapping.items()}
+
+    def op_profile(self, x1: np.ndarray, runs: int) -> dict[str, float]:
+        """onnxruntime's profiler (SessionOptions.enable_profiling): node kernel times by op type."""
+        import json
+        import tempfile
+
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, self.optimization)
+        so.log_severity_level = 3
+        with tempfile.TemporaryDirectory(prefix="edgeage-ortprof-") as tmp:
+            so.enable_profiling, so.profile_file_prefix = True, str(Path(tmp) / "ort")
+            sess = ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
+            for _ in range(10 + runs):
+                sess.run(None, {self.input: x1})
+            events = json.loads(Path(sess.end_profiling()).read_text())
+        # the timed runs are the last ``runs`` "model_run" spans; node kernels inside them count
+        spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[-runs:]
+        start = spans[0][0] if spans else 0
+        total: dict[str, float] = {}
+        for e in events:
+            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= start:
+                k = e.get("args", {}).get("op_name", "?")
+                total[k] = total.get(k, 0.0) + e["dur"] / 1e3
+        return {k: v / max(1, len(spans)) for k, v in total.items()}

@@ -49,3 +49,19 @@ class Runner(BaseRunner):
         res = compiled({0: x})
         return {mod: np.asarray(res[compiled.output(names[op.get_friendly_name()])], np.float32)
                 for mod, op in mapping.items()}
+
+    def op_profile(self, x1: np.ndarray, runs: int) -> dict[str, float]:
+        """CPU plugin performance counters (PERF_COUNT), by "layer type / kernel" (e.g.
+        "Convolution / brgconv_avx512_I8"), same settings as the timed model."""
+        compiled = self.core.compile_model(self.core.read_model(self.xml), "CPU", {**self.config, "PERF_COUNT": True})
+        req = compiled.create_infer_request()
+        for _ in range(10):
+            req.infer({0: x1})
+        total: dict[str, float] = {}
+        for _ in range(runs):
+            req.infer({0: x1})
+            for p in req.get_profiling_info():
+                if p.status == p.Status.EXECUTED:
+                    k = f"{p.node_type} / {p.exec_type}"
+                    total[k] = total.get(k, 0.0) + p.real_time.total_seconds() * 1e3
+        return {k: v / runs for k, v in total.items()}

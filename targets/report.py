@@ -72,8 +72,24 @@ def check_text(r: dict) -> str:
                      f"does NOT hold (|{b['mae_drift']:+.4f}|)"), ""]
     if "localize" in r:
         lines += localize_text(r["localize"])
+    if "op_profile" in r:
+        lines += op_profile_text(r["op_profile"])
     lines.append("PASSED" if r["passed"] else "FAILED: " + "; ".join(r["failures"]))
     return "\n".join(lines)
+
+
+def op_profile_text(p: dict, top: int = 15) -> list[str]:
+    if not p["available"]:
+        return [f"Per-op timing: {p['note']}", ""]
+    items = list(p["by_op_type_ms"].items())
+    rows = [[k, f"{v:.4f}", f"{v / p['total_ms']:.1%}"] for k, v in items[:top]]
+    if len(items) > top:
+        rest = sum(v for _, v in items[top:])
+        rows.append([f"({len(items) - top} more)", f"{rest:.4f}", f"{rest / p['total_ms']:.1%}"])
+    return [f"Per-op timing by the runtime's profiler, {p['runs']} batch-1 runs: {p['total_ms']:.3f} ms "
+            "per inference in the ops (profiling adds its own overhead per op: read the shares, "
+            "compare absolute times with the latency table)", "",
+            md_table(["op type", "ms / inference", "share"], rows), ""]
 
 
 def localize_text(loc: dict) -> list[str]:

@@ -5,6 +5,7 @@ A target's runner module defines ``class Runner`` with
     __init__(self, artifact_dir: Path, manifest: dict, spec: dict, threads: int)
     run(self, x: np.ndarray) -> np.ndarray      # float32 [N,3,S,S] -> raw outputs [N,K] float32
     intermediates(self, x) -> dict[str, np.ndarray]   # optional: torch module name -> output
+    op_profile(self, x1, runs) -> dict[str, float]    # optional: ms per inference by op type
     files: list[str]                             # the model files it loaded
     info: dict                                   # optional: settings actually applied
 
@@ -55,6 +56,7 @@ class LoadedRunner:
         self.runner, self.artifact_dir, self.manifest, self.spec = runner, artifact_dir, manifest, spec
         self.info = dict(getattr(runner, "info", {}))
         self.has_intermediates = callable(getattr(runner, "intermediates", None))
+        self.has_op_profile = callable(getattr(runner, "op_profile", None))
 
     def run(self, x: np.ndarray, batch: int = 64) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)
@@ -68,6 +70,15 @@ class LoadedRunner:
 
     def intermediates(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return self.runner.intermediates(np.ascontiguousarray(x, np.float32))
+
+    def op_profile(self, x1: np.ndarray, runs: int = 50) -> dict:
+        """The runtime's own per-op timing of ``runs`` batch-1 inferences, summed by op type
+        (ms per inference, largest first), or a note where the runtime exposes none."""
+        if not self.has_op_profile:
+            return {"available": False, "note": f"{self.spec['name']}: the runner exposes no per-op timing"}
+        by_type = self.runner.op_profile(np.ascontiguousarray(x1[:1], np.float32), runs)
+        by_type = dict(sorted(by_type.items(), key=lambda kv: -kv[1]))
+        return {"available": True, "runs": runs, "total_ms": float(sum(by_type.values())), "by_op_type_ms": by_type}
 
 
 def load_runner(artifact_dir, spec: dict | str | None = None, threads: int | None = None) -> LoadedRunner:

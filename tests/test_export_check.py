@@ -169,6 +169,26 @@ def test_localize_fp32_matches_layer_by_layer(target, exported, tiny_ckpt):
     assert "backbone.stem" in layers and any(n.startswith("backbone.stages.3") for n in layers)
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_op_profile_attributes_time_to_the_convolutions(target, exported):
+    """--op-profile: the runtime's own per-op timing where it has one (OpenVINO, ONNX Runtime),
+    a note saying so where it has none."""
+    from edgeage.targets.report import op_profile_text
+    from edgeage.targets.runner import load_runner
+
+    runner = load_runner(exported(target))
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    prof = runner.op_profile(x, runs=5)
+    if target not in ("onnx", "openvino"):
+        assert not prof["available"] and target in prof["note"]
+        return
+    assert prof["available"] and prof["total_ms"] > 0
+    conv = sum(v for k, v in prof["by_op_type_ms"].items() if "Conv" in k)
+    assert conv > 0.1 * prof["total_ms"], prof["by_op_type_ms"]  # a CNN spends its time in convolutions
+    assert abs(sum(prof["by_op_type_ms"].values()) - prof["total_ms"]) < 1e-6
+    assert "ms / inference" in "\n".join(op_profile_text(prof))
+
+
 def test_bench_table_over_targets_and_precisions(tiny_ckpt, tmp_path):
     res = cli("bench", "--model", tiny_ckpt, "--targets", ",".join(TARGETS), "--precisions", "fp32,bf16",
               "--limit", 16, "--runs", 3, "--rounds", 1, "--warmup", 1, "--out", tmp_path / "bench")
