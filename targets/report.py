@@ -60,7 +60,7 @@ def check_text(r: dict) -> str:
     lines += [f"Thresholds ({r['spec_file']}, [thresholds.{r['precision']}])", "",
               md_table(["threshold", "value", "limit", "verdict"], rows), ""]
     if r["skipped_thresholds"]:
-        lines += [f"skipped (metric unavailable): {', '.join(r['skipped_thresholds'])}", ""]
+        lines += [f"skipped (no labels / not judged on generated images): {', '.join(r['skipped_thresholds'])}", ""]
     if r.get("quantize"):
         q = r["quantize"]
         lines += [f"INT8 {r.get('variant')}: backend {q.get('backend')}, {q.get('calibration_images')} calibration "

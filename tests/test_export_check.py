@@ -202,3 +202,18 @@ def test_bench_table_over_targets_and_precisions(tiny_ckpt, tmp_path):
     md = (tmp_path / "bench" / "bench.md").read_text()
     assert all(t in md for t in TARGETS) and "pytorch eager" in md
     assert (tmp_path / "bench" / "bench_latency.png").stat().st_size > 0
+
+
+def test_int8_per_image_limits_are_judged_on_faces_only():
+    from edgeage.targets.check import judge
+    from edgeage.targets.spec import load_spec
+
+    spec = load_spec("openvino")
+    metrics = {"mae_drift": None, "age_abs_diff_p99": 23.0, "age_abs_diff_max": 24.0}
+    on_faces = judge(metrics, spec, "int8", faces=True)
+    assert not on_faces["passed"] and any("age_abs_diff_p99" in f for f in on_faces["failures"])
+    generated = judge(metrics, spec, "int8", faces=False)
+    assert generated["passed"] and {"age_abs_diff_p99", "age_abs_diff_max"} <= set(generated["skipped_thresholds"])
+    fp32 = judge({"mae_drift": None, "age_abs_diff_max": 1.0, "age_abs_diff_p99": 1.0,
+                  "argmax_agreement": 1.0}, spec, "fp32", faces=False)
+    assert not fp32["passed"]  # fp32 limits hold on any input
