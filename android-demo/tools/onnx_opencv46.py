@@ -5,11 +5,11 @@ OpenCV 4.6 cannot import what ``edgeage.export.onnx`` writes; measured on MGP-Ne
   fails ("!hasBias() || blobs[1].total() == weightShape[0]");
 - legacy exporter, opset >= 11: Clip with min/max as inputs (GeM's clamp(min=eps)) is rejected
   ("node_proto.input_size() == 1");
-- legacy exporter, any opset: the 6-D Expand of SoftPool's per-window max broadcast
-  (``edgeage.models.layers._window_max_broadcast``) is "Unsupported Expand op".
-So: the legacy exporter at opset 10, with that broadcast written as nearest-neighbour upsampling
-of the window max for the duration of the export (the same values: each pixel gets its window's
-maximum), batch dimension dynamic. The exported graph matches PyTorch to ~4e-7.
+- legacy exporter, dynamic batch: SoftPool's per-channel max (a max-pool whose kernel is the map
+  size, read from the tensor's shape) is a traced Gather the exporter cannot turn into a kernel.
+So: the legacy exporter at opset 10, batch dimension dynamic, with SoftPool's per-channel max
+written as a global max-pool (``adaptive_max_pool2d(x, 1)``, the same values) for the duration of
+the export. The exported graph matches PyTorch to ~4e-7.
 """
 from __future__ import annotations
 
@@ -25,15 +25,20 @@ FILE = "model.onnx"
 
 
 @contextlib.contextmanager
-def nearest_window_max():
-    import edgeage.models.layers as layers
+def global_max_softpool():
+    from edgeage.models.layers import SoftPool
 
-    orig = layers._window_max_broadcast
-    layers._window_max_broadcast = lambda x, k: F.interpolate(F.max_pool2d(x, k, k), scale_factor=k, mode="nearest")
+    orig = SoftPool.forward
+
+    def forward(self, x):
+        e = torch.exp((x - F.adaptive_max_pool2d(x, 1)).clamp(min=-80.0))
+        return F.avg_pool2d(e * x, self.k, self.k) / F.avg_pool2d(e, self.k, self.k)
+
+    SoftPool.forward = forward
     try:
         yield
     finally:
-        layers._window_max_broadcast = orig
+        SoftPool.forward = orig
 
 
 def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: dict,
@@ -42,13 +47,13 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
 
     path = Path(out_dir) / FILE
     x = example[:1]
-    with step("check the substituted broadcast"), torch.no_grad():
+    with step("check the substituted per-channel max"), torch.no_grad():
         ref = model(x)
-        with nearest_window_max():
+        with global_max_softpool():
             diff = (model(x) - ref).abs().max().item()
         if diff > 1e-6:
-            raise RuntimeError(f"nearest-upsampled window max changes the outputs by {diff}")
-    with step(f"torch.onnx.export (legacy, opset {spec['runtime']['opset']})"), nearest_window_max():
+            raise RuntimeError(f"global max-pool in SoftPool changes the outputs by {diff}")
+    with step(f"torch.onnx.export (legacy, opset {spec['runtime']['opset']})"), global_max_softpool():
         torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=int(spec["runtime"]["opset"]),
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
