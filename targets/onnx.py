@@ -21,13 +21,15 @@ class Runner(BaseRunner):
         self.input = self.session.get_inputs()[0].name
         self.info.update(provider=self.session.get_providers()[0], graph_optimization=self.optimization)
 
-    def _session(self, model):
+    def _session(self, model, profile_prefix: str | None = None):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, self.optimization)
         so.log_severity_level = 3
+        if profile_prefix:
+            so.enable_profiling, so.profile_file_prefix = True, profile_prefix
         return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -62,15 +64,8 @@ class Runner(BaseRunner):
         import json
         import tempfile
 
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = self.threads, 1
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, self.optimization)
-        so.log_severity_level = 3
         with tempfile.TemporaryDirectory(prefix="edgeage-ortprof-") as tmp:
-            so.enable_profiling, so.profile_file_prefix = True, str(Path(tmp) / "ort")
-            sess = ort.InferenceSession(str(self.model_path), so, providers=["CPUExecutionProvider"])
+            sess = self._session(str(self.model_path), profile_prefix=str(Path(tmp) / "ort"))
             for _ in range(10 + runs):
                 sess.run(None, {self.input: x1})
             events = json.loads(Path(sess.end_profiling()).read_text())

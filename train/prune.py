@@ -170,9 +170,9 @@ def prune(model: nn.Module, ratio: float, round_to: int | None = 4) -> dict:
 def channel_ratio_for_macs(model: nn.Module, macs_removed: float, round_to: int | None = 4,
                            tol: float = 0.005) -> float:
     """The per-group channel ratio that removes ``macs_removed`` of ``model``'s MACs (bisection on
-    copies; MACs fall roughly with the square of the kept channels, so 0.5 of the MACs is about
-    0.3 of the channels). Returns the smallest ratio (within ``tol``) that removes at least the
-    target, so the pruned model has at most ``1 - macs_removed`` of the MACs."""
+    copies; MACs fall roughly with the square of the kept channels, so half the MACs is a channel
+    ratio of about 0.25-0.3). Returns the smallest ratio (within ``tol``) that removes at least
+    the target, so the pruned model has at most ``1 - macs_removed`` of the MACs."""
     from edgeage.profile import count_macs
 
     size = int(model.config.get("input_size", 64))

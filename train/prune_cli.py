@@ -16,7 +16,7 @@ import click
 @click.option("--by", type=click.Choice(["channels", "macs"]), default="channels", show_default=True,
               help="What --ratio removes: channels (torch-pruning's pruning_ratio, the same fraction "
                    "of every channel group) or MACs (the channel ratio that removes that fraction of "
-                   "the MACs is searched for; 0.5 -> about 0.3 of the channels).")
+                   "the MACs is searched for; 0.5 -> a channel ratio of about 0.25).")
 @click.option("--round-to", type=int, default=4, show_default=True,
               help="Keep channel counts multiples of this (kernel-friendly).")
 @click.option("--finetune-epochs", type=int, default=0, show_default=True,
