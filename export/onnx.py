@@ -4,10 +4,11 @@ the weights and compute to float16 while keeping the graph's input and output fl
 int8 (``calib``: an ``edgeage.export.quantize.Int8Options``): NNCF PTQ on the exported
 ModelProto (QuantizeLinear/DequantizeLinear pairs that onnxruntime runs with int8 kernels;
 batch-1 calibration items, subset_size = images; with accuracy control
-``nncf.quantize_with_accuracy_control``). QAT: ``nncf.quantize`` on the torch model (GeM
-excluded), fine-tuned; the fake-quantized model does not convert (``quantize.nncf_qat_convert``:
-the legacy exporter's tracing misplaces NNCF's hooks, torch.export fails), so the fine-tuned
-weights are re-calibrated by the PTQ path."""
+``nncf.quantize_with_accuracy_control``). QAT: ``nncf.quantize`` on the torch model (quantizers
+on convolution / linear inputs, the PTQ scope), fine-tuned; the fake-quantized model does not
+export compactly (``quantize.nncf_qat_weights``: fp32 weights under QuantizeLinear and hundreds
+of traced shape ops; torch.export fails inside NNCF), so the fine-tuned weights are
+re-calibrated by the PTQ path."""
 from __future__ import annotations
 
 import ast
@@ -59,7 +60,7 @@ def _validate(readout, input_name):
 
 
 # QAT hooks: NNCF on the torch model, shared with the other NNCF backend
-from .quantize import nncf_qat_convert as qat_convert, nncf_qat_prepare as qat_prepare  # noqa: E402
+from .quantize import nncf_qat_prepare as qat_prepare, nncf_qat_weights as qat_convert  # noqa: E402
 
 
 def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: dict,
@@ -70,7 +71,7 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
     opset = spec["runtime"].get("opset")
     if precision == "int8" and calib.quantized:
         raise EdgeAgeError("onnx: no conversion of an already quantized torch model (QAT results are "
-                           "re-calibrated, see edgeage.export.quantize.nncf_qat_convert)")
+                           "re-calibrated, see edgeage.export.quantize.nncf_qat_weights)")
     with step("torch.onnx.export (dynamo)"):
         prog = torch.onnx.export(model, (example,), dynamo=True, verbose=False, opset_version=opset,
                                  input_names=["input"], output_names=["logits"],

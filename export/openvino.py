@@ -6,9 +6,9 @@ runner compiles the model (INFERENCE_PRECISION_HINT).
 int8 (``calib``: an ``edgeage.export.quantize.Int8Options``): NNCF PTQ on the converted model
 (``nncf.quantize``, batch-1 calibration items, subset_size = images; with accuracy control
 ``nncf.quantize_with_accuracy_control``). The graph ends at the logits, so there is no readout
-ReduceSum to exclude. QAT: ``nncf.quantize`` on the torch model (GeM excluded: NaN gradients),
-fine-tuned; the fake-quantized model does not convert (``quantize.nncf_qat_convert``), so the
-fine-tuned weights are re-calibrated by the PTQ path."""
+ReduceSum to exclude. QAT: ``nncf.quantize`` on the torch model (quantizers on convolution /
+linear inputs only, like the PTQ scope), fine-tuned, then converted as it is: its FakeQuantize
+nodes carry the learned ranges and ``save_model`` stores the weights as int8."""
 from __future__ import annotations
 
 import re
@@ -64,13 +64,10 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
     import openvino as ov
 
     cfg = spec["runtime"].get("precision", {}).get(precision, {})
-    if precision == "int8" and calib.quantized:
-        raise EdgeAgeError("openvino: no conversion of an already quantized torch model (QAT results are "
-                           "re-calibrated, see edgeage.export.quantize.nncf_qat_convert)")
     with step("openvino.convert_model"):
         om = ov.convert_model(model, example_input=example,
                               input=[ov.PartialShape([-1, *example.shape[1:]])])
-    if precision == "int8":
+    if precision == "int8" and not calib.quantized:
         from .quantize import nncf_ptq
 
         with step("nncf.quantize (OpenVINO model)"):

@@ -267,37 +267,33 @@ def gem_scopes(model) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, GeM) and m.p != 1.0 and not math.isinf(m.p)]
 
 
-def gem_nodes(model, example) -> list[str]:
-    """NNCF graph nodes of every GeM with finite p != 1: from its clamp to its pow (NNCF names
-    ops after the nearest module with code, so GeM inside MGPool's ModuleList has no scope of
-    its own: the subgraph is found from the graph)."""
+# NNCF torch op types whose inputs get fake quantizers in QAT: the same scope as the PTQ paths
+# (export.openvino / export.onnx FLOAT_TYPES: only convolutions and matmuls run int8; gates,
+# pools, SoftPool, concat and adds stay float, which is what keeps single ages stable)
+QAT_INT8_TYPES = ("conv1d", "conv2d", "linear")
+
+
+def qat_float_nodes(model, example) -> list[str]:
+    """NNCF graph nodes that stay float under QAT: every op but QAT_INT8_TYPES (GeM's clamp ->
+    pow included: NaN gradients through a quantizer that can give 0)."""
     from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
 
     g = build_nncf_graph(model.eval(), example[:1])
-    names = set()
-    for node in g.get_all_nodes():
-        if node.node_type != "pow":
-            continue
-        stack, depth = [node], 0
-        while stack and depth < 8:
-            n = stack.pop()
-            names.add(n.node_name)
-            if n.node_type != "clamp":
-                stack += g.get_previous_nodes(n)
-            depth += 1
-    return sorted(names)
+    return sorted(n.node_name for n in g.get_all_nodes()
+                  if n.node_type not in QAT_INT8_TYPES and not n.node_type.startswith("nncf_model"))
 
 
 def nncf_qat_prepare(model, example, opts: Int8Options, spec: dict | None = None):
-    """nncf.quantize on the torch model (fake quantizers initialised on the calibration images),
-    GeM and ``opts.ignored`` excluded. Returns the trainable fake-quantized module."""
+    """nncf.quantize on the torch model (fake quantizers initialised on the calibration images)
+    with quantizers on convolution / linear inputs only, ``opts.ignored`` modules excluded.
+    Returns the trainable fake-quantized module."""
     import nncf
     import torch
 
     float_copy = copy.deepcopy(model).eval()
     with nncf_torch_env():
         items = [torch.from_numpy(a) for a in opts.items()]
-        scope = nncf.IgnoredScope(names=gem_nodes(model, example), validate=False,
+        scope = nncf.IgnoredScope(names=qat_float_nodes(model, example), validate=False,
                                   patterns=[rf"{re.escape(n.replace('.', '/'))}/.*" for n in opts.ignored])
         q = nncf.quantize(model.eval(), nncf.Dataset(items), subset_size=len(items), ignored_scope=scope)
     object.__setattr__(q, "_edgeage_float", float_copy)  # not a submodule: not trained, not saved
@@ -305,18 +301,26 @@ def nncf_qat_prepare(model, example, opts: Int8Options, spec: dict | None = None
 
 
 def nncf_qat_convert(prepared, example, spec: dict | None = None):
-    """The QAT fine-tuned weights in the plain float model, marked for PTQ re-calibration by
-    the exporter (``needs_calibration``).
+    """The fine-tuned fake-quantized NNCF model, in eval mode: the OpenVINO exporter converts it
+    with its learned quantizer ranges (``Int8Options(quantized=True)``).
 
-    The fake-quantized NNCF model itself cannot be converted here (measured with nncf 3.4,
-    torch 2.13, openvino 2026.4): (1) tracing (openvino.convert_model(module), legacy ONNX
-    export) - NNCF's hooks are keyed by op call order, and under tracing the model's shape
-    arithmetic (h * w in spatial attention, h // k in SoftPool) becomes tensor ops, so the
-    quantizer of the first ``mul`` lands on an int64 shape ("fake_quantize ... not implemented for
-    'Long'"); (2) torch.export of the nncf.strip'ped model - a data-dependent guard inside NNCF's
-    hook executor (also with its FakeQuantize modules replaced by plain fake_quantize ops). So
-    the learned weights (and BN statistics) are kept and the activation ranges are calibrated
-    again by NNCF PTQ on the converted model; the learned quantizer ranges are not carried over."""
+    Tracing it (``openvino.convert_model``) works because quantizers sit on convolution /
+    linear inputs only: NNCF's hooks are keyed by op call order, and under tracing the model's
+    shape arithmetic (h * w in spatial attention) becomes tensor ``mul`` ops, which shifted the
+    quantizers of real ``mul`` ops onto int64 shapes when gates were quantized too
+    ("fake_quantize ... not implemented for 'Long'", nncf 3.4 / torch 2.13)."""
+    return prepared.eval()
+
+
+def nncf_qat_weights(prepared, example, spec: dict | None = None):
+    """For ONNX: the QAT fine-tuned weights in the plain float model, marked for PTQ
+    re-calibration by the exporter (``needs_calibration``); the learned quantizer ranges are not
+    carried over. The legacy (tracing) ONNX exporter does write the fake-quantized model, but
+    (measured, nncf 3.4 / torch 2.13) with the traced batch size baked into the gates' reshapes,
+    fp32 weights under QuantizeLinear (4.6 MB, the fp32 model's size) and, where the reshapes
+    are written without a batch size, hundreds of Shape/Slice/Mod ops traced from NNCF's hooks;
+    torch.export (the dynamo exporter) stops at a data-dependent guard inside NNCF's hook
+    executor."""
     float_model = copy.deepcopy(prepared._edgeage_float)  # noqa: SLF001
     own = float_model.state_dict()
     sd = {k: v for k, v in prepared.state_dict().items() if k in own and v.shape == own[k].shape}
@@ -548,10 +552,10 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
                                        max_steps=max_steps, progress=progress)
             with step(f"{spec['exporter']}.qat_convert"):
                 qmodel = exporter.qat_convert(prepared, example, spec)
-            if getattr(qmodel, "needs_calibration", False):  # see nncf_qat_convert
+            if getattr(qmodel, "needs_calibration", False):  # see nncf_qat_weights
                 to_export, eopts = qmodel, Int8Options(calib=qd.calib, ignored=opts.ignored)
                 info["qat_conversion"] = ("fine-tuned weights re-calibrated by PTQ (the fake-quantized "
-                                          "model cannot be converted; see nncf_qat_convert)")
+                                          "model does not export compactly; see nncf_qat_weights)")
             else:
                 to_export, eopts = qmodel, Int8Options(quantized=True, ignored=opts.ignored)
                 info["qat_conversion"] = "fake-quantized model converted (learned quantizers kept)"

@@ -269,6 +269,41 @@ def test_qat_pt2e_trains_converts_and_runs(ckpt, faces, ptq, tmp_path):
     assert "int8-qat" in md and "int8-ptq" in md
 
 
+def test_qat_nncf_openvino_converts_the_fake_quantized_model(ckpt, faces, tmp_path):
+    """NNCF QAT for OpenVINO: quantizers on convolution / linear inputs only (the PTQ scope), a
+    few real steps, then the fake-quantized torch model itself is converted: its FakeQuantize
+    nodes (learned ranges) and int8 weights are in the IR, nothing is re-calibrated, and it
+    follows the float model."""
+    import re
+
+    out = tmp_path / "qat-ov"
+    res = cli("quantize", "--model", ckpt, "--backend", "openvino", "--method", "qat", "--epochs", 1,
+              "--max-steps", 3, "--calib-images", 16, "--data", faces, "--out", out)
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "manifest.json").read_text())["quantize"]
+    assert info["qat_conversion"].startswith("fake-quantized model converted"), info["qat_conversion"]
+    assert info["qat"]["params_changed"] > 0 and np.isfinite(info["qat"]["history"][0]["train_loss"])
+    xml = (out / "model.xml").read_text()
+    types = re.findall(r'<layer id="\d+" name="[^"]*" type="(\w+)"', xml)
+    n_conv = types.count("Convolution") + types.count("MatMul")
+    # one activation quantizer per conv / matmul input at most (no gates, pools or adds), and
+    # the weights stored as int8 constants
+    assert 0 < types.count("FakeQuantize") <= n_conv, (types.count("FakeQuantize"), n_conv)
+    assert xml.count('element_type="i8"') >= n_conv // 2
+
+    from edgeage.checkpoint import load_model
+    from edgeage.export.quantize import quant_data
+
+    model, manifest = load_model(ckpt)
+    qd = quant_data(manifest, faces, 8, val_images=0)
+    with torch.no_grad():
+        from edgeage.readout import apply_readout
+
+        logits = model(torch.from_numpy(qd.calib)).numpy().astype(np.float64)
+    close_to_float(ages_of(out, qd.calib), (apply_readout(manifest["readout"], logits), logits),
+                   "OpenVINO QAT (3 steps)", min_corr=0.5)
+
+
 def test_accuracy_control_keeps_layers_float(ckpt, faces, tmp_path):
     """Greedy accuracy control (PT2E): with a drop limit the fully quantized model misses, the
     most sensitive layers stay float and are reported."""

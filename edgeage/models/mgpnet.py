@@ -91,6 +91,13 @@ def mgpnet_s(**cfg):
     return _build(**cfg)
 
 
+@register_model("mgpnet-xs", widths=(20, 40, 80, 160), depths=(2, 2, 6, 2), stem_stride=2,
+                **_COMMON)
+def mgpnet_xs(**cfg):
+    """Edge variant between -t and -s: 5/16 widths, full depth, stride-2 stem (~1.6 M params)."""
+    return _build(**cfg)
+
+
 @register_model("mgpnet-t", widths=(16, 32, 64, 128), depths=(2, 2, 6, 2), stem_stride=2,
                 **_COMMON)
 def mgpnet_t(**cfg):
