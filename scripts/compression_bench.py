@@ -45,6 +45,9 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/compress")
     ap.add_argument("--out", default="bench/compression")
     ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--part", choices=["all", "int8", "prune"], default="all",
+                    help="only the parent's INT8 results, or only pruning and the pruned exports (two "
+                         "processes can run the parts side by side; then bench with --part all)")
     args = ap.parse_args()
     runs = Path(args.runs)
     model = ["--model", args.model] if args.model else []
@@ -54,11 +57,13 @@ def main() -> None:
         for method in ("ptq", "qat"):
             out = runs / f"{method}-{backend}"
             extra = ["--epochs", str(args.qat_epochs), "--max-steps", str(args.qat_steps)] if method == "qat" else []
-            if not done(out):
+            if not done(out) and args.part in ("all", "int8"):
                 edgeage("quantize", *model, "--method", method, "--backend", backend, *data, *extra,
                         "--out", str(out))
             artifacts.append(out)
     pruned = runs / f"pruned{round(args.ratio * 100)}-{args.by}"
+    if args.part == "int8":
+        return
     if not (pruned / "best.pt").is_file():
         edgeage("prune", *model, "--ratio", str(args.ratio), "--by", args.by, "--round-to", str(args.round_to),
                 "--finetune-epochs", str(args.finetune_epochs), "--distill", *data, "--out", str(pruned))
@@ -72,7 +77,7 @@ def main() -> None:
             edgeage("quantize", "--model", str(pruned / "best.pt"), "--method", "ptq", "--backend", backend,
                     *data, "--out", str(out))
         artifacts.append(out)
-    if args.skip_bench:
+    if args.skip_bench or args.part != "all":
         return
     try:
         edgeage("bench", *model, *data, "--split", "test", "--limit", str(args.limit), "--precisions", "fp32",
