@@ -169,6 +169,21 @@ def test_localize_fp32_matches_layer_by_layer(target, exported, tiny_ckpt):
     assert "backbone.stem" in layers and any(n.startswith("backbone.stages.3") for n in layers)
 
 
+def test_openvino_ir_is_compact_and_keeps_op_names(exported):
+    """The IR's constants are renamed c<i> and carry no tensor names, the XML has no indentation;
+    the computing ops keep the converter's names (localize / op profile map them to modules)."""
+    import re
+
+    xml = (exported("openvino") / "model.xml").read_text()
+    consts = re.findall(r'<layer id="\d+" name="([^"]*)" type="Const"', xml)
+    assert consts and all(re.fullmatch(r"c\d+", n) for n in consts), consts[:5]
+    assert "\n\t" not in xml and "><" in xml
+    ops = re.findall(r'<layer id="\d+" name="([^"]*)" type="Convolution"', xml)
+    # (convolutions fused with a BN scale carry the fused Multiply's name)
+    assert sum(n.startswith("__module.") for n in ops) > len(ops) // 2, ops
+    assert not any(re.fullmatch(r"c\d+", n) for n in ops)
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_op_profile_attributes_time_to_the_convolutions(target, exported):
     """--op-profile: the runtime's own per-op timing where it has one (OpenVINO, ONNX Runtime),
