@@ -170,13 +170,17 @@ def test_localize_fp32_matches_layer_by_layer(target, exported, tiny_ckpt):
 
 
 def test_openvino_ir_is_compact_and_keeps_op_names(exported):
-    """The IR's constants are renamed c<i> and carry no tensor names, the XML has no indentation;
-    the computing ops keep the converter's names (localize / op profile map them to modules)."""
+    """The IR's constants are shared when identical, renamed c<i> and carry no tensor names, the
+    XML has no indentation; the computing ops keep the converter's names (localize / op profile
+    map them to modules)."""
     import re
 
     xml = (exported("openvino") / "model.xml").read_text()
     consts = re.findall(r'<layer id="\d+" name="([^"]*)" type="Const"', xml)
     assert consts and all(re.fullmatch(r"c\d+", n) for n in consts), consts[:5]
+    # identical constants are one layer: no two constants read the same bytes of the .bin
+    spans = re.findall(r'type="Const" version="\w+"><data element_type="(\w+)" shape="([^"]*)" offset="(\d+)" size="(\d+)"', xml)
+    assert len(spans) == len(consts) and len(set(spans)) == len(spans)
     assert "\n\t" not in xml and "><" in xml
     ops = re.findall(r'<layer id="\d+" name="([^"]*)" type="Convolution"', xml)
     # (convolutions fused with a BN scale carry the fused Multiply's name)
