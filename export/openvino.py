@@ -73,14 +73,14 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
         with step("nncf.quantize (OpenVINO model)"):
             om = nncf_ptq(om, calib, ignored_scope(calib.ignored),
                           validate=_validate(calib.accuracy["readout"]) if calib.accuracy else None)
-    compact_names(om)
+    compact_constants(om)
     with step("openvino.save_model"):
         ov.save_model(om, Path(out_dir) / FILES[0], compress_to_fp16=bool(cfg.get("compress_to_fp16", False)))
     minify_xml(Path(out_dir) / FILES[0])
     return FILES
 
 
-def compact_names(om) -> None:
+def compact_constants(om) -> None:
     """Identical constants shared, short names for the constants (``c<i>``) and no tensor names
     on their outputs. The converter and NNCF give every FakeQuantize its own four scalar limits
     (low / high twice) and every reshape / reduction its own shape or axes constant (232 of 501
