@@ -27,15 +27,16 @@ def model_outputs(model, crops: np.ndarray, normalize: Normalize, batch: int = 2
 
 @torch.no_grad()
 def predict_ages(model, crops: np.ndarray, normalize: Normalize, batch: int = 256,
-                 tta_flip: bool = False) -> np.ndarray:
-    """Ages for uint8 canonical crops; ``tta_flip`` averages with the mirrored crop."""
+                 tta_flip: bool = False, device: str | torch.device = "cpu") -> np.ndarray:
+    """Ages for uint8 canonical crops; ``tta_flip`` averages with the mirrored crop. ``device``:
+    where the model already is (the batches are moved there, the ages come back to the CPU)."""
     ages = []
     for i in range(0, len(crops), batch):
-        x = model_input(crops[i:i + batch], normalize)
+        x = model_input(crops[i:i + batch], normalize).to(device)
         a = model.readout(model(x))
         if tta_flip:
             a = 0.5 * (a + model.readout(model(torch.flip(x, dims=[3]))))
-        ages.append(a.float())
+        ages.append(a.float().cpu())
     return torch.cat(ages).numpy().astype(np.float64)
 
 

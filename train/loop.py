@@ -8,7 +8,6 @@ of (seed, epoch), and the torch RNG state is saved with every checkpoint, so a r
 resumed ends with the same weights as an uninterrupted one (on CPU)."""
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -287,10 +286,11 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
 
 
 def _eval(model, prep, idx, normalize, device):
+    """Validation in float32 on the training device (eval mode, no autocast)."""
+    was_training = model.training
     model.eval()
-    if device.type != "cpu":
-        model = copy.deepcopy(model).cpu()
-    pred = predict_ages(model, prep.crops[idx], normalize)
+    pred = predict_ages(model, prep.crops[idx], normalize, device=device)
+    model.train(was_training)
     return summary(pred, prep.ages[idx]), pred
 
 
