@@ -33,7 +33,9 @@ RES = WORK / "res"
 LOG = WORK / "driver.log"
 PHASES = {"A": ["mgpnet", "mgpnet-xs-long"], "B": ["mgpnet-xs-kd", "mgpnet-xs-kd-warm"]}
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+  loss")
-TRAIN = [sys.executable, "-c", "import sys; from edgeage.cli import main; sys.exit(main())", "train"]
+# Run from the checkout: the stage folders join edgeage's package path as setuptools' package-dir does.
+TRAIN = [sys.executable, "-c", "import sys, edgeage; edgeage.__path__.append(sys.argv.pop(1)); "
+         "from edgeage.cli import main; sys.exit(main())", str(ROOT), "train"]
 
 
 def log(msg: str) -> None:
