@@ -102,7 +102,8 @@ def canonical_crop(img: np.ndarray, box, p: CropParams) -> np.ndarray:
 
 
 def model_input(crops, n: Normalize):
-    """[N,]HxWx3 uint8 canonical crops (numpy or torch) -> N x 3 x S x S float32 torch tensor.
+    """[N,]HxWx3 uint8 canonical crops (numpy or torch) -> N x 3 x S x S float32 torch tensor, on
+    the crops' device when they are a tensor.
 
     Computed in float64 and rounded once to float32, so other implementations (the Java core)
     can match it to ~1e-7."""
@@ -111,11 +112,11 @@ def model_input(crops, n: Normalize):
     x = torch.as_tensor(np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops)
     x = x[None] if x.ndim == 3 else x
     x = x.to(torch.float64)
-    wy = torch.from_numpy(resize_weights(x.shape[1], n.input_size))
-    wx = torch.from_numpy(resize_weights(x.shape[2], n.input_size))
+    wy = torch.from_numpy(resize_weights(x.shape[1], n.input_size)).to(x.device)
+    wx = torch.from_numpy(resize_weights(x.shape[2], n.input_size)).to(x.device)
     x = torch.einsum("oh,nhwc,pw->nopc", wy, x, wx) / 255.0
     if n.channel_order == "BGR":
         x = x.flip(-1)
-    mean = torch.tensor(n.mean, dtype=torch.float64)
-    std = torch.tensor(n.std, dtype=torch.float64)
+    mean = torch.tensor(n.mean, dtype=torch.float64, device=x.device)
+    std = torch.tensor(n.std, dtype=torch.float64, device=x.device)
     return ((x - mean) / std).permute(0, 3, 1, 2).contiguous().to(torch.float32)

@@ -84,6 +84,9 @@ def run_parallel(recipes: list[str], epochs: dict[str, int], stop_after: int | N
 
 
 def phase(name: str, recipes: list[str], deadline: float, data: Path) -> None:
+    if not recipes:
+        (WORK / f"{name}.done").write_text("{}")
+        return
     log(f"phase {name}: probe (2 epochs each, side by side)")
     t = run_parallel(recipes, {r: 1000 for r in recipes}, 2, WORK / f"probe{name}", data)
     per_epoch = {r: (t[r][1] - t[r][0]) if len(t[r]) >= 2 else None for r in recipes}
