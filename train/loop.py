@@ -189,7 +189,7 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
     sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=tc["seed"],
                                  drop_last=True)
     loader = DataLoader(ds, batch_size=per_proc_batch, sampler=sampler, drop_last=True,
-                        num_workers=tc["num_workers"], persistent_workers=tc["num_workers"] > 0,
+                        num_workers=tc["num_workers"], persistent_workers=False,  # workers must see set_epoch
                         pin_memory=device.type == "cuda", worker_init_fn=_worker_init)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
