@@ -6,9 +6,9 @@
 ``start`` unpacks the crops packed by ``scripts/pack_crops.py`` (``.gpu/utk``) and runs, detached
 (so it outlives the tool call that started it):
 
-- phase A: the paper-width ``mgpnet`` and ``mgpnet-xs-long`` side by side on the one GPU;
-- phase B: ``mgpnet-xs-kd`` (distilled from phase A's mgpnet, from scratch) and
-  ``mgpnet-xs-kd-warm`` (distilled, starting from phase A's mgpnet-xs-long) side by side.
+- phase A: by default the paper-width ``mgpnet`` and ``mgpnet-xs-long`` side by side on the
+  one GPU;
+- phase B: by default nothing (``--phases`` names the recipes of each phase).
 
 Each phase first runs two epochs of every recipe as a probe, reads the seconds per epoch off
 them, and sets the epoch count so that the cosine schedule ends by the phase's deadline. The
@@ -28,10 +28,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # edgeage from the checkout (collect() reads checkpoints)
 WORK = Path("/tmp/gpu")
 RES = WORK / "res"
 LOG = WORK / "driver.log"
-PHASES = {"A": ["mgpnet", "mgpnet-xs-long"], "B": ["mgpnet-xs-kd", "mgpnet-xs-kd-warm"]}
+PHASES = {"A": ["mgpnet", "mgpnet-xs-long"], "B": []}
 EPOCH_LINE = re.compile(r"^epoch \d+/\d+  loss")
 # Run from the checkout: the stage folders join edgeage's package path as setuptools' package-dir does.
 TRAIN = [sys.executable, "-c", "import sys, edgeage; edgeage.__path__.append(sys.argv.pop(1)); "

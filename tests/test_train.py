@@ -64,6 +64,52 @@ def test_resume_after_interruption_equals_uninterrupted_run(data_dir, tmp_path):
     assert a["train_state"]["history"][-1]["train_loss"] == b["train_state"]["history"][-1]["train_loss"]
 
 
+def test_loader_workers_reproduce_the_in_process_augmentation(data_dir, tmp_path):
+    """Augmentation is a function of (seed, epoch, image): with loader workers the weights must
+    equal those trained without (workers that missed set_epoch would repeat epoch 1's views)."""
+    a = train(recipe(data_dir, num_workers=0), tmp_path / "w0", progress=False)
+    b = train(recipe(data_dir, num_workers=1), tmp_path / "w1", progress=False)
+    assert a["history"][-1]["train_loss"] == b["history"][-1]["train_loss"]
+    sa = read_checkpoint(tmp_path / "w0" / "last.pt")["state_dict"]
+    sb = read_checkpoint(tmp_path / "w1" / "last.pt")["state_dict"]
+    assert all(torch.equal(v, sb[k]) for k, v in sa.items())
+
+
+def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
+    import numpy as np
+
+    from edgeage.preprocess import Normalize, model_input
+    from edgeage.train.loop import _load_data, clean_teacher_targets
+
+    train(recipe(data_dir), tmp_path / "t1", progress=False)
+    train(recipe(data_dir, seed=1), tmp_path / "t2", progress=False)
+    teachers = [str(tmp_path / "t1" / "best.pt"), str(tmp_path / "t2" / "best.pt")]
+    r = recipe(data_dir)
+    r["distill"].update(teacher=teachers, mode="clean", alpha=0.7, temperature=2.0)
+    res = train(r, tmp_path / "student", progress=False)
+    assert all(np.isfinite(h["train_loss"]) for h in res["history"])
+    cache = tmp_path / "student" / "teacher_targets.npz"
+    probs = np.load(cache)["probs"]
+    # the targets are the mean over both teachers and both mirror views of softmax(logits / T)
+    prep, parts, _ = _load_data(r, False)
+    x = model_input(prep.crops[parts["train"]], Normalize(input_size=64))
+    want = 0
+    for t in teachers:
+        m = load_model(t)[0]
+        with torch.no_grad():
+            want = want + sum(torch.softmax(m(v) / 2.0, 1) for v in (x, x.flip(3))) / 4
+    assert probs.shape == tuple(want.shape)
+    assert np.allclose(probs, want.numpy(), atol=1e-5)
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    # cached: a second call reads the file instead of running the teachers again
+    mtime = cache.stat().st_mtime_ns
+    again = clean_teacher_targets(teachers, prep, parts["train"], load_model(teachers[0])[0].head.spec,
+                                  2.0, torch.device("cpu"), cache, False, views=2)
+    assert cache.stat().st_mtime_ns == mtime and np.array_equal(again, probs)
+    ck = read_checkpoint(tmp_path / "student" / "best.pt")
+    assert ck["manifest"]["training"]["recipe"]["distill"]["teacher"] == teachers
+
+
 def test_resume_refuses_a_different_recipe(data_dir, tmp_path):
     train(recipe(data_dir), tmp_path / "run", progress=False, stop_after=1)
     from edgeage.utils import EdgeAgeError

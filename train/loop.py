@@ -8,6 +8,7 @@ of (seed, epoch), and the torch RNG state is saved with every checkpoint, so a r
 resumed ends with the same weights as an uninterrupted one (on CPU)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -28,7 +29,7 @@ from edgeage.models import create
 from edgeage.preprocess import CropParams, Normalize, model_input
 from edgeage.utils import EdgeAgeError, write_json
 
-from .losses import distill_loss, make_loss
+from .losses import distill_loss, distill_to_probs, make_loss
 from .recipes import load_recipe
 
 
@@ -53,7 +54,7 @@ class AugmentedFaces(Dataset):
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, j])
             img = augment(img, rng, self.cfg, self.degrader, self.deg_cfg)
-        return torch.from_numpy(np.ascontiguousarray(img)), torch.tensor(float(self.ages[j]))
+        return torch.from_numpy(np.ascontiguousarray(img)), torch.tensor(float(self.ages[j])), i
 
 
 def augment(img: np.ndarray, rng: np.random.Generator, cfg: dict, degrader: Degrader,
@@ -85,12 +86,18 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: dict, degrader: Degr
     return img
 
 
-def _worker_init(_: int) -> None:
-    """One OpenCV thread per loader worker: its default pool (one thread per core) in every
-    worker oversubscribes the CPU several times over on 96x96 images."""
+def _one_cv_thread_per_worker(num_workers: int) -> int | None:
+    """With loader workers, OpenCV runs one thread in each: its default pool (a thread per core)
+    in every worker oversubscribes the CPU several times over on 96x96 crops. Set in this process
+    before the workers fork (cv2.setNumThreads inside a forked worker deadlocks); returns the old
+    count to restore after training."""
+    if num_workers <= 0:
+        return None
     import cv2
 
+    old = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    return old
 
 
 def ema_avg(decay: float):
@@ -179,10 +186,18 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
     normalize = Normalize(input_size=int(model.config["input_size"]))
     loss_fn = make_loss(model.head.spec, model.head.kind, tc["sord_temperature"], tc["label_smoothing"])
 
-    teacher = None
-    if recipe["distill"]["teacher"]:
-        teacher, _ = load_model(recipe["distill"]["teacher"])
+    teacher, soft = None, None
+    teachers = teacher_paths(recipe["distill"]["teacher"])
+    if teachers and recipe["distill"]["mode"] == "online":
+        if len(teachers) > 1:
+            raise EdgeAgeError("[distill] mode = 'online' takes one teacher; use mode = 'clean' "
+                               "for an ensemble")
+        teacher, _ = load_model(teachers[0])
         teacher = teacher.to(device).eval()
+    elif teachers:
+        soft = torch.from_numpy(clean_teacher_targets(
+            teachers, prep, parts["train"], model.head.spec, recipe["distill"]["temperature"],
+            device, out / "teacher_targets.npz", progress and main, recipe["distill"]["views"]))
 
     ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, dc, tc["seed"], train=True)
     per_proc_batch = max(1, tc["batch_size"] // world)
@@ -190,7 +205,8 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
                                  drop_last=True)
     loader = DataLoader(ds, batch_size=per_proc_batch, sampler=sampler, drop_last=True,
                         num_workers=tc["num_workers"], persistent_workers=False,  # workers must see set_epoch
-                        pin_memory=device.type == "cuda", worker_init_fn=_worker_init)
+                        pin_memory=device.type == "cuda")
+    cv_threads = _one_cv_thread_per_worker(tc["num_workers"])
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise EdgeAgeError(f"training split has {len(ds)} images, fewer than one batch of {per_proc_batch}")
@@ -234,18 +250,19 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
         t0, seen, run_loss = time.time(), 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not (progress and main), mininterval=5.0, leave=False)
-        for imgs, ages in bar:
+        for imgs, ages, pos in bar:
             x = model_input(imgs.to(device, non_blocking=True), normalize)
             ages = ages.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 outp = net(x)
                 loss = loss_fn(outp, ages)
+                a, temp = recipe["distill"]["alpha"], recipe["distill"]["temperature"]
                 if teacher is not None:
                     with torch.no_grad():
                         t_out = teacher(x)
-                    a = recipe["distill"]["alpha"]
-                    loss = (1 - a) * loss + a * distill_loss(outp, t_out, model.head.spec,
-                                                             recipe["distill"]["temperature"])
+                    loss = (1 - a) * loss + a * distill_loss(outp, t_out, model.head.spec, temp)
+                elif soft is not None:
+                    loss = (1 - a) * loss + a * distill_to_probs(outp, soft[pos].to(device), temp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
@@ -290,7 +307,71 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
             history.append(rec)
         if ddp:
             dist.barrier()
+    if cv_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(cv_threads)
     return {"history": history, "best": best, "split": split_rec, "out": str(out)}
+
+
+def teacher_paths(value) -> list[str]:
+    """[distill] teacher: "" (none), one checkpoint path, or a list of them (an ensemble)."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: float, device,
+                          cache: Path, progress: bool, views: int = 2) -> np.ndarray:
+    """Offline distillation targets ([distill] mode = "clean"): each teacher's softened age-bin
+    distribution on the clean crop (and on its mirror: ``views`` = 2), averaged over views and
+    teachers, once per
+    training image. The student then learns them from its augmented, degraded view of the same
+    face, so the teachers run once instead of every step (and see the clean face). Cached in the
+    run folder, keyed by the teachers' SHA-256, the temperature and the training split."""
+    import hashlib
+
+    from edgeage.checkpoint import read_checkpoint
+
+    shas = [read_checkpoint(p)["sha256"] for p in paths]
+    if views not in (1, 2):
+        raise EdgeAgeError(f"[distill] views = {views}: 1 (the crop) or 2 (crop and mirror)")
+    key = hashlib.sha256(json.dumps([shas, temperature, views, np.asarray(idx).tolist()]).encode()).hexdigest()
+    if cache.is_file():
+        with np.load(cache) as z:
+            if str(z["key"]) == key:
+                return z["probs"]
+    total = None
+    for p in paths:
+        t, man = load_model(p)
+        if t.head.spec.get("type") != "expectation" or t.head.spec != spec:
+            raise EdgeAgeError(f"[distill] teacher {p}: head {t.head.kind!r} {t.head.spec} does not "
+                               f"give the student's age-bin distribution ({spec}); mode = 'clean' "
+                               "needs SORD / DEX-style teachers with the same bins")
+        t = t.to(device)
+        norm = Normalize(input_size=int(t.config["input_size"]))
+        probs = []
+        it = range(0, len(idx), 256)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc=f"teacher {Path(p).name}", unit="batch", mininterval=5.0)
+        with torch.no_grad():
+            for i in it:
+                x = model_input(prep.crops[idx[i:i + 256]], norm).to(device)
+                vs = (x, torch.flip(x, dims=[3]))[:views]
+                pr = sum(torch.softmax(t(v).float() / temperature, 1) for v in vs)
+                probs.append((pr / views).cpu())
+        probs = torch.cat(probs).numpy()
+        total = probs if total is None else total + probs
+        del t
+    probs = (total / len(paths)).astype(np.float32)
+    from edgeage.utils import atomic_path
+
+    with atomic_path(cache) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, key=key, probs=probs)
+    return probs
 
 
 def _eval(model, prep, idx, normalize, device):

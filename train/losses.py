@@ -77,3 +77,11 @@ def distill_loss(student_out, teacher_out, spec: dict, temperature: float = 2.0)
         return F.kl_div(F.log_softmax(student_out.float() / t, 1),
                         F.softmax(teacher_out.float() / t, 1), reduction="batchmean") * t * t
     return F.l1_loss(apply_readout(spec, student_out), apply_readout(spec, teacher_out))
+
+
+def distill_to_probs(student_out, target_probs, temperature: float = 2.0) -> torch.Tensor:
+    """KL(target || softened student) * T^2, for targets that are already softened distributions
+    (offline / ensemble teachers)."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student_out.float() / t, 1), target_probs.float(),
+                    reduction="batchmean") * t * t

@@ -20,7 +20,10 @@ DEFAULTS: dict = {
               "jitter": 0.05, "rotate": True, "num_workers": 0, "amp": True, "seed": 0,
               "init": ""},
     "degrade": {"p": 0.2, "strength": 1.0, "strength_min": 1.0},
-    "distill": {"teacher": "", "alpha": 0.5, "temperature": 2.0},
+    # teacher: a checkpoint path or a list (ensemble; mode "clean" only). mode: "online" runs
+    # the teacher on the student's augmented batch every step; "clean" runs the teachers once on
+    # the clean training crops (views = 2: and their mirrors) and distills those distributions.
+    "distill": {"teacher": "", "alpha": 0.5, "temperature": 2.0, "mode": "online", "views": 2},
 }
 
 
