@@ -290,6 +290,8 @@ def test_qat_nncf_openvino_converts_the_fake_quantized_model(ckpt, faces, tmp_pa
     # the weights stored as int8 constants
     assert 0 < types.count("FakeQuantize") <= n_conv, (types.count("FakeQuantize"), n_conv)
     assert xml.count('element_type="i8"') >= n_conv // 2
+    # the traced shape arithmetic is folded away (fold_shape_subgraphs)
+    assert types.count("ShapeOf") == 0, types.count("ShapeOf")
 
     from edgeage.checkpoint import load_model
     from edgeage.export.quantize import quant_data
