@@ -325,8 +325,7 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: 
                           cache: Path, progress: bool, views: int = 2) -> np.ndarray:
     """Offline distillation targets ([distill] mode = "clean"): each teacher's softened age-bin
     distribution on the clean crop (and on its mirror: ``views`` = 2), averaged over views and
-    teachers, once per
-    training image. The student then learns them from its augmented, degraded view of the same
+    teachers, once per training image. The student then learns them from its augmented, degraded view of the same
     face, so the teachers run once instead of every step (and see the clean face). Cached in the
     run folder, keyed by the teachers' SHA-256, the temperature and the training split."""
     import hashlib
@@ -343,7 +342,7 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: 
                 return z["probs"]
     total = None
     for p in paths:
-        t, man = load_model(p)
+        t, _ = load_model(p)
         if t.head.spec.get("type") != "expectation" or t.head.spec != spec:
             raise EdgeAgeError(f"[distill] teacher {p}: head {t.head.kind!r} {t.head.spec} does not "
                                f"give the student's age-bin distribution ({spec}); mode = 'clean' "

@@ -73,9 +73,8 @@ def distill_loss(student_out, teacher_out, spec: dict, temperature: float = 2.0)
     from edgeage.readout import apply_readout
 
     if spec["type"] == "expectation" and student_out.shape == teacher_out.shape:
-        t = temperature
-        return F.kl_div(F.log_softmax(student_out.float() / t, 1),
-                        F.softmax(teacher_out.float() / t, 1), reduction="batchmean") * t * t
+        return distill_to_probs(student_out, F.softmax(teacher_out.float() / temperature, 1),
+                                temperature)
     return F.l1_loss(apply_readout(spec, student_out), apply_readout(spec, teacher_out))
 
 
