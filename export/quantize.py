@@ -496,9 +496,10 @@ def greedy_keep_float(model, example, spec, exporter, opts: Int8Options, qd: Qua
 def quantize(model_path, backend: str, method: str, out, data=None, calib_images: int = DEFAULT_CALIB,
              epochs: int = 2, max_mae_drop: float | None = None, lr: float | None = None,
              val_images: int = DEFAULT_VAL, max_steps: int | None = None, seed: int = 0,
-             progress=print) -> dict:
+             progress=print, distill_alpha: float | None = None) -> dict:
     """PTQ or QAT of a checkpoint for one backend; writes an int8 artifact folder ``out``
-    (atomic) whose manifest has a ``quantize`` section. Returns that section."""
+    (atomic) whose manifest has a ``quantize`` section. Returns that section. ``distill_alpha``
+    (QAT): weight of the distillation from the float model (None: ``qat.DISTILL_ALPHA``)."""
     import torch
 
     from edgeage.checkpoint import load_model
@@ -548,8 +549,9 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
                                    "(qat_prepare/qat_convert)")
             with step(f"{spec['exporter']}.qat_prepare"):
                 prepared = exporter.qat_prepare(copy.deepcopy(model), example, opts, spec)
+            kw = {} if distill_alpha is None else {"distill_alpha": distill_alpha}
             info["qat"] = qat_finetune(prepared, model, manifest, qd, work / "qat", epochs=epochs, lr=lr,
-                                       max_steps=max_steps, progress=progress)
+                                       max_steps=max_steps, progress=progress, **kw)
             with step(f"{spec['exporter']}.qat_convert"):
                 qmodel = exporter.qat_convert(prepared, example, spec)
             if getattr(qmodel, "needs_calibration", False):  # see nncf_qat_weights

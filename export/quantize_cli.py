@@ -20,6 +20,9 @@ from edgeage.cli import model_option
 @click.option("--lr", type=float, default=None, help="QAT learning rate (default: the recipe's x 0.05).")
 @click.option("--max-steps", type=int, default=None,
               help="QAT: at most this many optimiser steps per epoch (a random part of the training split).")
+@click.option("--distill-alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="QAT: weight of the loss that pulls the INT8 model's age distribution towards the float "
+                   "model's on the same degraded images (0 = labels only).")
 @click.option("--max-mae-drop", type=float, default=None,
               help="Accuracy control: keep the layers that hurt validation MAE most in float until the "
                    "drop (years) holds.")
@@ -30,8 +33,8 @@ from edgeage.cli import model_option
                    "must match the recorded split.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Result folder (default: runs/<model>-int8-<method>-<backend>).")
-def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_steps, max_mae_drop, val_images,
-                 data, out):
+def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_steps, distill_alpha, max_mae_drop,
+                 val_images, data, out):
     """INT8 post-training quantization or QAT for one backend. Writes an int8 artifact folder
     (model file(s) + manifest.json with a `quantize` section) for `edgeage export --precision int8
     --from DIR` and `edgeage check --artifact DIR`."""
@@ -49,7 +52,8 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
     with stdout_to_stderr(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         info = quantize(model_path, backend, method, out, data, calib_images, epochs, max_mae_drop, lr,
-                        val_images, max_steps, progress=lambda m: click.echo(m, err=True))
+                        val_images, max_steps, progress=lambda m: click.echo(m, err=True),
+                        distill_alpha=distill_alpha)
     for w in caught:
         if "available" in str(w.message):
             click.echo(f"warning: {w.message}", err=True)

@@ -237,11 +237,12 @@ def test_qat_pt2e_trains_converts_and_runs(ckpt, faces, ptq, tmp_path):
     fp32 / int8-ptq / int8-qat rows side by side."""
     out = tmp_path / "qat"
     res = cli("quantize", "--model", ckpt, "--backend", "litert", "--method", "qat", "--epochs", 1,
-              "--max-steps", 3, "--calib-images", 16, "--data", faces, "--out", out)
+              "--max-steps", 3, "--calib-images", 16, "--distill-alpha", 0, "--data", faces, "--out", out)
     assert res.exit_code == 0, res.output
     info = json.loads((out / "manifest.json").read_text())["quantize"]
     q = info["qat"]
     assert info["method"] == "qat" and q["steps_per_epoch"] == 3 and len(q["history"]) == 1
+    assert q["distill_from_float"] is None  # --distill-alpha 0: labels only
     assert np.isfinite(q["history"][0]["train_loss"]) and q["params_changed"] > 0
     assert (out / "qat" / "metrics.json").is_file()
 
@@ -283,6 +284,7 @@ def test_qat_nncf_openvino_converts_the_fake_quantized_model(ckpt, faces, tmp_pa
     info = json.loads((out / "manifest.json").read_text())["quantize"]
     assert info["qat_conversion"].startswith("fake-quantized model converted"), info["qat_conversion"]
     assert info["qat"]["params_changed"] > 0 and np.isfinite(info["qat"]["history"][0]["train_loss"])
+    assert info["qat"]["distill_from_float"] == {"alpha": 0.5, "temperature": 1.0}  # the default
     xml = (out / "model.xml").read_text()
     types = re.findall(r'<layer id="\d+" name="[^"]*" type="(\w+)"', xml)
     n_conv = types.count("Convolution") + types.count("MatMul")

@@ -110,6 +110,35 @@ def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
     assert ck["manifest"]["training"]["recipe"]["distill"]["teacher"] == teachers
 
 
+def test_online_teacher_model_is_what_alpha_one_distils(data_dir, tmp_path):
+    """train(teacher_model=...) (QAT distils from the float model in memory): with alpha = 1 the
+    student learns the teacher's age distribution, and ends closer to it (KL on the training
+    crops) than the same run trained on the labels (alpha = 0)."""
+    from edgeage.preprocess import Normalize, model_input
+    from edgeage.train.loop import _load_data
+    from edgeage.utils import EdgeAgeError
+
+    train(recipe(data_dir, epochs=3), tmp_path / "t", progress=False)
+    teacher = load_model(tmp_path / "t" / "best.pt")[0]
+    runs = {}
+    for alpha in (0.0, 1.0):
+        r = recipe(data_dir, seed=1, lr=1e-2, epochs=4, ema_decay=0.0)
+        r["distill"].update(alpha=alpha, temperature=1.0)
+        train(r, tmp_path / f"a{alpha}", progress=False, teacher_model=teacher)
+        runs[alpha] = load_model(tmp_path / f"a{alpha}" / "last.pt")[0].eval()
+    prep, parts, _ = _load_data(recipe(data_dir), False)
+    x = model_input(prep.crops[parts["train"]], Normalize(input_size=64))
+    with torch.no_grad():
+        p_t = torch.softmax(teacher(x), 1)
+        kl = {a: float(torch.nn.functional.kl_div(torch.log_softmax(m(x), 1), p_t, reduction="batchmean"))
+              for a, m in runs.items()}
+    assert kl[1.0] < 0.5 * kl[0.0], kl
+    r = recipe(data_dir)
+    r["distill"]["teacher"] = str(tmp_path / "t" / "best.pt")
+    with pytest.raises(EdgeAgeError, match="teacher_model"):
+        train(r, tmp_path / "both", progress=False, teacher_model=teacher)
+
+
 def test_resume_refuses_a_different_recipe(data_dir, tmp_path):
     train(recipe(data_dir), tmp_path / "run", progress=False, stop_after=1)
     from edgeage.utils import EdgeAgeError

@@ -147,10 +147,12 @@ def _load_data(recipe: dict, progress: bool):
 
 def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, model: torch.nn.Module | None = None,
-          data: tuple | None = None) -> dict:
+          data: tuple | None = None, teacher_model: torch.nn.Module | None = None) -> dict:
     """Run (or resume) a recipe; returns the metrics dict. ``stop_after`` ends this run after that
     many epochs (the checkpoint can be resumed). ``model``: train this model instead of building
-    the recipe's (pruning / QAT fine-tunes); ``data``: an already loaded (prep, parts, split)."""
+    the recipe's (pruning / QAT fine-tunes); ``data``: an already loaded (prep, parts, split);
+    ``teacher_model``: an online teacher already in memory (QAT distils from the float model),
+    weighted by the recipe's [distill] alpha and temperature, in place of [distill] teacher."""
     recipe = load_recipe(recipe) if not isinstance(recipe, dict) else recipe
     world, rank, local = _dist_info()
     ddp = world > 1
@@ -188,7 +190,11 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
 
     teacher, soft = None, None
     teachers = teacher_paths(recipe["distill"]["teacher"])
-    if teachers and recipe["distill"]["mode"] == "online":
+    if teacher_model is not None:
+        if teachers:
+            raise EdgeAgeError("train(teacher_model=...) replaces [distill] teacher: leave that empty")
+        teacher = teacher_model.to(device).eval()
+    elif teachers and recipe["distill"]["mode"] == "online":
         if len(teachers) > 1:
             raise EdgeAgeError("[distill] mode = 'online' takes one teacher; use mode = 'clean' "
                                "for an ensemble")

@@ -47,25 +47,35 @@ class QATModel(nn.Module):
         return apply_readout(self.head.spec, out)
 
 
-def qat_recipe(manifest: dict, epochs: int, lr: float | None) -> dict:
+DISTILL_ALPHA = 0.5
+
+
+def qat_recipe(manifest: dict, epochs: int, lr: float | None, distill_alpha: float = DISTILL_ALPHA) -> dict:
+    """The checkpoint's own recipe, shortened: ``epochs`` at 5 % of its LR (or ``lr``), no EMA or
+    warm-up. ``distill_alpha`` > 0: the loss is (1 - alpha) * the label loss + alpha * KL to the
+    float model's age-bin distribution (T = 1) on the same degraded batch, so the INT8 model is
+    pulled towards the float model it is checked against, image by image (not only in MAE)."""
     from .recipes import load_recipe
 
+    if not 0.0 <= distill_alpha <= 1.0:
+        raise EdgeAgeError(f"--distill-alpha {distill_alpha}: use a weight in [0, 1]")
     recipe = copy.deepcopy(manifest.get("training", {}).get("recipe")) or load_recipe("mgpnet-t")
     recipe["train"].update(epochs=int(epochs), ema_decay=0.0, warmup_epochs=0.0, num_workers=0,
                            lr=float(lr) if lr else recipe["train"]["lr"] * 0.05)
-    recipe["distill"]["teacher"] = ""
+    recipe["distill"].update(teacher="", mode="online", alpha=float(distill_alpha), temperature=1.0)
     recipe["model"] = {"name": manifest["model"]["name"]}  # recorded only: the loop trains the given model
     return recipe
 
 
 def qat_finetune(prepared: nn.Module, float_model: nn.Module, manifest: dict, qd, out, epochs: int = 2,
-                 lr: float | None = None, max_steps: int | None = None, progress=print) -> dict:
+                 lr: float | None = None, max_steps: int | None = None, progress=print,
+                 distill_alpha: float = DISTILL_ALPHA) -> dict:
     """Train ``prepared`` (in place) with ``loop.train``; ``qd`` is ``quantize.QuantData`` (the
     checkpoint's verified split). ``max_steps`` caps the optimiser steps per epoch (a random
     subset of the training split). Returns a summary with the loop's history."""
     from . import loop
 
-    recipe = qat_recipe(manifest, epochs, lr)
+    recipe = qat_recipe(manifest, epochs, lr, distill_alpha)
     parts = dict(qd.parts)
     bs = int(recipe["train"]["batch_size"])
     if max_steps:
@@ -76,13 +86,15 @@ def qat_finetune(prepared: nn.Module, float_model: nn.Module, manifest: dict, qd
     wrapper = QATModel(prepared, float_model)
     before = {k: v.detach().clone() for k, v in wrapper.named_parameters()}
     res = loop.train(recipe, out, progress=bool(progress), model=wrapper,
-                     data=(qd.prep, parts, manifest["training"]["split"]))
+                     data=(qd.prep, parts, manifest["training"]["split"]),
+                     teacher_model=float_model if distill_alpha > 0 else None)
     losses = [h["train_loss"] for h in res["history"]]
     if not all(math.isfinite(v) for v in losses):
         raise EdgeAgeError(f"QAT diverged: training losses {losses}")
     changed = sum(int(not torch.equal(before[k], v.detach())) for k, v in wrapper.named_parameters())
     wrapper.eval()
     return {"epochs": int(epochs), "lr": recipe["train"]["lr"], "batch_size": bs,
+            "distill_from_float": {"alpha": float(distill_alpha), "temperature": 1.0} if distill_alpha > 0 else None,
             "train_images_per_epoch": int(len(parts["train"])), "steps_per_epoch": int(len(parts["train"]) // bs),
             "params_changed": changed, "params": len(before),
             "history": [{k: h.get(k) for k in ("epoch", "train_loss", "val_mae", "epoch_s")} for h in res["history"]]}
