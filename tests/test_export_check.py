@@ -187,6 +187,30 @@ def test_openvino_ir_is_compact_and_keeps_op_names(exported):
     assert any(n.startswith("__module.") for n in ops) and not any(re.fullmatch(r"c\d+", n) for n in ops), ops
 
 
+def test_openvino_static_shapes_compile_per_batch_size_with_the_same_outputs(exported):
+    """[runtime] static_shapes (the shipped TOML sets it): the dynamic-batch IR is compiled for
+    each input's batch size; outputs equal the dynamic compile's, batch 1 included."""
+    from edgeage.targets.runner import load_runner
+    from edgeage.targets.spec import load_spec
+
+    spec = load_spec("openvino")
+    assert spec["runtime"]["static_shapes"] is True
+    art = exported("openvino")
+    static = load_runner(art, spec)
+    dyn_spec = {**spec, "runtime": {**spec["runtime"], "static_shapes": False}}
+    dynamic = load_runner(art, dyn_spec)
+    assert static.info["static_shapes"] is True and dynamic.info["static_shapes"] is False
+    x = np.random.default_rng(1).normal(size=(5, 3, 64, 64)).astype(np.float32)
+    for batch in (1, 2, 5):
+        a, b = static.run(x, batch=batch), dynamic.run(x, batch=batch)
+        assert a.shape == b.shape == (5, b.shape[1]) and np.allclose(a, b, atol=1e-5), batch
+    req = static.runner._requests  # noqa: SLF001
+    assert sorted(req) == [1, 2, 5], sorted(req)  # batch 2 over 5 images also compiled batch 1
+    shape = req[2].get_compiled_model().input(0).get_partial_shape()
+    assert shape.is_static and shape[0].get_length() == 2
+    assert list(dynamic.runner._requests) == [None]  # noqa: SLF001
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_op_profile_attributes_time_to_the_convolutions(target, exported):
     """--op-profile: the runtime's own per-op timing where it has one (OpenVINO, ONNX Runtime),
