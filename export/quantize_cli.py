@@ -20,7 +20,7 @@ from edgeage.cli import model_option
 @click.option("--lr", type=float, default=None, help="QAT learning rate (default: the recipe's x 0.05).")
 @click.option("--max-steps", type=int, default=None,
               help="QAT: at most this many optimiser steps per epoch (a random part of the training split).")
-@click.option("--distill-alpha", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+@click.option("--distill-alpha", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
               help="QAT: weight of the loss that pulls the INT8 model's age distribution towards the float "
                    "model's on the same degraded images (0 = labels only).")
 @click.option("--max-mae-drop", type=float, default=None,

@@ -284,7 +284,7 @@ def test_qat_nncf_openvino_converts_the_fake_quantized_model(ckpt, faces, tmp_pa
     info = json.loads((out / "manifest.json").read_text())["quantize"]
     assert info["qat_conversion"].startswith("fake-quantized model converted"), info["qat_conversion"]
     assert info["qat"]["params_changed"] > 0 and np.isfinite(info["qat"]["history"][0]["train_loss"])
-    assert info["qat"]["distill_from_float"] == {"alpha": 0.5, "temperature": 1.0}  # the default
+    assert info["qat"]["distill_from_float"] == {"alpha": 1.0, "temperature": 1.0}  # the default
     xml = (out / "model.xml").read_text()
     types = re.findall(r'<layer id="\d+" name="[^"]*" type="(\w+)"', xml)
     n_conv = types.count("Convolution") + types.count("MatMul")

@@ -47,14 +47,17 @@ class QATModel(nn.Module):
         return apply_readout(self.head.spec, out)
 
 
-DISTILL_ALPHA = 0.5
+DISTILL_ALPHA = 1.0
 
 
 def qat_recipe(manifest: dict, epochs: int, lr: float | None, distill_alpha: float = DISTILL_ALPHA) -> dict:
     """The checkpoint's own recipe, shortened: ``epochs`` at 5 % of its LR (or ``lr``), no EMA or
     warm-up. ``distill_alpha`` > 0: the loss is (1 - alpha) * the label loss + alpha * KL to the
     float model's age-bin distribution (T = 1) on the same degraded batch, so the INT8 model is
-    pulled towards the float model it is checked against, image by image (not only in MAE)."""
+    pulled towards the float model it is checked against, image by image (not only in MAE). The
+    default 1.0 uses no labels: on the shipped model's ExecuTorch QAT it kept the largest
+    single-face change at 7 years where 0 and 0.5 left 15 and 21 (a face with a bimodal float
+    output)."""
     from .recipes import load_recipe
 
     if not 0.0 <= distill_alpha <= 1.0:
