@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--round-to", type=int, default=2, help="edgeage prune --round-to")
     ap.add_argument("--finetune-epochs", type=int, default=12)
     ap.add_argument("--qat-epochs", type=int, default=2)
-    ap.add_argument("--qat-steps", type=int, default=50)
+    ap.add_argument("--qat-steps", type=int, default=100)
     ap.add_argument("--limit", type=int, default=1000, help="test-split images in the bench")
     ap.add_argument("--runs", default="runs/compress")
     ap.add_argument("--out", default="bench/compression")
