@@ -45,6 +45,9 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/compress")
     ap.add_argument("--out", default="bench/compression")
     ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--no-prune", action="store_true",
+                    help="INT8 rows only (e.g. the paper-width model on a CPU, where the pruning fine-tune "
+                         "does not fit); the bench still runs")
     ap.add_argument("--part", choices=["all", "int8", "prune"], default="all",
                     help="only the parent's INT8 results, or only pruning and the pruned exports (two "
                          "processes can run the parts side by side; then bench with --part all)")
@@ -64,10 +67,10 @@ def main() -> None:
     pruned = runs / f"pruned{round(args.ratio * 100)}-{args.by}"
     if args.part == "int8":
         return
-    if not (pruned / "best.pt").is_file():
+    if not args.no_prune and not (pruned / "best.pt").is_file():
         edgeage("prune", *model, "--ratio", str(args.ratio), "--by", args.by, "--round-to", str(args.round_to),
                 "--finetune-epochs", str(args.finetune_epochs), "--distill", *data, "--out", str(pruned))
-    for backend, target in BACKENDS.items():  # the pruned model: fp32 on every target, and INT8 PTQ
+    for backend, target in ({} if args.no_prune else BACKENDS).items():  # pruned: fp32 everywhere, INT8 PTQ
         out = runs / f"pruned-fp32-{target}"
         if not done(out):
             edgeage("export", "--target", target, "--model", str(pruned / "best.pt"), "--out", str(out))
