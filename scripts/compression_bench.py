@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--by", choices=["channels", "macs"], default="macs", help="edgeage prune --by")
     ap.add_argument("--round-to", type=int, default=2, help="edgeage prune --round-to")
     ap.add_argument("--finetune-epochs", type=int, default=12)
+    ap.add_argument("--methods", default="ptq,qat", help="INT8 methods for the parent (ptq, qat or both)")
     ap.add_argument("--qat-epochs", type=int, default=2)
     ap.add_argument("--qat-steps", type=int, default=100)
     ap.add_argument("--limit", type=int, default=1000, help="test-split images in the bench")
@@ -57,7 +58,7 @@ def main() -> None:
     data = ["--data", args.data]
     artifacts = []
     for backend in BACKENDS:  # INT8 of the parent
-        for method in ("ptq", "qat"):
+        for method in [m for m in ("ptq", "qat") if m in args.methods.split(",")]:
             out = runs / f"{method}-{backend}"
             extra = ["--epochs", str(args.qat_epochs), "--max-steps", str(args.qat_steps)] if method == "qat" else []
             if not done(out) and args.part in ("all", "int8"):
