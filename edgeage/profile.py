@@ -11,16 +11,18 @@ def count_params(model: nn.Module) -> int:
 
 @torch.no_grad()
 def count_macs(model: nn.Module, input_size: int = 64) -> int:
-    """MACs of one forward pass at batch 1 (convolutions and linear layers)."""
+    """MACs of one forward pass at batch 1 (convolutions and linear layers).
+
+    Counted over the whole output of every call, so a layer that a head runs on an internally
+    expanded batch (DAA's decoder sees one styled map per reference age) counts once per row."""
     total = 0
 
     def hook(mod, inp, out):
         nonlocal total
         if isinstance(mod, (nn.Conv2d, nn.Conv1d)):
-            k = mod.weight[0].numel()  # (cin / groups) * kernel
-            total += out.numel() * k // out.shape[0] * out.shape[0] // max(1, inp[0].shape[0])
+            total += out.numel() * mod.weight[0].numel()  # (cin / groups) * kernel per output
         elif isinstance(mod, nn.Linear):
-            total += mod.in_features * out.numel() // max(1, inp[0].shape[0])
+            total += mod.in_features * out.numel()
 
     hooks = [m.register_forward_hook(hook) for m in model.modules()
              if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear))]

@@ -150,3 +150,17 @@ def test_spatial_attention_equals_the_plain_cbam_form():
     x = torch.randn(3, 16, 8, 6)
     plain = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
     assert torch.allclose(sa(x), x * torch.sigmoid(sa.conv(plain)), atol=1e-6)
+
+
+def test_macs_count_the_daa_decoder_once_per_reference_age():
+    from edgeage.profile import count_macs
+
+    sord, daa = create("mgpnet-t", head="sord"), create("mgpnet-t", head="daa")
+    h = daa.head
+    c_in, red, hid = h.reduce[0].in_channels, h.reduce[0].out_channels, h.decoder[0].out_channels
+    side = 4  # the 4x4 map of mgpnet-t at 64 px
+    decoder = 100 * (2 * red * hid * 9 * side * side + hid)  # conv3x3 + FC, once per age
+    reduce = c_in * red * side * side
+    mlp = 100 * (8 * 16 + 16 * 32 + 32 * 2)
+    backbone = count_macs(sord) - sord.head.fc.in_features * sord.head.fc.out_features
+    assert count_macs(daa) == backbone + reduce + decoder + mlp  # ~29.9 M more than SORD's FC
