@@ -36,8 +36,39 @@ def build_manifest(model, normalize: Normalize | None = None, crop: CropParams |
         "readout": dict(model.head.spec),
         "preprocess": {"crop": (crop or CropParams()).to_dict(), "normalize": normalize.to_dict()},
         "training": training or {},
-        "versions": {"edgeage": __version__, "torch": torch.__version__},
+        "versions": {"edgeage": __version__, "torch": str(torch.__version__)},
     }
+
+
+# Fields every manifest must have (checkpoint or artifact): name -> type of the value
+REQUIRED = {("model",): dict, ("model", "name"): str, ("readout",): dict, ("readout", "type"): str,
+            ("preprocess",): dict, ("preprocess", "crop"): dict, ("preprocess", "normalize"): dict}
+
+
+def check_manifest(manifest, where: str) -> dict:
+    """The manifest if it has every field edgeage reads (with plain values), else one
+    EdgeAgeError naming ``where`` and the first missing / malformed field."""
+    if not isinstance(manifest, dict):
+        raise EdgeAgeError(f"{where}: has no manifest (got {type(manifest).__name__}); not an edgeage file")
+    for keys, typ in REQUIRED.items():
+        v = manifest
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if not isinstance(v, typ):
+            field = ".".join(keys)
+            raise EdgeAgeError(f"{where}: manifest field {field!r} is "
+                               + ("missing" if v is None else f"a {type(v).__name__}, not a {typ.__name__}")
+                               + "; the file is damaged or was not written by edgeage: re-export / retrain it")
+    try:
+        manifest_crop(manifest), manifest_normalize(manifest)
+    except (TypeError, ValueError) as e:
+        raise EdgeAgeError(f"{where}: manifest preprocess section is malformed ({e})") from None
+    from .readout import READOUT_TYPES
+
+    if manifest["readout"]["type"] not in READOUT_TYPES:
+        raise EdgeAgeError(f"{where}: unknown readout type {manifest['readout']['type']!r} (known: "
+                           f"{', '.join(READOUT_TYPES)})")
+    return manifest
 
 
 def manifest_normalize(manifest: dict) -> Normalize:
@@ -50,24 +81,36 @@ def manifest_crop(manifest: dict) -> CropParams:
     return CropParams(**manifest["preprocess"]["crop"])
 
 
-def model_from_manifest(manifest: dict) -> torch.nn.Module:
+def model_from_manifest(manifest: dict, where: str = "manifest") -> torch.nn.Module:
     cfg = dict(manifest["model"])
     pruned = cfg.pop("pruned", None)
     for k in ("widths", "depths", "gem_ps"):
         if k in cfg and isinstance(cfg[k], list):
             cfg[k] = tuple(float(v) if k == "gem_ps" else v for v in cfg[k])
-    model = from_config(cfg)
-    if pruned:  # rebuilt at the pruned widths; the checkpoint's weights are loaded next
-        shrink(model, pruned["layers"])
-        model.config = dict(model.config, pruned=pruned)
+    try:
+        model = from_config(cfg)
+        if pruned:  # rebuilt at the pruned widths; the checkpoint's weights are loaded next
+            shrink(model, pruned["layers"])
+            model.config = dict(model.config, pruned=pruned)
+    except KeyError as e:  # unknown model name / option (the registry's message names them)
+        raise EdgeAgeError(f"{where}: {e.args[0] if e.args else e}") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise EdgeAgeError(f"{where}: model config {cfg.get('name')!r} cannot be built "
+                           f"({type(e).__name__}: {e})") from None
     return model
 
 
 def save_checkpoint(path: str | os.PathLike, model, manifest: dict, train_state: dict | None = None,
                     half: bool = False) -> None:
     """Atomic write. ``half`` stores floating weights as fp16 (for shipped files)."""
+    import json
+
+    from .utils import _json_default
+
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
           for k, v in _unwrap(model).state_dict().items()}
+    # plain JSON types only: checkpoints are read back with torch.load(weights_only=True)
+    manifest = json.loads(json.dumps(manifest, default=_json_default))
     obj = {"format": CKPT_FORMAT, "manifest": manifest, "state_dict": sd}
     if train_state is not None:
         obj["train_state"] = train_state
@@ -83,30 +126,61 @@ def default_model_path() -> Path:
     return Path(str(resources.files("edgeage.assets") / DEFAULT_MODEL))
 
 
+TRUST_ENV = "EDGEAGE_TRUST_PICKLE"
+
+
 def read_checkpoint(path: str | os.PathLike | None) -> dict:
+    """A checkpoint's contents, read as data: ``torch.load(weights_only=True)`` (tensors and
+    plain values only; a file that needs more cannot run code here, it is refused). Checkpoints
+    written before edgeage stored plain values load only with the documented opt-in
+    EDGEAGE_TRUST_PICKLE=1, for files you trust (it runs the file's pickle code)."""
     path = Path(path) if path else default_model_path()
     if not path.is_file():
         raise EdgeAgeError(f"{path}: model checkpoint not found"
                            + ("" if path != default_model_path() else
                               " (the shipped default model is missing from this install)"))
+    from torch.torch_version import TorchVersion  # a str subclass that old manifests hold
+
+    trust = os.environ.get(TRUST_ENV) == "1"
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise EdgeAgeError(f"{path}: not a readable edgeage checkpoint ({type(e).__name__}: {e})") from None
+        with torch.serialization.safe_globals([TorchVersion]):
+            obj = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle_error() as e:
+        raise EdgeAgeError(f"{path}: holds Python objects beyond tensors and plain values, which edgeage does "
+                           f"not load from a file (loading them can run code). If you trust the file (an "
+                           f"older edgeage checkpoint of your own), load it once with {TRUST_ENV}=1 and "
+                           f"save it again (`edgeage checkpoint upgrade`). ({str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # noqa: BLE001 - any other failure means a bad file
+        raise EdgeAgeError(f"{path}: not a readable edgeage checkpoint ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:300] if str(e) else ''})") from None
     if not isinstance(obj, dict) or obj.get("format") != CKPT_FORMAT:
         raise EdgeAgeError(f"{path}: not an edgeage checkpoint (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__})")
+    check_manifest(obj.get("manifest"), str(path))
+    if not isinstance(obj.get("state_dict"), dict):
+        raise EdgeAgeError(f"{path}: has no weights (state_dict); not a usable edgeage checkpoint")
     obj["path"] = str(path)
     obj["sha256"] = sha256_file(path)
     return obj
+
+
+def pickle_error() -> type[Exception]:
+    import pickle
+
+    return pickle.UnpicklingError
 
 
 def load_model(path: str | os.PathLike | None = None, ema: bool = True):
     """(model in eval mode, manifest) from a checkpoint; None = the shipped default model."""
     obj = read_checkpoint(path)
     manifest = obj["manifest"]
-    model = model_from_manifest(manifest)
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    model = model_from_manifest(manifest, obj["path"])
+    sd = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in obj["state_dict"].items()}
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as e:  # shapes (size mismatch) or non-tensors
+        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
+        raise EdgeAgeError(f"{obj['path']}: weights do not fit model {manifest['model']['name']} as its manifest "
+                           f"describes it ({first[:300]})") from None
     if missing or unexpected:
         raise EdgeAgeError(f"{obj['path']}: weights do not fit model {manifest['model']['name']} "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .utils import EdgeAgeError
+from .utils import EdgeAgeError, install_signal_cleanup
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -54,12 +54,17 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgeAgeError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # a file the command could not read or write: name it, no traceback
+            if e.filename is None:
+                raise
+            raise click.ClickException(f"{e.filename}: {e.strerror or e}") from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgeage")
 def main():
     """edgeage: facial age estimation from training to INT8 models on edge devices."""
+    install_signal_cleanup()  # SIGTERM / SIGHUP clean up temp folders like Ctrl-C does
 
 
 def model_option(f):
@@ -73,6 +78,12 @@ def crop_option(f):
                              "none = use each image as is.")(f)
 
 
+def force_option(f):
+    return click.option("--force", is_flag=True,
+                        help="Use --out even if it is a non-empty folder edgeage did not write (its "
+                             "contents may be replaced).")(f)
+
+
 def emit_json(obj) -> None:
     """Exactly one JSON object on stdout."""
     click.echo(json.dumps(obj, default=str))
@@ -82,16 +93,20 @@ def emit_json(obj) -> None:
 @click.option("--data", required=True, type=click.Path(exists=True), help="Folder of UTKFace-named images or CSV (path, age).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Cache folder (default: ~/.cache/edgeage/<hash>).")
 @crop_option
-@click.option("--margin", type=float, default=None, help="Crop side / face box side.")
-@click.option("--crop-size", type=int, default=None, help="Canonical crop resolution (px).")
+@click.option("--margin", type=click.FloatRange(min=0.1, max=10), default=None, help="Crop side / face box side.")
+@click.option("--crop-size", type=click.IntRange(min=8, max=1024), default=None, help="Canonical crop resolution (px).")
 @click.option("--skip-bad", is_flag=True, help="Skip and list unreadable/badly named files instead of stopping.")
-def prepare(data, out, crop, margin, crop_size, skip_bad):
+@force_option
+def prepare(data, out, crop, margin, crop_size, skip_bad, force):
     """Detect faces and cache canonical crops (uint8) for training and evaluation."""
     from .data import prepare as run
     from .preprocess import CropParams
+    from .utils import check_output
 
+    if out:
+        check_output(out, force)
     kw = {k: v for k, v in (("policy", crop), ("margin", margin), ("crop_size", crop_size)) if v is not None}
-    prep = run(data, CropParams(**kw), skip_bad=skip_bad, out=out, use_cache=False)
+    prep = run(data, CropParams(**kw), skip_bad=skip_bad, out=out, use_cache=False, force=force)
     click.echo(f"prepared {len(prep.names)} crops {prep.crops.shape[1]}px; faces not found: "
                f"{prep.faces_not_found} (centre square used); skipped: {len(prep.skipped)}")
     for s in prep.skipped:
@@ -101,10 +116,11 @@ def prepare(data, out, crop, margin, crop_size, skip_bad):
 @main.command()
 @click.option("--data", required=True, type=click.Path(exists=True))
 @click.option("--preview", "out_png", required=True, type=click.Path(dir_okay=False), help="PNG grid to write.")
-@click.option("--p", type=float, default=0.2, show_default=True, help="Trigger probability of each operation.")
-@click.option("--strength", type=float, default=1.0, show_default=True)
-@click.option("--images", type=int, default=6, show_default=True, help="Rows (source images).")
-@click.option("--per-image", type=int, default=6, show_default=True)
+@click.option("--p", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Trigger probability of each operation.")
+@click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option("--images", type=click.IntRange(1, 100), default=6, show_default=True, help="Rows (source images).")
+@click.option("--per-image", type=click.IntRange(1, 50), default=6, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def degrade(data, out_png, p, strength, images, per_image, seed):
     """Write a PNG grid of degraded examples (the training degradation model)."""
@@ -121,7 +137,7 @@ def degrade(data, out_png, p, strength, images, per_image, seed):
 
 
 @main.command("models")
-@click.option("--input-size", type=int, default=64, show_default=True)
+@click.option("--input-size", type=click.IntRange(16, 512), default=64, show_default=True)
 def models_cmd(input_size):
     """List registered models with parameters and MACs."""
     from .models import create, list_models
@@ -143,6 +159,43 @@ def info(model_path):
     emit_json(manifest)
 
 
+@main.group("checkpoint")
+def checkpoint_group():
+    """Checkpoint files (data, never code: see README, "Trust and safety")."""
+
+
+@checkpoint_group.command("upgrade")
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The safe checkpoint to write.")
+@click.option("--trust", is_flag=True,
+              help="Required: you trust SRC (reading an old checkpoint runs its pickle code).")
+def checkpoint_upgrade(src, out, trust):
+    """Rewrite an older edgeage checkpoint (one that needs pickle beyond tensors and plain values)
+    as a safe one that loads with weights_only=True. Training state (optimizer) is dropped."""
+    from pathlib import Path
+
+    from .checkpoint import TRUST_ENV, load_model, save_checkpoint
+
+    if not trust:
+        raise EdgeAgeError(f"{src}: reading an old checkpoint runs the pickle code inside it; pass --trust "
+                           "if you trust the file (you made it)")
+    if Path(out).resolve() == Path(src).resolve():
+        raise EdgeAgeError(f"--out {out}: give a new file, not SRC itself")
+    old = os.environ.get(TRUST_ENV)
+    os.environ[TRUST_ENV] = "1"
+    try:
+        model, manifest = load_model(src)
+    finally:
+        if old is None:
+            os.environ.pop(TRUST_ENV)
+        else:
+            os.environ[TRUST_ENV] = old
+    manifest = {k: v for k, v in manifest.items() if k != "source"}
+    save_checkpoint(out, model, manifest)
+    load_model(out)  # proves it loads safely
+    click.echo(f"wrote {out}: loads with weights_only=True")
+
+
 @main.command("eval")
 @model_option
 @click.option("--data", required=True, type=click.Path(exists=True), help="Folder of UTKFace-named images, CSV (path, age), or a prepared cache.")
@@ -150,23 +203,28 @@ def info(model_path):
 @click.option("--split", type=click.Choice(["all", "train", "val", "test"]), default="all", show_default=True,
               help="Evaluate only a part of the split recorded in the checkpoint (same data required).")
 @click.option("--tta-flip", is_flag=True, help="Average with the mirrored face (reported separately).")
-@click.option("--degrade-p", type=float, default=0.0, show_default=True,
+@click.option("--degrade-p", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Degrade the crops with the training degradation model (trigger probability p, seeded).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--skip-bad", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Write eval.json/.md, predictions.csv, error_by_age.png here.")
-def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad, as_json, out):
+@force_option
+def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad, as_json, out, force):
     """MAE, CS(5), MAE per age decade, faces not found."""
     from .checkpoint import load_model, manifest_crop, manifest_normalize
     from .data import is_prepared, load_prepared, prepare as run, split as make_split
     from .evaluate import evaluate_prepared, write_eval_report
+    from .utils import check_output
 
+    if out:
+        check_output(out, force)
     model, manifest = load_model(model_path)
     cp = manifest_crop(manifest)
     if crop:
         cp = type(cp)(**{**cp.to_dict(), "policy": crop})
-    prep = load_prepared(data) if is_prepared(data) else run(data, cp, skip_bad=skip_bad, progress=not as_json)
+    prep = load_prepared(data, expect_crop=cp) if is_prepared(data) else \
+        run(data, cp, skip_bad=skip_bad, progress=not as_json)
     idx = None
     if split != "all":
         rec = manifest.get("training", {}).get("split")
@@ -179,11 +237,11 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
     res, pred = evaluate_prepared(model, manifest_normalize(manifest), prep, idx, tta_flip,
                                   degrade_p=degrade_p, seed=seed)
     res.update(model=manifest.get("source", {}).get("path"), data=str(data), split=split,
-               skipped=len(prep.skipped))
+               skipped=len(prep.skipped), skipped_files=list(prep.skipped))
     if out:
         names = [prep.names[i] for i in (idx if idx is not None else range(len(prep.names)))]
         true = prep.ages if idx is None else prep.ages[idx]
-        write_eval_report(out, res, names, true, pred)
+        write_eval_report(out, res, names, true, pred, force=force)
     if as_json:
         emit_json(res)
     else:
@@ -192,6 +250,10 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
                    + (f"  (degraded, p={degrade_p})" if degrade_p else ""))
         for k, v in res["per_decade"].items():
             click.echo(f"  {k:>7s}: n={v['n']:5d}  MAE {v['mae']:.2f}")
+        if prep.skipped:
+            click.echo(f"skipped {len(prep.skipped)} file(s):")
+            for s in prep.skipped:
+                click.echo(f"  skipped: {s}")
 
 
 @main.command()
@@ -200,19 +262,34 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
 @crop_option
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--annotate", type=click.Path(file_okay=False), default=None, help="Write annotated copies here.")
-def predict(images, model_path, crop, as_json, annotate):
-    """Detect every face in each image and estimate its age."""
+@force_option
+@click.pass_context
+def predict(ctx, images, model_path, crop, as_json, annotate, force):
+    """Detect every face in each image and estimate its age. A bad image is reported and
+    skipped; the exit status is 1 when any image failed."""
     from .predict import predict_images
+    from .utils import check_output
 
-    results = predict_images(images, model_path, crop, annotate)
+    if annotate:
+        check_output(annotate, force, "--annotate")
+    results = predict_images(images, model_path, crop, annotate, force=force)
+    failed = [r for r in results if "error" in r]
     if as_json:
-        emit_json({"images": results})
+        emit_json({"images": results, "failed": len(failed)})
+        if failed:
+            ctx.exit(1)
         return
     for r in results:
+        if "error" in r:
+            click.echo(f"Error: {r['error']}", err=True)
+            continue
         if not r["faces"]:
             click.echo(f"{r['image']}: no face found" + (f" (centre square: age {r['fallback_age']:.1f})" if r.get("fallback_age") is not None else ""))
         for i, f in enumerate(r["faces"]):
             click.echo(f"{r['image']}: face {i + 1} box {[round(v) for v in f['box']]} age {f['age']:.1f}")
+    if failed:
+        click.echo(f"predict: {len(failed)} of {len(results)} image(s) failed (listed above)", err=True)
+        ctx.exit(1)
 
 
 if __name__ == "__main__":  # torchrun -m edgeage.cli train ...

@@ -16,10 +16,16 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .preprocess import CropParams
-from .utils import EdgeAgeError, atomic_path
+from .utils import EdgeAgeError, atomic_dir
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Largest image accepted (pixels). PIL's own limit (2 x 89.5 M) is only a warning up to there:
+# a few-KB PNG can claim 50,000 x 50,000 pixels and take gigabytes to decode.
+MAX_IMAGE_PIXELS = 64_000_000
+# Ages a label may have (years). UTKFace goes to 116; an age outside this is a typo or a unit
+# error (months, birth year) and would silently wreck MAE (an age of 500: MAE 243).
+MAX_AGE = 120
 
 
 class DataError(EdgeAgeError):
@@ -43,20 +49,37 @@ def parse_utk_name(name: str) -> int:
         raise DataError(f"{name}: not a UTKFace file name (expected AGE_GENDER_RACE_DATE.jpg.chip.jpg)")
     if not fields[0].isdigit():
         raise DataError(f"{name}: age field {fields[0]!r} is not an integer")
-    return int(fields[0])
+    return int(check_age(int(fields[0]), name))
+
+
+def check_age(age: float, where: str) -> float:
+    """``age`` if it is a finite number in 0..MAX_AGE years, else a DataError naming ``where``."""
+    if not np.isfinite(age) or not 0 <= age <= MAX_AGE:
+        raise DataError(f"{where}: age {age:g} is outside 0..{MAX_AGE} years (a typo, months or a birth "
+                        "year?); fix the label")
+    return age
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """HxWx3 uint8 RGB (EXIF orientation applied). Raises DataError naming the file."""
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: image claims {w} x {h} = {w * h / 1e6:.0f} M pixels, more than the "
+                                f"{MAX_IMAGE_PIXELS / 1e6:.0f} M edgeage decodes (a decompression bomb or a "
+                                "huge scan); downscale it")
             im.load()
             im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: refused as a decompression bomb ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as e:
+        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
 
 
 def discover(path: str | os.PathLike, skip_bad: bool = False) -> tuple[list[Sample], list[str]]:
@@ -83,24 +106,22 @@ def discover(path: str | os.PathLike, skip_bad: bool = False) -> tuple[list[Samp
             except DataError as e:
                 bad(str(e))
     elif p.suffix.lower() == ".csv":
-        with open(p, newline="") as fh:
-            reader = csv.DictReader(fh)
-            cols = reader.fieldnames or []
-            if "path" not in cols or "age" not in cols:
-                raise DataError(f"{path}: CSV header must have 'path' and 'age' columns, has {cols}")
-            for line, row in enumerate(reader, start=2):
-                img = p.parent / (row["path"] or "")
-                try:
-                    age = float(row["age"])
-                    if not np.isfinite(age) or age < 0:
-                        raise ValueError
-                except (TypeError, ValueError):
-                    bad(f"{path}:{line}: age {row['age']!r} of {row['path']} is not a non-negative number")
-                    continue
-                if not row["path"] or not img.is_file():
-                    bad(f"{img}: file not found (listed in {path}:{line})")
-                    continue
-                samples.append(Sample(str(img), age))
+        for line, row in read_csv(p, required=("path", "age")):
+            img = p.parent / (row["path"] or "")
+            try:
+                age = float(row["age"])
+            except (TypeError, ValueError):
+                bad(f"{path}:{line}: age {row['age']!r} of {row['path']} is not a number")
+                continue
+            try:
+                check_age(age, f"{path}:{line} ({row['path']})")
+            except DataError as e:
+                bad(str(e))
+                continue
+            if not row["path"] or not img.is_file():
+                bad(f"{img}: file not found (listed in {path}:{line})")
+                continue
+            samples.append(Sample(str(img), age))
         if not samples and not skipped:
             raise DataError(f"{path}: CSV lists no images")
     else:
@@ -108,6 +129,44 @@ def discover(path: str | os.PathLike, skip_bad: bool = False) -> tuple[list[Samp
     if not samples:
         raise DataError(f"{path}: no usable images ({len(skipped)} skipped)")
     return samples, skipped
+
+
+def read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
+    """(line number, row) of a UTF-8 CSV (a BOM, as spreadsheets write it, is fine) whose header
+    has the ``required`` columns; a DataError naming the file and line otherwise."""
+    rows, line = [], 1
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            cols = reader.fieldnames or []
+            missing = [c for c in required if c not in cols]
+            if missing:
+                raise DataError(f"{path}: CSV header must have {' and '.join(repr(c) for c in required)} "
+                                f"columns, has {cols}")
+            for line, row in enumerate(reader, start=2):
+                rows.append((line, row))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text near line {line + 1} ({e.reason} at byte {e.start}); save the "
+                        "CSV as UTF-8") from None
+    except csv.Error as e:
+        raise DataError(f"{path}:{line + 1}: malformed CSV ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    return rows
+
+
+def content_hash(samples: list[Sample]) -> str:
+    """Hash of the files' names, sizes and modification times: changes when an image is replaced
+    under the same name (the crop cache is keyed on it)."""
+    h = hashlib.sha256()
+    for s in sorted(samples, key=lambda s: os.path.basename(s.path)):
+        try:
+            st = os.stat(s.path)
+            sig = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            sig = "missing"
+        h.update(f"{os.path.basename(s.path)}\t{s.age:g}\t{sig}\n".encode())
+    return h.hexdigest()
 
 
 def list_hash(samples: list[Sample]) -> str:
@@ -151,14 +210,15 @@ class Prepared:
     source: str
     lhash: str
     skipped: list[str]
+    content: str | None = None       # content_hash of the images it was made from
 
     @property
     def faces_not_found(self) -> int:
         return int((~self.face_found).sum())
 
 
-def _cache_key(path: str, lhash: str, crop: CropParams) -> str:
-    blob = json.dumps([os.path.abspath(path), lhash, crop.to_dict()], sort_keys=True)
+def _cache_key(path: str, lhash: str, crop: CropParams, content: str | None = None) -> str:
+    blob = json.dumps([os.path.abspath(path), lhash, crop.to_dict(), content], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -168,14 +228,16 @@ def cache_root() -> Path:
 
 def prepare(path: str | os.PathLike, crop: CropParams | None = None, skip_bad: bool = False,
             out: str | os.PathLike | None = None, use_cache: bool = True,
-            progress: bool = True) -> Prepared:
+            progress: bool = True, force: bool = False) -> Prepared:
     """Detect, crop and cache every image of ``path``. Reuses the cache when present."""
     crop = crop or CropParams()
     samples, skipped = discover(path, skip_bad)
-    lhash = list_hash(samples)
-    out = Path(out) if out else cache_root() / _cache_key(str(path), lhash, crop)
+    content = content_hash(samples)
+    out = Path(out) if out else cache_root() / _cache_key(str(path), list_hash(samples), crop, content)
     if use_cache and (out / "meta.json").is_file():
-        return load_prepared(out, expect_hash=lhash)
+        prep = load_prepared(out, expect_crop=crop)
+        if prep.content == content:
+            return prep
 
     from tqdm import tqdm
 
@@ -199,35 +261,58 @@ def prepare(path: str | os.PathLike, crop: CropParams | None = None, skip_bad: b
         found.append(face is not None or crop.policy == "none")
     if not crops:
         raise DataError(f"{path}: no readable images ({len(skipped)} skipped)")
+    read = set(names)
+    used = [s for s in samples if os.path.basename(s.path) in read]
     prep = Prepared(np.stack(crops), np.asarray(ages, np.float32), names, np.asarray(found),
-                    crop, str(path), list_hash([Sample(n, a) for n, a in zip(names, ages)]),
-                    skipped)
-    save_prepared(prep, out)
+                    crop, str(Path(path).resolve()), list_hash([Sample(n, a) for n, a in zip(names, ages)]),
+                    skipped, content_hash(used))
+    save_prepared(prep, out, force=force)
     return prep
 
 
-def save_prepared(prep: Prepared, out: str | os.PathLike) -> None:
-    with atomic_path(out) as tmp:
-        tmp.mkdir()
+def save_prepared(prep: Prepared, out: str | os.PathLike, force: bool = False) -> None:
+    with atomic_dir(out, force=force, kind="crop-cache") as tmp:
         np.save(tmp / "crops.npy", prep.crops)
-        meta = {"source": prep.source, "list_hash": prep.lhash, "crop": prep.crop.to_dict(),
+        meta = {"format": "edgeage-crops/1", "source": prep.source, "list_hash": prep.lhash,
+                "content_hash": prep.content, "crop": prep.crop.to_dict(),
                 "names": prep.names, "ages": prep.ages.tolist(),
                 "face_found": prep.face_found.astype(int).tolist(), "skipped": prep.skipped}
         (tmp / "meta.json").write_text(json.dumps(meta))
 
 
-def load_prepared(path: str | os.PathLike, expect_hash: str | None = None) -> Prepared:
+def load_prepared(path: str | os.PathLike, expect_crop: CropParams | None = None, fresh: bool = True) -> Prepared:
+    """A prepared crop cache. ``expect_crop``: the crop settings the model needs (a cache made
+    with others is refused). ``fresh``: when the images it was made from are still there, refuse
+    it if any of them changed since (content hash of names, sizes, modification times)."""
     path = Path(path)
     try:
         meta = json.loads((path / "meta.json").read_text())
-        crops = np.load(path / "crops.npy", mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a prepared crop cache ({e}); run `edgeage prepare` again") from None
-    if len(crops) != len(meta["names"]):
+        crops = np.load(path / "crops.npy", mmap_mode="r", allow_pickle=False)
+        prep = Prepared(np.ascontiguousarray(crops), np.asarray(meta["ages"], np.float32), list(meta["names"]),
+                        np.asarray(meta["face_found"], bool), CropParams(**meta["crop"]),
+                        str(meta["source"]), str(meta["list_hash"]), list(meta.get("skipped", [])),
+                        meta.get("content_hash"))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a readable prepared crop cache ({type(e).__name__}: {e}); run "
+                        "`edgeage prepare` again") from None
+    if crops.ndim != 4 or len(crops) != len(prep.names) or len(prep.ages) != len(prep.names) \
+            or crops.dtype != np.uint8:
         raise DataError(f"{path}: crop cache is inconsistent; delete it and run `edgeage prepare`")
-    prep = Prepared(np.ascontiguousarray(crops), np.asarray(meta["ages"], np.float32), meta["names"],
-                    np.asarray(meta["face_found"], bool), CropParams(**meta["crop"]),
-                    meta["source"], meta["list_hash"], meta.get("skipped", []))
+    if expect_crop is not None and prep.crop != expect_crop:
+        raise DataError(f"{path}: crops were prepared with {prep.crop}, but the model expects {expect_crop}; "
+                        f"run `edgeage prepare --data {prep.source}` with the model's settings, or pass the "
+                        "image folder instead")
+    if fresh and prep.content and Path(prep.source).exists():
+        try:
+            samples, _ = discover(prep.source, skip_bad=True)
+        except DataError:
+            samples = None
+        if samples is not None:
+            names = set(prep.names)
+            now = content_hash([s for s in samples if os.path.basename(s.path) in names])
+            if now != prep.content:
+                raise DataError(f"{path}: stale crop cache: images in {prep.source} changed (added, removed or "
+                                "replaced) since it was prepared; run `edgeage prepare` again")
     return prep
 
 

@@ -10,7 +10,7 @@ import torch
 
 from .metrics import summary
 from .preprocess import Normalize, model_input
-from .utils import atomic_path, write_json
+from .utils import atomic_path, output_dir, write_json
 
 
 @torch.no_grad()
@@ -61,9 +61,9 @@ def evaluate_prepared(model, normalize: Normalize, prep, indices=None, tta_flip:
     return res, pred
 
 
-def write_eval_report(out_dir: str | os.PathLike, res: dict, names: list[str], true, pred) -> None:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def write_eval_report(out_dir: str | os.PathLike, res: dict, names: list[str], true, pred,
+                      force: bool = False) -> None:
+    out = output_dir(out_dir, force)
     write_json(out / "eval.json", res)
     with atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)

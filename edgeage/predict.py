@@ -10,19 +10,29 @@ from .checkpoint import load_model, manifest_crop, manifest_normalize
 from .data import load_image
 from .face import FaceDetector
 from .preprocess import canonical_crop, model_input
-from .utils import atomic_path
+from .utils import EdgeAgeError, atomic_path, output_dir
 
 
-def predict_images(images, model_path=None, crop: str | None = None, annotate: str | None = None):
+def predict_images(images, model_path=None, crop: str | None = None, annotate: str | None = None,
+                   force: bool = False):
+    """One record per image, in order: faces with boxes and ages, or ``error`` for an image that
+    could not be read (the others go on). Annotations get unique names (``x_age.png``,
+    ``x_age-2.png`` for a second ``x.jpg`` from another folder); none is overwritten."""
     model, manifest = load_model(model_path)
     cp = manifest_crop(manifest)
     if crop:
         cp = type(cp)(**{**cp.to_dict(), "policy": crop})
     norm = manifest_normalize(manifest)
     det = FaceDetector() if cp.policy == "detect" else None
-    results = []
+    results, used = [], set()
+    if annotate:
+        output_dir(annotate, force, "--annotate")
     for path in images:
-        img = load_image(path)
+        try:
+            img = load_image(path)
+        except EdgeAgeError as e:
+            results.append({"image": str(path), "error": str(e)})
+            continue
         faces = det.detect(img) if det else []
         boxes = [f.box for f in faces] if faces else [None]
         crops = np.stack([canonical_crop(img, b, cp) for b in boxes])
@@ -37,9 +47,19 @@ def predict_images(images, model_path=None, crop: str | None = None, annotate: s
             rec["note"] = ("no face found; age of the centre square" if cp.policy == "detect"
                            else "crop=none; age of the whole image")
         if annotate:
-            rec["annotated"] = _annotate(img, rec, Path(annotate), Path(path).name)
+            rec["annotated"] = _annotate(img, rec, Path(annotate), _unique(Path(path).stem, used))
         results.append(rec)
     return results
+
+
+def _unique(stem: str, used: set) -> str:
+    """``stem_age.png``, or ``stem_age-N.png`` when an earlier image of this run had the name."""
+    name, n = f"{stem}_age.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}_age-{n}.png"
+    used.add(name)
+    return name
 
 
 def _annotate(img: np.ndarray, rec: dict, out_dir: Path, name: str) -> str:
@@ -57,8 +77,7 @@ def _annotate(img: np.ndarray, rec: dict, out_dir: Path, name: str) -> str:
         d.text((x0 + 4, y0 - (tb[3] - tb[1]) - 4), label, fill=(255, 255, 255))
     if not rec["faces"]:
         d.text((5, 5), f"no face; centre: {rec['fallback_age']:.0f}", fill=(255, 64, 64))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / (Path(name).stem + "_age.png")
+    out = out_dir / name
     with atomic_path(out) as tmp:
         im.save(tmp, format="PNG")
     return str(out)

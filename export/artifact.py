@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-from edgeage.utils import EdgeAgeError, atomic_path, sha256_file
+from edgeage.utils import EdgeAgeError, atomic_dir, plain_name, sha256_file
 
 ARTIFACT_FORMAT = "edgeage-artifact/1"
 MANIFEST = "manifest.json"
@@ -93,26 +93,28 @@ def example_input(manifest: dict, batch: int = 2) -> torch.Tensor:
 
 
 def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precision: str,
-                    out_dir: str | os.PathLike, calib=None) -> Path:
-    """Export ``model`` (eval mode) with the target's exporter into ``out_dir``; returns it."""
+                    out_dir: str | os.PathLike, calib=None, force: bool = False) -> Path:
+    """Export ``model`` (eval mode) with the target's exporter into ``out_dir`` (replaced whole,
+    only if edgeage wrote it or ``force``); returns it."""
     import torch
 
     from edgeage.targets.spec import check_precision, load_module
 
     check_precision(spec, precision)
     if precision == "int8" and calib is None:
-        raise EdgeAgeError(f"int8 export to {spec['name']} needs calibration images: pass --data (the "
-                           "model's training data) or a quantize result with --from")
+        raise EdgeAgeError(f"int8 export to {spec['name']} needs calibration images: pass --calib-data (the "
+                           "model's training data, or any folder of your own photos) or a quantize result "
+                           "with --from")
     out_dir = Path(out_dir)
     model.eval()
     try:
-        with atomic_path(out_dir) as tmp:
-            tmp.mkdir()
+        with atomic_dir(out_dir, force=force, kind="artifact") as tmp:
             with step(f"load exporter {spec['exporter']}"):
                 exporter = load_module(spec["exporter"], spec)
             with step(f"{spec['exporter']}.export"), torch.no_grad():
                 files = exporter.export(model, example_input(manifest), tmp, precision, spec, calib)
-            if not files or any(not (tmp / f).is_file() for f in files):
+            if not files or any(not isinstance(f, str) or Path(f).name != f or not (tmp / f).is_file()
+                                for f in files):
                 raise ExportError("collect files", None, f"exporter returned {files!r}, not a list of "
                                   "files it wrote")
             art = {"format": ARTIFACT_FORMAT, "target": spec["name"], "spec_file": spec["_file"],
@@ -135,22 +137,34 @@ def _abs_source(src: dict) -> dict:
 
 
 def read_manifest(artifact_dir: str | os.PathLike) -> dict:
-    """The artifact's manifest, after checking every model file against its recorded sha256."""
+    """The artifact's manifest, after checking it (an artifact is data from elsewhere: every
+    field edgeage reads is there, file names are plain names inside the folder) and every model
+    file against its recorded sha256. Nothing in it is ever run or followed: the runner and the
+    thresholds come from the installed target or a TOML the user names."""
     d = Path(artifact_dir)
     hint = "re-export it with `edgeage export`"
     if not d.is_dir():
         raise EdgeAgeError(f"{d}: artifact folder not found")
+    where = str(d / MANIFEST)
     try:
         manifest = json.loads((d / MANIFEST).read_text())
         art = manifest["artifact"]
         files = art["files"]
+        if not isinstance(art["target"], str) or not isinstance(art["precision"], str) or not files:
+            raise TypeError("artifact.target / precision / files malformed")
+        for f in files:
+            plain_name(f["name"], where)
+            f["size"], f["sha256"] = int(f["size"]), str(f["sha256"])
     except FileNotFoundError:
         raise EdgeAgeError(f"{d / MANIFEST}: missing; {d} is not an exported artifact ({hint})") from None
     except (ValueError, KeyError, TypeError) as e:
         raise EdgeAgeError(f"{d / MANIFEST}: unreadable artifact manifest ({type(e).__name__}: {e}); {hint}") from None
+    from edgeage.checkpoint import check_manifest
+
+    check_manifest(manifest, where)
     for f in files:
         p = d / f["name"]
-        if not p.is_file():
+        if p.is_symlink() or not p.is_file():
             raise EdgeAgeError(f"{p}: model file missing from the artifact; {hint}")
         if p.stat().st_size != f["size"] or sha256_file(p) != f["sha256"]:
             raise EdgeAgeError(f"{p}: corrupted or modified (size/sha256 differ from {MANIFEST}); {hint}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from edgeage.cli import model_option
+from edgeage.cli import force_option, model_option
 
 PRECISIONS = ["fp32", "fp16", "bf16", "int8"]
 
@@ -14,18 +14,23 @@ PRECISIONS = ["fp32", "fp16", "bf16", "int8"]
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--from", "from_dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="int8: package this `edgeage quantize` result (PTQ or QAT) instead of quantizing here.")
-@click.option("--data", type=click.Path(exists=True), default=None,
-              help="int8 without --from: the checkpoint's training data, for PTQ calibration on its "
-                   "training split (default: the recipe's data path).")
-@click.option("--calib-images", type=int, default=300, show_default=True,
-              help="int8 without --from: calibration images (training split).")
+@click.option("--calib-data", "--data", "calib_data", type=click.Path(exists=True), default=None,
+              help="int8 without --from: PTQ calibration data (--data is an alias). The checkpoint's training "
+                   "data (default: the recipe's data path) calibrates on its training split; any other folder "
+                   "of photos (searched recursively, any names, labels not needed: faces are detected and "
+                   "cropped), CSV with a path column or prepared cache calibrates on those images.")
+@click.option("--calib-images", type=click.IntRange(min=1), default=300, show_default=True,
+              help="int8 without --from: calibration images, seeded random from the calibration data.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Artifact folder (default: artifacts/<model-name>-<target>-<precision>).")
-def export_cmd(target, model_path, precision, from_dir, data, calib_images, out):
+@force_option
+def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images, out, force):
     """Export a checkpoint to a target's format: model file(s) + manifest.json."""
+    import warnings
+
     from edgeage.checkpoint import load_model
     from edgeage.targets.spec import check_precision, load_spec
-    from edgeage.utils import EdgeAgeError
+    from edgeage.utils import EdgeAgeError, check_output
 
     from .artifact import export_artifact, read_manifest, stdout_to_stderr
 
@@ -33,6 +38,9 @@ def export_cmd(target, model_path, precision, from_dir, data, calib_images, out)
     check_precision(spec, precision)
     if from_dir and precision != "int8":
         raise EdgeAgeError("--from packages an `edgeage quantize` result: use it with --precision int8")
+    if out:
+        check_output(out, force)  # before loading, calibrating or exporting anything
+    cal = None  # int8 calibrated here: its provenance
     with stdout_to_stderr():
         if from_dir:
             from .quantize import package
@@ -42,16 +50,23 @@ def export_cmd(target, model_path, precision, from_dir, data, calib_images, out)
                     load_model(model_path)[1]["source"]["sha256"] != man["source"]["sha256"]:
                 raise EdgeAgeError(f"{from_dir} was quantized from {man['source']['path']}, not from {model_path}")
             out = out or f"artifacts/{man['model']['name']}-{spec['name']}-int8-{man['quantize']['method']}"
-            path = package(from_dir, spec, out)
+            path = package(from_dir, spec, out, force=force)
         else:
             model, manifest = load_model(model_path)
             out = out or f"artifacts/{manifest['model']['name']}-{spec['name']}-{precision}"
             calib = None
             if precision == "int8":
-                from .quantize import default_options
+                from .calibration import default_options
+                from .quantize_cli import echo_warnings
 
-                calib, info = default_options(manifest, data, calib_images)
-                manifest = dict(manifest, quantize=info)
-            path = export_artifact(model, manifest, spec, precision, out, calib=calib)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", UserWarning)
+                    try:
+                        calib, info = default_options(manifest, calib_data, calib_images)
+                    finally:
+                        echo_warnings(caught)
+                manifest, cal = dict(manifest, quantize=info), info["calibration"]
+            path = export_artifact(model, manifest, spec, precision, out, calib=calib, force=force)
     files = ", ".join(f"{f['name']} ({f['size'] / 2**20:.2f} MB)" for f in read_manifest(path)["artifact"]["files"])
-    click.echo(f"exported {spec['name']} {precision} to {path}: {files}, manifest.json")
+    click.echo(f"exported {spec['name']} {precision} to {path}: {files}, manifest.json"
+               + (f"; calibrated on {cal['count']} images ({cal['kind']}, {cal['source']})" if cal else ""))

@@ -1,7 +1,9 @@
 """OpenVINO export: ``openvino.convert_model`` from the nn.Module (dynamic batch) and
 ``openvino.save_model`` (.xml + .bin). Weights are stored as fp16 only where the TOML's
-``[runtime.precision.<p>] compress_to_fp16`` says so; the compute precision is chosen when the
-runner compiles the model (INFERENCE_PRECISION_HINT).
+``[runtime.precision.<p>] compress_to_fp16`` says so (fp16: fp16 weights); the compute precision
+is chosen when the runner compiles the model (INFERENCE_PRECISION_HINT). The IR itself does not
+depend on the CPU: an fp16 artifact exports anywhere, but the runner refuses to run it where the
+CPU plugin cannot compute f16 (it would silently run bf16 / f32; see targets/openvino.py).
 
 int8 (``calib``: an ``edgeage.export.quantize.Int8Options``): NNCF PTQ on the converted model
 (``nncf.quantize``, batch-1 calibration items, subset_size = images; with accuracy control

@@ -1,5 +1,6 @@
-"""INT8: calibration data from the training split, post-training quantization (PTQ) and
-quantization-aware training (QAT) per backend, accuracy control, and the quantize result folder.
+"""INT8: post-training quantization (PTQ) and quantization-aware training (QAT) per backend,
+accuracy control, and the quantize result folder. Calibration data (the checkpoint's training
+split, or any folder of photos) lives in ``calibration``; its names are importable from here too.
 
 Backends are targets whose TOML has an ``[int8]`` table (``backend = "xnnpack"``, ``qat =
 "pt2e"``, ...). The backend-specific code lives in the target's exporter module, which for int8
@@ -14,28 +15,29 @@ The shared machinery for the two quantizer families is here: NNCF (OpenVINO, ONN
 ``nncf_ptq``, ``nncf_qat_prepare``) and PT2E (ExecuTorch/XNNPACK, LiteRT; ``pt2e_ptq``,
 ``pt2e_qat_prepare``). The result of ``edgeage quantize`` is an exported artifact folder (the
 target's int8 model files + manifest.json) whose manifest has a ``quantize`` section: method,
-backend, calibration count and indices hash, layers kept in float, validation MAE before and
-after. ``edgeage export --precision int8 --from DIR`` packages it; ``edgeage check --artifact
-DIR`` checks it directly."""
+backend, calibration provenance (``calibration.QuantData.info``: kind, source, count, names
+hash, labelled, crop digests), layers kept in float, validation MAE before and after.
+``edgeage export --precision int8 --from DIR`` packages it; ``edgeage check --artifact DIR``
+checks it directly."""
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from edgeage.utils import EdgeAgeError, atomic_path
+from edgeage.utils import EdgeAgeError, atomic_dir
 
-DEFAULT_CALIB = 300
-DEFAULT_VAL = 500          # validation images for MAE before/after and accuracy control
+from .calibration import (DEFAULT_CALIB, DEFAULT_VAL, TRAINING, QuantData, data_path,  # noqa: F401 - re-exported
+                          default_options, load_split, locate, pick, quant_data, require_labels,
+                          training_record)
+
 METHODS = ("ptq", "qat")
 log = logging.getLogger("edgeage.quantize")
 
@@ -52,7 +54,7 @@ class Int8Options:
 
     def items(self) -> list[np.ndarray]:
         if self.calib is None or not len(self.calib):
-            raise EdgeAgeError("int8 export needs calibration images (pass --data, or quantize first "
+            raise EdgeAgeError("int8 export needs calibration images (pass --calib-data, or quantize first "
                                "and export with --from)")
         return [np.ascontiguousarray(self.calib[i:i + 1], np.float32) for i in range(len(self.calib))]
 
@@ -86,102 +88,6 @@ def backend_spec(backend: str) -> dict:
     if "int8" not in spec["precisions"]:
         raise EdgeAgeError(f"target {spec['name']} ({spec['_file']}) has no int8 precision")
     return spec
-
-
-# ---------------------------------------------------------------------- calibration data
-
-def data_path(manifest: dict, data=None) -> str:
-    """``data``, else the training recipe's data path; a clear error when neither exists."""
-    if data:
-        return str(data)
-    rec = manifest.get("training", {}).get("recipe", {}).get("data", {}).get("path")
-    if rec and Path(rec).exists():
-        return rec
-    raise EdgeAgeError("int8 needs calibration images from the model's training split: pass --data "
-                       "(the data the checkpoint was trained on: a UTKFace folder, CSV or prepared "
-                       "cache)" + (f"; the recipe's data path {rec} does not exist" if rec else ""))
-
-
-def load_split(manifest: dict, data) -> tuple:
-    """(prepared crops, split index arrays) of ``data``, checked against the checkpoint's
-    recorded split (list hash and per-part hashes)."""
-    from edgeage.checkpoint import manifest_crop
-    from edgeage.data import is_prepared, load_prepared, prepare, split, split_record
-
-    rec = manifest.get("training", {}).get("split")
-    src = manifest.get("source", {}).get("path", "the checkpoint")
-    if not rec:
-        raise EdgeAgeError(f"{src} records no training split (manifest training.split): calibration "
-                           "images must come from the training split; use a checkpoint written by "
-                           "`edgeage train`")
-    prep = load_prepared(data) if is_prepared(data) else prepare(data, manifest_crop(manifest), progress=False)
-    if prep.lhash != rec["list_hash"]:
-        raise EdgeAgeError(f"{data}: image list hash {prep.lhash[:12]} differs from the one {src} was "
-                           f"trained on ({rec['list_hash'][:12]}): pass the data it was trained on (--data, or "
-                           "--calib-data for check / bench)")
-    if prep.crop != manifest_crop(manifest):
-        raise EdgeAgeError(f"{data}: crops were prepared with {prep.crop}, the model expects "
-                           f"{manifest_crop(manifest)}; pass the image folder instead")
-    parts = split(prep.names, seed=rec["seed"], val=rec["val"], test=rec["test"])
-    got = split_record(prep.names, parts, rec["seed"], rec["val"], rec["test"], prep.lhash)
-    bad = [k for k in rec if k.endswith("_hash") and got.get(k) != rec[k]]
-    if bad:
-        raise EdgeAgeError(f"{data}: does not reproduce the split {src} was trained on ({', '.join(bad)} differ)")
-    return prep, parts
-
-
-def pick(indices: np.ndarray, n: int, seed: int, what: str) -> np.ndarray:
-    if n <= 0:
-        raise EdgeAgeError(f"{what}: need at least one image (got {n})")
-    if len(indices) < n:
-        warnings.warn(f"{what}: only {len(indices)} images available, fewer than the {n} asked for",
-                      stacklevel=2)
-        return np.sort(np.asarray(indices))
-    return np.sort(np.random.default_rng(seed).choice(np.asarray(indices), n, replace=False))
-
-
-@dataclasses.dataclass
-class QuantData:
-    calib: np.ndarray          # model inputs of the calibration images (training split)
-    calib_idx: np.ndarray      # their indices in the prepared data
-    val: np.ndarray            # model inputs of validation images
-    val_ages: np.ndarray
-    val_idx: np.ndarray
-    prep: object
-    parts: dict
-    source: str
-
-    def info(self) -> dict:
-        h = hashlib.sha256("\n".join(self.prep.names[i] for i in self.calib_idx).encode()).hexdigest()
-        return {"data": self.source, "split": "train", "calibration_images": int(len(self.calib_idx)),
-                "calibration_names_sha256": h, "validation_images": int(len(self.val_idx))}
-
-
-def quant_data(manifest: dict, data=None, calib_images: int = DEFAULT_CALIB, val_images: int = DEFAULT_VAL,
-               seed: int = 0) -> QuantData:
-    """Calibration inputs (``calib_images`` images of the training split) and validation inputs
-    (of the validation split), preprocessed as the manifest says."""
-    from edgeage.checkpoint import manifest_normalize
-    from edgeage.preprocess import model_input
-
-    path = data_path(manifest, data)
-    prep, parts = load_split(manifest, path)
-    norm = manifest_normalize(manifest)
-    ci = pick(parts["train"], calib_images, seed, "calibration (training split)")
-    vi = pick(parts["val"], val_images, seed + 1, "validation split") if val_images else np.arange(0)
-
-    def inputs(idx):
-        if not len(idx):
-            return np.zeros((0, 3, norm.input_size, norm.input_size), np.float32)
-        return np.concatenate([model_input(prep.crops[idx[i:i + 256]], norm).numpy() for i in range(0, len(idx), 256)])
-
-    return QuantData(inputs(ci), ci, inputs(vi), prep.ages[vi].astype(np.float64), vi, prep, parts, path)
-
-
-def default_options(manifest: dict, data=None, calib_images: int = DEFAULT_CALIB) -> tuple[Int8Options, dict]:
-    """PTQ options with the default calibration (``export``/``check``/``bench`` without --from)."""
-    qd = quant_data(manifest, data, calib_images, val_images=0)
-    return Int8Options(calib=qd.calib), {"method": "ptq", **qd.info()}
 
 
 # ----------------------------------------------------------------------------- NNCF (OV, ONNX)
@@ -496,10 +402,12 @@ def greedy_keep_float(model, example, spec, exporter, opts: Int8Options, qd: Qua
 def quantize(model_path, backend: str, method: str, out, data=None, calib_images: int = DEFAULT_CALIB,
              epochs: int = 2, max_mae_drop: float | None = None, lr: float | None = None,
              val_images: int = DEFAULT_VAL, max_steps: int | None = None, seed: int = 0,
-             progress=print, distill_alpha: float | None = None) -> dict:
+             progress=print, distill_alpha: float | None = None, force: bool = False) -> dict:
     """PTQ or QAT of a checkpoint for one backend; writes an int8 artifact folder ``out``
-    (atomic) whose manifest has a ``quantize`` section. Returns that section. ``distill_alpha``
-    (QAT): weight of the distillation from the float model (None: ``qat.DISTILL_ALPHA``)."""
+    (atomic) whose manifest has a ``quantize`` section. Returns that section. ``data``: the
+    calibration data (``calibration.locate``: the training split by default, or any photos for
+    PTQ; QAT and ``max_mae_drop`` need labels). ``distill_alpha`` (QAT): weight of the
+    distillation from the float model (None: ``qat.DISTILL_ALPHA``)."""
     import torch
 
     from edgeage.checkpoint import load_model
@@ -513,7 +421,19 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
     spec = backend_spec(backend)
     model, manifest = load_model(model_path)
     exporter = load_module(spec["exporter"], spec)
-    qd = quant_data(manifest, data, calib_images, val_images, seed)
+    src = locate(manifest, data)  # reads no image: the refusals below come before any work
+    if method == "qat" and src.kind != TRAINING:
+        raise EdgeAgeError(
+            f"QAT trains the model on the checkpoint's labelled training split, and {src.path} is not the data "
+            f"{manifest.get('source', {}).get('path', 'the checkpoint')} was trained on"
+            + ("" if training_record(manifest) else " (it records no training split)")
+            + ": pass that data with --calib-data, or use --method ptq, which calibrates on any photos")
+    if max_mae_drop is not None:
+        require_labels(src, "accuracy control (--max-mae-drop)")
+        if val_images <= 0:
+            raise EdgeAgeError("accuracy control (--max-mae-drop) needs labelled validation images: set "
+                               "--val-images above 0")
+    qd = quant_data(manifest, data, calib_images, val_images, seed, source=src)
     readout = manifest["readout"]
     example = example_input(manifest)
     float_out = batched(model, qd.val, 256) if len(qd.val) else None
@@ -523,7 +443,11 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
     opts = Int8Options(calib=qd.calib)
     if max_mae_drop is not None:
         if not len(qd.val):
-            raise EdgeAgeError("--max-mae-drop needs validation images")
+            raise EdgeAgeError(
+                f"accuracy control (--max-mae-drop) needs labelled validation images besides the "
+                f"{len(qd.calib)} calibration images, and {src.path} has none left"
+                + (": its val part is empty" if src.kind == TRAINING else
+                   ": give more labelled images than --calib-images, or lower --calib-images"))
         if method == "ptq" and getattr(exporter, "ACCURACY_CONTROL", None):
             opts.accuracy = {"x": qd.val, "ages": qd.val_ages, "readout": readout, "max_drop": max_mae_drop}
         elif hasattr(exporter, "simulate"):
@@ -538,8 +462,8 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
         else:
             raise EdgeAgeError(f"target {spec['name']}: its exporter offers no accuracy control")
     out = Path(out)
-    with atomic_path(out) as tmp:
-        work = tmp.with_name("work")  # inside atomic_path's temp folder: removed in any case
+    with atomic_dir(out, force=force, kind="quantize-result") as tmp:
+        work = tmp.with_name("work")  # inside atomic_dir's temp folder: removed in any case
         work.mkdir()
         if method == "qat":
             from edgeage.train.qat import qat_finetune
@@ -590,7 +514,7 @@ def is_quantize_result(path) -> bool:
         return False
 
 
-def package(from_dir, spec: dict, out) -> Path:
+def package(from_dir, spec: dict, out, force: bool = False) -> Path:
     """Copy a quantize result (an int8 artifact) into a new artifact folder, after checking it is
     one for ``spec``'s target and intact."""
     import shutil
@@ -604,9 +528,8 @@ def package(from_dir, spec: dict, out) -> Path:
     if art["target"] != spec["name"] or art["precision"] != "int8":
         raise EdgeAgeError(f"{from_dir} is a {art['target']} {art['precision']} result, not {spec['name']} int8: "
                            f"quantize with --backend {spec.get('int8', {}).get('backend', spec['name'])}")
-    with atomic_path(out) as tmp:
-        tmp.mkdir()
-        for f in art["files"]:
+    with atomic_dir(out, force=force, kind="artifact") as tmp:
+        for f in art["files"]:  # plain names (read_manifest checked them)
             shutil.copy2(Path(from_dir) / f["name"], tmp / f["name"])
         man["artifact"]["packaged_from"] = str(Path(from_dir).resolve())
         (tmp / "manifest.json").write_text(json.dumps(man, indent=2) + "\n")

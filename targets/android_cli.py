@@ -25,7 +25,7 @@ import click
 import numpy as np
 
 
-from edgeage.utils import EdgeAgeError, atomic_path, write_json
+from edgeage.utils import EdgeAgeError, atomic_dir, atomic_path, output_dir, plain_name, write_json
 
 APP_ID = "org.edgeage.demo"
 DEVICE_DIR = f"/sdcard/Android/data/{APP_ID}/files"
@@ -45,7 +45,8 @@ def model_file(manifest: dict) -> dict:
                        "the app runs executorch (.pte) and tflite (.tflite) artifacts, the JVM check .onnx")
 
 
-def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool = True) -> dict:
+def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool = True,
+                force: bool = False) -> dict:
     """The app's assets: model file(s) + manifest.json + BlazeFace + check/ (canonical crops as
     PNG, labels.csv, source.json)."""
     from PIL import Image
@@ -61,9 +62,8 @@ def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool
     model_file(manifest)
     info = {"artifact": str(artifact), "target": manifest["artifact"]["target"],
             "precision": manifest["artifact"]["precision"], "check_images": 0}
-    with atomic_path(out) as tmp:
-        tmp.mkdir()
-        for f in manifest["artifact"]["files"]:
+    with atomic_dir(out, force=force, kind="android-bundle") as tmp:
+        for f in manifest["artifact"]["files"]:  # plain names (read_manifest checked them)
             shutil.copy2(artifact / f["name"], tmp / f["name"])
         shutil.copy2(artifact / MANIFEST, tmp / MANIFEST)
         shutil.copy2(detector_path(), tmp / Path(detector_path()).name)
@@ -93,12 +93,17 @@ def load_result(path) -> dict:
     if not isinstance(res, dict) or res.get("format") != RESULT_FORMAT:
         fmt = res.get("format") if isinstance(res, dict) else type(res).__name__
         raise EdgeAgeError(f"{path}: not an {RESULT_FORMAT} file (format {fmt})")
-    if not res.get("images") or any("output" not in im for im in res["images"]):
+    if not isinstance(res.get("images"), list) or not res["images"] or \
+            any(not isinstance(im, dict) or "output" not in im for im in res["images"]):
         raise EdgeAgeError(f"{path}: has no per-image raw outputs; run check mode of a current app build")
+    if not isinstance(res.get("model"), dict):
+        raise EdgeAgeError(f"{path}: has no model section (file, sha256); not a complete check result")
+    for im in res["images"]:
+        plain_name(im.get("file"), str(path))
     return res
 
 
-def compare(result: dict, bundle, artifact, model_path=None, result_path: str = "") -> dict:
+def compare(result: dict, bundle, artifact, model_path=None, result_path: str = "", spec=None) -> dict:
     """The check report of ``edgeage check`` (targets.check.conformance/judge), for outputs computed
     elsewhere (a phone, the JVM) on the bundle's check crops; plus the device's latency."""
     import torch
@@ -111,7 +116,7 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
     from edgeage.readout import apply_readout
 
     from .check import conformance, judge, latency_section, reference_checkpoint
-    from .spec import load_spec
+    from .runner import artifact_spec
 
     manifest = read_manifest(artifact)
     art, mfile = manifest["artifact"], model_file(manifest)
@@ -136,9 +141,8 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
     # the app's own readout (Java) against edgeage.readout on the device's raw outputs
     readout_diff = float(np.abs(np.asarray([im["pred_age"] for im in images]) -
                                 apply_readout(manifest["readout"], out)).max())
-    sf = art.get("spec_file")
-    try:
-        spec = load_spec(sf if sf and Path(sf).is_file() else art["target"])
+    try:  # the installed target's TOML or the user's --target, never the artifact's spec_file
+        spec = artifact_spec(manifest, spec)
     except EdgeAgeError:  # a target unknown here: no thresholds, which judge() reports as a failure
         spec = {"name": art["target"], "thresholds": {}, "_file": f"(no target spec found for {art['target']})"}
     verdict = judge(metrics, spec, art["precision"])
@@ -248,6 +252,9 @@ def run_on_device(adb: Adb, apk, bundle, count: int, warmup: int, threads: int, 
 
 # ---- commands -------------------------------------------------------------------------------
 
+from edgeage.cli import force_option  # noqa: E402
+from edgeage.utils import check_output  # noqa: E402
+
 @click.group("android")
 def android_group():
     """The Android demo app (android-demo/): its bundle of model + check images."""
@@ -259,13 +266,15 @@ def android_group():
                    "onnx-opencv46 for the JVM check.")
 @click.option("--check-data", type=click.Path(exists=True), default=None,
               help="Labelled faces (UTKFace folder, CSV or prepared cache) for check mode.")
-@click.option("--check-count", type=int, default=200, show_default=True,
+@click.option("--check-count", type=click.IntRange(min=1), default=200, show_default=True,
               help="Check images, spread evenly over --check-data (as edgeage check --limit).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
-def bundle_cmd(artifact, check_data, check_count, out):
+@force_option
+def bundle_cmd(artifact, check_data, check_count, out, force):
     """Write the app's assets: model file + manifest.json + face detector + canonical check crops
     (PNG) with labels. Put them in the APK (build-apk.sh --bundle) or let device-check push them."""
-    info = make_bundle(artifact, out, check_data, check_count)
+    check_output(out, force)
+    info = make_bundle(artifact, out, check_data, check_count, force=force)
     click.echo(f"bundle {info['out']}: {info['target']} {info['precision']}, {info['check_images']} check images"
                + (f" (faces not found: {info['faces_not_found']}, centre square used)" if info["check_images"] else ""))
 
@@ -275,7 +284,8 @@ def bundle_cmd(artifact, check_data, check_count, out):
               help="The exported artifact the device runs (and the result is compared against).")
 @click.option("--serial", default=None, help="adb device serial (needed when several are attached).")
 @click.option("--data", type=click.Path(exists=True), default=None, help="Labelled faces to bundle as check images.")
-@click.option("--count", type=int, default=200, show_default=True, help="Check images taken from --data.")
+@click.option("--count", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Check images taken from --data.")
 @click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="An existing bundle (edgeage android bundle) instead of --data.")
 @click.option("--apk", type=click.Path(dir_okay=False), default=str(DEFAULT_APK), show_default=True,
@@ -284,15 +294,21 @@ def bundle_cmd(artifact, check_data, check_count, out):
               help="Compare this check-result JSON (e.g. the JVM parity run) instead of running a device.")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Float checkpoint to compare with (default: the one the artifact was exported from).")
-@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed runs on the device before timing.")
-@click.option("--threads", type=int, default=4, show_default=True, help="Runtime threads on the device.")
-@click.option("--timeout", type=float, default=900, show_default=True, help="Seconds to wait for check mode.")
+@click.option("--target", default=None,
+              help="Target TOML whose thresholds judge the result (default: the installed target the "
+                   "artifact names; never a file from the artifact).")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Untimed runs on the device before timing.")
+@click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Runtime threads on the device.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=900, show_default=True,
+              help="Seconds to wait for check mode.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write report.json, report.md (and the device's check-result.json) here.")
+@force_option
 @click.pass_context
-def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_json, model_path, warmup, threads,
-                     timeout, as_json, out):
+def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_json, model_path, target, warmup,
+                     threads, timeout, as_json, out, force):
     """Run the app's check mode on a phone over adb (install, push the bundle, run, pull the
     result) and report drift vs the float model on the same images and the phone's latency, like
     `edgeage check`; exits 1 when a threshold of the target's TOML fails."""
@@ -302,6 +318,8 @@ def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_j
 
     if bundle_dir is None and data is None:
         raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
+    if out:
+        check_output(out, force)
     with tempfile.TemporaryDirectory(prefix="edgeage-device-check-") as tmp, stdout_to_stderr():
         if bundle_dir is None:
             bundle_dir = make_bundle(artifact, Path(tmp) / "bundle", data, count)["out"]
@@ -309,8 +327,9 @@ def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_j
             adb = Adb(serial)
             from_json = run_on_device(adb, apk, bundle_dir, count, warmup, threads, timeout,
                                       Path(tmp) / "check-result.json")
-        report = compare(load_result(from_json), bundle_dir, artifact, model_path, str(from_json))
+        report = compare(load_result(from_json), bundle_dir, artifact, model_path, str(from_json), target)
         if out:
+            output_dir(out, force)
             write_json(Path(out) / "report.json", report)
             with atomic_path(Path(out) / "report.md") as t:
                 t.write_text(report_text(report) + "\n")

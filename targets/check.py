@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from edgeage.checkpoint import default_model_path, load_model, manifest_crop, manifest_normalize
-from edgeage.data import _cache_key, cache_root, discover, is_prepared, list_hash, load_prepared, prepare
+from edgeage.data import (_cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
+                          prepare)
 from edgeage.export.artifact import export_artifact, read_manifest
 from edgeage.metrics import cs, mae
 from edgeage.preprocess import model_input
 from edgeage.readout import apply_readout, argmax_bin
-from edgeage.utils import EdgeAgeError, sha256_file
+from edgeage.utils import EdgeAgeError, NotSupportedHere, sha256_file
 
 from . import latency as lat
 from .localize import localize as localize_drift
@@ -81,26 +82,24 @@ def generated_crops(size: int, n: int, seed: int) -> np.ndarray:
 def prepared_subset(data, crop, limit: int | None, progress: bool):
     """Canonical crops of ``limit`` evenly spread images of ``data``: from the prepare cache of
     the whole data set when there is one, else only the chosen images are prepared (and cached
-    under the prepare cache as a subset)."""
+    under the prepare cache as a subset, keyed on the images' content like every cache)."""
     if is_prepared(data):
-        prep = load_prepared(data)
-        if prep.crop != crop:
-            raise EdgeAgeError(f"{data}: crops were prepared with {prep.crop}, the model expects {crop}; "
-                               "pass the image folder instead")
+        prep = load_prepared(data, expect_crop=crop)
     else:
         samples, _ = discover(data)
         idx = select(len(samples), limit)
-        if len(idx) < len(samples) and not is_prepared(cache_root() / _cache_key(str(data), list_hash(samples), crop)):
+        whole = _cache_key(str(data), list_hash(samples), crop, content_hash(samples))
+        if len(idx) < len(samples) and not is_prepared(cache_root() / whole):
             chosen = [samples[i] for i in idx]
-            out = cache_root() / _cache_key(f"{data}#subset", list_hash(chosen), crop)
+            out = cache_root() / _cache_key(f"{data}#subset", list_hash(chosen), crop, content_hash(chosen))
             if is_prepared(out):
-                return load_prepared(out)
+                return load_prepared(out, expect_crop=crop, fresh=False)
             with tempfile.TemporaryDirectory(prefix="edgeage-check-") as tmp:
                 with open(Path(tmp) / "subset.csv", "w", newline="") as fh:
                     w = csv.writer(fh)
                     w.writerow(["path", "age"])
                     w.writerows([str(Path(s.path).resolve()), s.age] for s in chosen)
-                return prepare(Path(tmp) / "subset.csv", crop, out=out, progress=progress)
+                return prepare(Path(tmp) / "subset.csv", crop, out=out, progress=progress, force=True)
         prep = prepare(data, crop, progress=progress)
     idx = select(len(prep.names), limit)
     return dataclasses.replace(prep, crops=prep.crops[idx], ages=prep.ages[idx], face_found=prep.face_found[idx],
@@ -147,20 +146,51 @@ class Reference:
         self.source = self.manifest["source"]
         self.data, self.calib_data, self.args = data, calib_data, (data, limit, seed, progress, split, calib_data)
         self.inputs = load_inputs(self.manifest, data, limit, seed, progress, split)
-        self._int8 = None
+        self._int8, self._digests = None, None
         self.out = self.forward(self.inputs.x)
         self.ages = apply_readout(self.manifest["readout"], self.out)
         self.size_bytes = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
         self._latency: dict = {}
 
     def int8_options(self):
-        """Default PTQ calibration: the training split of --calib-data, else of --data, else of the
-        recipe's data path."""
+        """Default PTQ calibration (``edgeage.export.calibration``): --calib-data (its training
+        split when it is the checkpoint's training data, else those photos), else the training
+        split of --data when --data is the training data, else of the recipe's data path."""
         if self._int8 is None:
-            from edgeage.export.quantize import default_options
+            from edgeage.export.calibration import default_options, is_training_data
 
-            self._int8 = default_options(self.manifest, self.calib_data or self.data)
+            data = self.calib_data
+            if data is None and is_training_data(self.manifest, self.data):
+                data = self.data
+            self._int8 = default_options(self.manifest, data)
         return self._int8
+
+    def crop_digests(self) -> list[str]:
+        """Canonical-crop digests of the judged images (the same crops ``load_inputs`` made: from
+        the prepare cache), compared with an INT8 model's calibration digests."""
+        if self._digests is None:
+            from edgeage.export.calibration import crop_digests
+
+            data, limit, seed, _, split, _ = self.args
+            crop = manifest_crop(self.manifest)
+            if split:
+                crops = split_subset(self.manifest, data, split, limit).crops
+            elif data is None:
+                crops = generated_crops(crop.crop_size, limit or GENERATED_N, seed)
+            else:
+                crops = prepared_subset(data, crop, limit, False).crops
+            if len(crops) != len(self.inputs.x):
+                raise EdgeAgeError(f"{data}: changed while being checked ({len(crops)} images now, "
+                                   f"{len(self.inputs.x)} before); check again")
+            self._digests = crop_digests(crops)
+        return self._digests
+
+    def refuse_calibration_overlap(self, quantize: dict | None) -> int | None:
+        """How many judged images calibrated the INT8 model with this ``quantize`` section (None:
+        it records no calibration digests); an EdgeAgeError when any did."""
+        from edgeage.export.calibration import refuse_overlap
+
+        return refuse_overlap(quantize, self.crop_digests())
 
     @torch.no_grad()
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -275,9 +305,17 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
     }
     if art["precision"] == "int8":
         q = manifest.get("quantize", {})
+        overlap = ref.refuse_calibration_overlap(q)
         report["variant"] = f"int8-{q.get('method', 'ptq')}"
         report["quantize"] = {k: q.get(k) for k in ("method", "backend", "calibration_images", "kept_float",
                                                      "val_mae_float", "val_mae_int8", "val_mae_drop")}
+        cal = q.get("calibration") or {}
+        report["quantize"]["calibration"] = {k: cal.get(k) for k in ("kind", "source", "count", "labelled",
+                                                                    "names_sha256")} if cal else None
+        report["calibration_overlap"] = overlap  # judged images that calibrated it (None: not recorded)
+        if overlap is None:
+            report["calibration_overlap_note"] = ("the artifact records no calibration crop digests (quantized "
+                                                  "before edgeage recorded them): overlap not checked")
         bar = spec.get("int8", {}).get("qat_mae_drift")
         if bar is not None:
             d = metrics["mae_drift"]
@@ -300,6 +338,7 @@ def export_and_check(ref: Reference, spec: dict, precision: str, **kw) -> dict:
     manifest, calib = ref.manifest, None
     if precision == "int8":  # PTQ with the default calibration
         calib, info = ref.int8_options()
+        ref.refuse_calibration_overlap(info)  # before exporting: the judged images must not calibrate it
         manifest = dict(manifest, quantize=info)
     with tempfile.TemporaryDirectory(prefix="edgeage-export-") as tmp:
         art = export_artifact(copy.deepcopy(ref.model), manifest, spec, precision, Path(tmp) / "artifact",
@@ -314,8 +353,11 @@ def run_check(target: str | None, model_path=None, artifact=None, precision: str
         raise EdgeAgeError("give --target (to export and check) or --artifact (an exported folder)")
     spec = load_spec(target) if target else None
     if artifact is not None:
-        ckpt = reference_checkpoint(read_manifest(artifact), model_path)
-        return check_artifact(Reference(ckpt, data, limit, seed, progress, split), artifact, spec, **kw)
+        man = read_manifest(artifact)
+        ref = Reference(reference_checkpoint(man, model_path), data, limit, seed, progress, split)
+        if man["artifact"]["precision"] == "int8":
+            ref.refuse_calibration_overlap(man.get("quantize"))  # before running it
+        return check_artifact(ref, artifact, spec, **kw)
     check_precision(spec, precision)
     return export_and_check(Reference(model_path, data, limit, seed, progress, split, calib_data), spec,
                             precision, **kw)
@@ -361,12 +403,24 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
                 continue
             if p == "int8" and not precisions:  # by default only where calibration data is at hand
                 try:
-                    ref.int8_options()
+                    _, info = ref.int8_options()
                 except EdgeAgeError as e:
                     skipped.append(f"{spec['name']} int8 (no calibration data: {e})")
                     continue
+                try:  # and not on the images that would calibrate it
+                    ref.refuse_calibration_overlap(info)
+                except EdgeAgeError as e:
+                    skipped.append(f"{spec['name']} int8 ({e})")
+                    continue
             try:
                 rep = export_and_check(ref, spec, p, **kw)
+            except NotSupportedHere as e:
+                if not precisions:  # every precision the target names, by default: this machine can't run it
+                    skipped.append(f"{spec['name']} {p} (not supported on this machine: {e})")
+                    continue
+                rows.append({"target": spec["name"], "precision": p, "passed": False, "error": str(e),
+                             "failures": [str(e)]})
+                continue
             except EdgeAgeError as e:
                 rows.append({"target": spec["name"], "precision": p, "passed": False, "error": str(e),
                              "failures": [str(e)]})

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import click
 
-from edgeage.cli import emit_json, model_option
+from edgeage.cli import emit_json, force_option, model_option
 from edgeage.export.cli import PRECISIONS
 
 
 def latency_options(f):
-    f = click.option("--warmup", type=int, default=10, show_default=True, help="Untimed runs before timing.")(f)
-    f = click.option("--runs", type=int, default=100, show_default=True,
+    f = click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+                     help="Untimed runs before timing.")(f)
+    f = click.option("--runs", type=click.IntRange(min=0), default=100, show_default=True,
                      help="Timed runs per round (batch 1); 0 = no latency measurement.")(f)
-    f = click.option("--rounds", type=int, default=3, show_default=True, help="Timing rounds (spread between them is reported).")(f)
+    f = click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="Timing rounds (spread between them is reported).")(f)
     return f
 
 
@@ -19,10 +21,15 @@ def data_options(f):
     f = click.option("--data", type=click.Path(exists=True), default=None,
                      help="Labelled faces (UTKFace folder, CSV, or prepared cache). Default: generated "
                           "unlabelled images (numeric drift and latency only).")(f)
-    f = click.option("--limit", type=int, default=None, help="Use N images spread evenly over --data.")(f)
+    f = click.option("--limit", type=click.IntRange(min=1), default=None,
+                     help="Use N images spread evenly over --data.")(f)
     f = click.option("--calib-data", type=click.Path(exists=True), default=None,
-                     help="int8 exports here: the checkpoint's training data for PTQ calibration (its "
-                          "training split; default: --data, else the recipe's data path).")(f)
+                     help="int8 exports here: PTQ calibration data. The checkpoint's training data "
+                          "calibrates on its training split (default: --data when it is the training "
+                          "data, else the recipe's data path); any other folder of photos (any names, "
+                          "labels not needed), CSV with a path column or prepared cache calibrates on "
+                          "those images. An INT8 model is never judged on images it was calibrated on "
+                          "(compared by canonical-crop digest): check on others, e.g. --split test.")(f)
     f = click.option("--split", "split_part", type=click.Choice(["train", "val", "test"]), default=None,
                      help="Use only this part of the checkpoint's recorded split of --data (e.g. test).")(f)
     return f
@@ -50,13 +57,17 @@ def _latency(warmup, runs, rounds):
               help="The runtime's own per-op timing, summed by op type (OpenVINO, ONNX Runtime): where "
                    "the milliseconds go.")
 @latency_options
+@force_option
 @click.pass_context
 def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_part, calib_data, as_json, out,
-              localize, op_profile, warmup,
-              runs, rounds):
+              localize, op_profile, warmup, runs, rounds, force):
     """Check an exported model against the float PyTorch model: drift, accuracy, latency;
     exits 1 when a threshold of the target's TOML fails."""
     from edgeage.export.artifact import stdout_to_stderr
+    from edgeage.utils import check_output
+
+    if out:
+        check_output(out, force)  # before the check runs, not after
 
     from .check import run_check
     from .report import check_text, write_check_report
@@ -66,7 +77,7 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
                            calib_data=calib_data, localize=localize, op_profile=op_profile,
                            latency=_latency(warmup, runs, rounds))
         if out:
-            write_check_report(out, report)
+            write_check_report(out, report, force)
     finish(ctx, report, as_json, check_text, "check")
 
 
@@ -84,12 +95,15 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
               help="Write bench.json, bench.md, bench_latency.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @latency_options
+@force_option
 @click.pass_context
 def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, precisions, artifacts, out, as_json,
-              warmup, runs,
-              rounds):
+              warmup, runs, rounds, force):
     """Every target x precision: size, accuracy, drift, latency vs PyTorch eager, pass/fail."""
     from edgeage.export.artifact import stdout_to_stderr
+    from edgeage.utils import check_output
+
+    check_output(out, force)
 
     from .check import run_bench
     from .report import bench_text, compact, write_bench
@@ -100,7 +114,7 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
                           progress=True,
                           split=split_part, artifacts=split(artifacts), calib_data=calib_data,
                           latency=_latency(warmup, runs, rounds))
-        files = write_bench(out, bench)
+        files = write_bench(out, bench, force)
     if as_json:
         emit_json(dict(bench, rows=[compact(r) for r in bench["rows"]]))
     else:

@@ -3,15 +3,69 @@ INFERENCE_PRECISION_HINT (f32 for fp32: CPUs with AMX/bf16 otherwise default to 
 ``threads`` sets INFERENCE_NUM_THREADS, ``[runtime.properties]`` passes further CPU properties.
 ``[runtime] static_shapes = true``: the IR (saved with a dynamic batch) is reshaped to each
 input's batch size before compiling, one compiled model per batch size seen (batch-1 latency
-included). ``info`` records the hint requested and the one the plugin applied."""
+included). ``info`` records the hint requested, the one the plugin applied, the CPU's
+OPTIMIZATION_CAPABILITIES and the runtime precisions of the compiled graph's ops.
+
+The row's precision is the one that computes: fp32 -> f32, fp16 -> f16, bf16 -> bf16 (int8: its
+float ops in the hint's precision, f32). The CPU plugin does not refuse a hint it cannot honour:
+on a CPU without native f16 (x86 without AVX512-FP16 / AMX-FP16) ``f16`` silently runs bf16 (or
+f32), and without AVX512-BF16 / AMX-BF16 ``bf16`` runs f32. The runner reads back the applied
+precision and refuses (EdgeAgeError naming the row, the applied precision and the CPU's
+capabilities) when it is not the row's, so no number is reported under another precision's
+name; ``computes_natively`` tells ahead whether this CPU can run a row."""
 from __future__ import annotations
 
 import numpy as np
+
+from edgeage.utils import EdgeAgeError, NotSupportedHere
 
 from .localize import scope_outputs
 from .runner import BaseRunner
 
 _PREFIX = "__module."  # friendly names of converted ops: "__module.<torch path>/aten::op/Op"
+
+# The compute precision each row names (INFERENCE_PRECISION_HINT's spelling), the entry of the CPU
+# plugin's OPTIMIZATION_CAPABILITIES that says the CPU computes it natively, and what provides it.
+NAMED = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+CAPABILITY = {"f32": "FP32", "f16": "FP16", "bf16": "BF16"}
+HARDWARE = {"f16": "AVX512-FP16 or AMX-FP16 on x86, FP16 arithmetic on ARM",
+            "bf16": "AVX512-BF16 or AMX-BF16 on x86"}
+# Ops of the compiled graph that only hold or move data (not counted in runtime_op_precisions)
+_DATA_OPS = {"Const", "Input", "Output", "Parameter", "Result", "Reorder", "Reshape"}
+_COMPUTE_OPS = {"Convolution", "FullyConnected", "MatMul"}
+
+
+def named_precision(precision: str, hint: str = "f32") -> str:
+    """The compute precision a row names (int8 and others: the hint's)."""
+    return NAMED.get(precision, hint)
+
+
+def cpu_capabilities(core=None) -> list[str]:
+    """The CPU plugin's OPTIMIZATION_CAPABILITIES (e.g. ['BF16', 'WINOGRAD', 'FP32', 'INT8', ...])."""
+    import openvino as ov
+
+    return [str(c) for c in (core or ov.Core()).get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+def computes_natively(precision: str, core=None) -> bool:
+    """Whether this CPU computes the row's precision (its capability is listed)."""
+    return CAPABILITY.get(named_precision(precision), "FP32") in cpu_capabilities(core)
+
+
+def runtime_op_precisions(compiled) -> dict[str, dict[str, int]]:
+    """Ops of the compiled (runtime) graph by runtime precision and layer type, data movement
+    (constants, reorders, reshapes) left out: {"bf16": {"Convolution": 58, ...}, ...}."""
+    out: dict[str, dict[str, int]] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        rt = op.get_rt_info()
+        if "runtimePrecision" not in rt or "layerType" not in rt:
+            continue
+        kind = rt["layerType"].astype(str)
+        if kind in _DATA_OPS:
+            continue
+        by_kind = out.setdefault(rt["runtimePrecision"].astype(str), {})
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    return out
 
 
 class Runner(BaseRunner):
@@ -27,10 +81,43 @@ class Runner(BaseRunner):
         self.static = bool(spec["runtime"].get("static_shapes", False))
         self._requests: dict[int | None, object] = {}
         compiled = self._compile(1 if self.static else None)
-        self.info.update(inference_precision_hint=hint,
-                         inference_precision_applied=compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+        named = named_precision(self.precision, hint)
+        applied = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        ops = runtime_op_precisions(compiled)
+        self.info.update(inference_precision_named=named, inference_precision_hint=hint,
+                         inference_precision_applied=applied,
                          properties={k: str(v) for k, v in self.config.items()},
-                         static_shapes=self.static)
+                         static_shapes=self.static, cpu=str(self.core.get_property("CPU", "FULL_DEVICE_NAME")),
+                         cpu_capabilities=cpu_capabilities(self.core), runtime_op_precisions=ops)
+        self._refuse_other_precision(named, hint, applied, ops)
+
+    def _refuse_other_precision(self, named: str, hint: str, applied: str, ops: dict) -> None:
+        """EdgeAgeError unless the plugin computes in the row's precision: the applied
+        INFERENCE_PRECISION_HINT is it, and for a reduced row its convolutions / matmuls run in it."""
+        where = f"{self.xml}: the {self.precision} row computes in {named}, but "
+        if hint != named:
+            raise EdgeAgeError(where + f"[runtime.precision.{self.precision}] inference_precision_hint is "
+                               f"{hint!r} in {self.spec.get('_file', 'the target TOML')}; set it to {named!r}")
+        caps = self.info["cpu_capabilities"]
+        cap = CAPABILITY.get(named, named.upper())
+        if applied != named:
+            import openvino as ov
+
+            lacks = (f"has no native {named} compute (OPTIMIZATION_CAPABILITIES: {', '.join(caps)}; no {cap}"
+                     + (f": {named} needs {HARDWARE[named]}" if named in HARDWARE else "") + ")"
+                     if cap not in caps else f"lists {cap} in OPTIMIZATION_CAPABILITIES ({', '.join(caps)})")
+            here = [p for p in ("bf16", "fp32") if p != self.precision and CAPABILITY[NAMED[p]] in caps]
+            raise NotSupportedHere(
+                where + f"OpenVINO {ov.get_version().split('-')[0]}'s CPU plugin applied {applied} "
+                f"(INFERENCE_PRECISION_HINT {hint} requested): this CPU ({self.info['cpu']}) {lacks}. "
+                f"Refusing to report {applied} numbers as {self.precision}: check the {self.precision} "
+                f"artifact on a CPU with {cap}" + (f", or --precision {' / '.join(here)} here" if here else ""))
+        if named != "f32" and ops:
+            convs = {p for p, kinds in ops.items() if _COMPUTE_OPS & set(kinds)}
+            if named not in convs:
+                raise NotSupportedHere(where + f"the CPU plugin applied {applied} yet runs no convolution / matmul "
+                                   f"in it (runtime precisions: {ops}); this CPU ({self.info['cpu']}) cannot "
+                                   f"run the {self.precision} row")
 
     def _model(self, batch: int | None):
         """The IR, reshaped to a static batch size when ``batch`` is given."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeage.utils import atomic_path, write_json
+from edgeage.utils import atomic_path, output_dir, write_json
 
 STDOUT_DROP = ("per_image", "latency", "float_latency")  # kept in report.json, not in --json output
 
@@ -63,8 +63,14 @@ def check_text(r: dict) -> str:
         lines += [f"skipped (no labels / not judged on generated images): {', '.join(r['skipped_thresholds'])}", ""]
     if r.get("quantize"):
         q = r["quantize"]
+        cal = q.get("calibration") or {}
+        where = f"{cal.get('kind', 'training-split')}, {cal['source']}" if cal.get("source") else \
+            cal.get("kind", "training-split")
+        overlap = r.get("calibration_overlap")
         lines += [f"INT8 {r.get('variant')}: backend {q.get('backend')}, {q.get('calibration_images')} calibration "
-                  f"images (training split); layers kept float: {', '.join(q.get('kept_float') or []) or 'none'}", ""]
+                  f"images ({where}); judged images among them: "
+                  f"{'not recorded' if overlap is None else overlap}; layers kept float: "
+                  f"{', '.join(q.get('kept_float') or []) or 'none'}", ""]
     if r.get("qat_bar"):
         b = r["qat_bar"]
         lines += [f"QAT acceptance (|MAE drift| <= {b['mae_drift_limit']:g}): "
@@ -121,18 +127,18 @@ def _plt():
     return plt
 
 
-def _json_md(out_dir, stem: str, obj: dict, text: str) -> Path:
-    """<stem>.json and <stem>.md in out_dir (created), each written atomically."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _json_md(out_dir, stem: str, obj: dict, text: str, force: bool = False) -> Path:
+    """<stem>.json and <stem>.md in out_dir (created; see edgeage.utils.output_dir), each written
+    atomically."""
+    out = output_dir(out_dir, force)
     write_json(out / f"{stem}.json", obj)
     with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(text + "\n")
     return out
 
 
-def write_check_report(out_dir, r: dict) -> list[Path]:
-    out = _json_md(out_dir, "report", r, check_text(r))
+def write_check_report(out_dir, r: dict, force: bool = False) -> list[Path]:
+    out = _json_md(out_dir, "report", r, check_text(r), force)
     plt = _plt()
     d = np.abs(np.asarray(r["per_image"]["age_target"]) - np.asarray(r["per_image"]["age_float"]))
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -195,8 +201,8 @@ def bench_text(b: dict) -> str:
     return "\n".join(lines)
 
 
-def write_bench(out_dir, b: dict) -> list[Path]:
-    out = _json_md(out_dir, "bench", b, bench_text(b))
+def write_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
+    out = _json_md(out_dir, "bench", b, bench_text(b), force)
     plt = _plt()
     floats = [(f"pytorch ({t} thr)", fl) for t, fl in b["float"]["latency_ms_by_threads"].items()]
     bars = floats + [(f"{r['target']}\n{r.get('variant', r['precision'])}", r["latency_ms"]) for r in b["rows"]

@@ -81,17 +81,30 @@ class LoadedRunner:
         return {"available": True, "runs": runs, "total_ms": float(sum(by_type.values())), "by_op_type_ms": by_type}
 
 
+def artifact_spec(manifest: dict, spec: dict | str | None = None) -> dict:
+    """The target spec that runs and judges an artifact: ``spec`` (a dict, or a target name /
+    TOML path the user gave), else the *installed* target of the artifact's target name. The
+    artifact's own ``spec_file`` is never followed: a folder from elsewhere could otherwise bring
+    its own runner code and its own thresholds."""
+    art = manifest["artifact"]
+    if spec is None:
+        from .spec import known_targets
+
+        if art["target"] not in known_targets():
+            raise EdgeAgeError(f"the artifact was exported for target {art['target']!r}, which is not installed "
+                               f"here (known: {', '.join(known_targets())}); pass --target PATH.toml, a target "
+                               "TOML you trust (its modules run as code)")
+        spec = art["target"]
+    return load_spec(spec) if isinstance(spec, str) else spec
+
+
 def load_runner(artifact_dir, spec: dict | str | None = None, threads: int | None = None) -> LoadedRunner:
     """Validate the artifact and load it with the runner of ``spec`` (a spec dict, a target
-    name/path, or None = the target recorded in the artifact)."""
+    name/path, or None = the installed target of the artifact's target name)."""
     artifact_dir = Path(artifact_dir)
     manifest = read_manifest(artifact_dir)
     art = manifest["artifact"]
-    if spec is None:
-        recorded = Path(art.get("spec_file", ""))
-        spec = str(recorded) if recorded.is_file() else art["target"]
-    if isinstance(spec, str):
-        spec = load_spec(spec)
+    spec = artifact_spec(manifest, spec)
     if spec["name"] != art["target"]:
         raise EdgeAgeError(f"{artifact_dir} was exported for target {art['target']!r}, not {spec['name']!r}")
     mod = load_module(spec["runner"], spec)

@@ -69,13 +69,47 @@ def load_spec(target: str) -> dict:
     missing = [k for k in ("exporter", "runner", "precisions") if k not in spec]
     if missing:
         raise EdgeAgeError(f"{path}: missing key(s) {missing} (see edgeage/targets/spec.py)")
-    for prec, th in spec["thresholds"].items():
-        bad = set(th) - set(THRESHOLDS)
-        if bad:
-            raise EdgeAgeError(f"{path}: unknown threshold(s) {sorted(bad)} in [thresholds.{prec}]; "
-                               f"known: {', '.join(THRESHOLDS)}")
+    validate(spec, path)
     spec["_file"] = str(path)
     return spec
+
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+def validate(spec: dict, path) -> None:
+    """Types and values of every key edgeage reads, as one EdgeAgeError naming the key."""
+
+    def bad(key: str, want: str, got) -> EdgeAgeError:
+        return EdgeAgeError(f"{path}: {key} must be {want}, not {type(got).__name__} {got!r}")
+
+    for key in ("name", "exporter", "runner"):
+        if not isinstance(spec[key], str) or not spec[key]:
+            raise bad(key, "a non-empty string", spec[key])
+    prec = spec["precisions"]
+    if not isinstance(prec, list) or not prec or not all(isinstance(p, str) for p in prec):
+        raise bad("precisions", f'a list of strings, e.g. precisions = ["fp32"]', prec)
+    unknown = [p for p in prec if p not in PRECISIONS]
+    if unknown:
+        raise EdgeAgeError(f"{path}: unknown precision(s) {unknown} in precisions; known: {', '.join(PRECISIONS)}")
+    if not isinstance(spec["packages"], list) or not all(isinstance(p, str) for p in spec["packages"]):
+        raise bad("packages", "a list of package names", spec["packages"])
+    for key in ("runtime", "thresholds", "int8"):
+        if key in spec and not isinstance(spec[key], dict):
+            raise bad(key, f"a table ([{key}])", spec[key])
+    if "threads" in spec["runtime"] and (not isinstance(spec["runtime"]["threads"], int)
+                                         or spec["runtime"]["threads"] < 1):
+        raise bad("runtime.threads", "an integer >= 1", spec["runtime"]["threads"])
+    for p, th in spec["thresholds"].items():
+        if not isinstance(th, dict):
+            raise bad(f"thresholds.{p}", f"a table ([thresholds.{p}])", th)
+        unknown = set(th) - set(THRESHOLDS)
+        if unknown:
+            raise EdgeAgeError(f"{path}: unknown threshold(s) {sorted(unknown)} in [thresholds.{p}]; "
+                               f"known: {', '.join(THRESHOLDS)}")
+        for k, v in th.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0:
+                raise bad(f"thresholds.{p}.{k}", "a number >= 0", v)
 
 
 def check_precision(spec: dict, precision: str) -> None:

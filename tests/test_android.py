@@ -99,10 +99,16 @@ def test_jvm_parity_run_against_float_model(build_dir, edgeage_cli):
     res_json = json.loads(result.read_text())
     assert res_json["format"] == "edgeage-check-result/1" and res_json["model"]["sha256_verified"]
     assert len(res_json["images"]) == PARITY_N and {"p50", "p90", "p99"} <= set(res_json["summary"]["latency_ms"])
-    res = edgeage_cli("device-check", "--artifact", art, "--bundle", bundle, "--from-json", result, "--json")
+    # the artifact's target is a user TOML: it judges only when named (never followed from the artifact)
+    toml = DEMO / "tools" / "onnx-opencv46.toml"
+    res = edgeage_cli("device-check", "--artifact", art, "--bundle", bundle, "--from-json", result)
+    assert res.returncode == 1 and "no target spec found for onnx-opencv46" in res.stdout + res.stderr
+    res = edgeage_cli("device-check", "--artifact", art, "--bundle", bundle, "--from-json", result, "--json",
+                      "--target", toml)
     assert res.returncode == 0, res.stdout + res.stderr
     rep = json.loads(res.stdout)
     assert rep["n"] == PARITY_N >= 100 and rep["passed"], rep["failures"]
+    assert rep["spec_file"] == str(toml.resolve())
     assert abs(rep["mae_drift"]) <= 0.01 and rep["argmax_agreement"] >= 0.99
     assert rep["app_readout_abs_diff_max"] <= 1e-3
     assert rep["target_mae"] == pytest.approx(res_json["summary"]["mae"], abs=1e-3)
@@ -139,7 +145,7 @@ def test_device_check_over_adb(build_dir, tmp_path, edgeage_env):
     env = {**edgeage_env, "PATH": str(Path(sys.executable).parent), "FAKE_LOG": str(tmp_path / "adb.log"),
            "FAKE_RESULT": str(d / "jvm-result.json"), "FAKE_DEVICES": ""}
     cmd = [sys.executable, "-m", "edgeage.cli", "device-check", "--artifact", str(art), "--bundle", str(bundle),
-           "--apk", str(apk), "--count", "50"]
+           "--apk", str(apk), "--count", "50", "--target", str(DEMO / "tools" / "onnx-opencv46.toml")]
 
     def run(**kw):
         return subprocess.run(cmd, capture_output=True, text=True, env={**env, **kw})

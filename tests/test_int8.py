@@ -1,5 +1,7 @@
 """INT8 on the real runtimes (no mocks): calibration from the training split, PTQ per backend,
-export --from, check --precision int8, a broken quantization that must fail, a few-step QAT."""
+export --from, check --precision int8, a broken quantization that must fail, a few-step QAT.
+Checks judge the test part of the split: an INT8 model is never judged on its calibration images
+(tests/test_calibration.py)."""
 from __future__ import annotations
 
 import json
@@ -18,6 +20,7 @@ from edgeage.cli import main
 
 UTK = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "utkface"
 N_FACES = 48                     # -> 36 train / 5 val / 7 test with the default split
+N_TEST = 7
 CALIB = 32
 BACKENDS = {"openvino": "openvino", "onnx": "onnx", "xnnpack": "executorch", "litert": "tflite"}
 # A random model ages faces arbitrarily, and with logits this spread one int8 rounding can move a
@@ -134,15 +137,23 @@ def test_calibration_comes_from_the_training_split(ckpt, faces, tmp_path):
         qd = quant_data(manifest, faces, calib_images=300, val_images=0)
     assert len(qd.calib_idx) == len(qd.parts["train"]) == 36
 
+    assert qd.info()["calibration"]["kind"] == "training-split"
+
     other = tmp_path / "other"
     other.mkdir()
-    for f in sorted(faces.iterdir())[:-1]:  # one image fewer: another list, another split
+    for f in sorted(faces.iterdir())[:-1]:  # one image fewer: not the training data, other photos
         shutil.copy(f, other / f.name)
-    with pytest.raises(EdgeAgeError, match="list hash"):
-        quant_data(manifest, other, 8)
+    qd = quant_data(manifest, other, 8, val_images=0)
+    assert qd.kind == "user-images" and qd.labelled and qd.parts is None and len(qd.calib) == 8
+    with pytest.raises(EdgeAgeError, match="list hash"):  # where the split itself is asked for
+        from edgeage.export.quantize import load_split
+
+        load_split(manifest, other)
     res = cli("export", "--target", "onnx", "--precision", "int8", "--model", ckpt, "--data", other,
-              "--out", tmp_path / "x")
-    assert res.exit_code != 0 and "list hash" in res.output and "Traceback" not in res.output
+              "--calib-images", 8, "--out", tmp_path / "x")
+    assert res.exit_code == 0, res.output
+    cal = json.loads((tmp_path / "x" / "manifest.json").read_text())["quantize"]["calibration"]
+    assert cal["kind"] == "user-images" and cal["count"] == 8 and cal["source"] == str(other.resolve())
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS))
@@ -171,11 +182,12 @@ def test_ptq_export_from_and_check(backend, ptq, ckpt, faces, tmp_path, edgeage_
     ratio = (art / w).stat().st_size / (fp32 / w).stat().st_size
     assert ratio < 0.5, f"{target} int8/fp32 size {ratio:.2f}"
 
-    p = edgeage_cli("check", "--artifact", art, "--data", faces, "--json", "--runs", 3, "--rounds", 1,
-                    "--warmup", 1)
+    p = edgeage_cli("check", "--artifact", art, "--data", faces, "--split", "test", "--json", "--runs", 3,
+                    "--rounds", 1, "--warmup", 1)
     assert p.returncode in (0, 1), p.stderr[-3000:]
     r = json.loads(p.stdout)
-    assert r["precision"] == "int8" and r["variant"] == "int8-ptq" and r["n"] == N_FACES
+    assert r["precision"] == "int8" and r["variant"] == "int8-ptq" and r["n"] == N_TEST
+    assert r["calibration_overlap"] == 0 and r["quantize"]["calibration"]["kind"] == "training-split"
     assert {t["threshold"] for t in r["threshold_results"]} == {"mae_drift", "age_abs_diff_p99", "age_abs_diff_max"}
     assert r["thresholds"]["mae_drift"] == 0.30 and r["qat_bar"]["mae_drift_limit"] == 0.15
     assert r["passed"] == (p.returncode == 0) and r["latency_ms"]["p50"] > 0
@@ -207,10 +219,11 @@ def test_broken_calibration_fails(ckpt, faces, tmp_path):
 
 def test_check_and_export_int8_quantize_themselves(ckpt, faces, tmp_path):
     res = cli("check", "--target", "onnx", "--precision", "int8", "--model", ckpt, "--data", faces,
-              "--runs", 0, "--json")
+              "--split", "test", "--runs", 0, "--json")
     assert res.exit_code in (0, 1), res.output
     r = json.loads(res.stdout)
     assert r["precision"] == "int8" and r["quantize"]["calibration_images"] == 36  # whole training split
+    assert r["calibration_overlap"] == 0 and r["n"] == N_TEST
     res = cli("export", "--target", "onnx", "--precision", "int8", "--model", ckpt, "--data", faces,
               "--calib-images", 16, "--out", tmp_path / "a")
     assert res.exit_code == 0, res.output
@@ -226,7 +239,7 @@ def test_check_and_export_int8_quantize_themselves(ckpt, faces, tmp_path):
     save_checkpoint(tmp_path / "nodata.pt", m, obj["manifest"])
     res = cli("export", "--target", "onnx", "--precision", "int8", "--model", tmp_path / "nodata.pt",
               "--out", tmp_path / "b")
-    assert res.exit_code != 0 and "--data" in res.output and not (tmp_path / "b").exists(), res.output
+    assert res.exit_code != 0 and "--calib-data" in res.output and not (tmp_path / "b").exists(), res.output
     res = cli("export", "--target", "tflite", "--precision", "int8", "--from", tmp_path / "a", "--out", tmp_path / "c")
     assert res.exit_code != 0 and "onnx" in res.output and "tflite" in res.output
 
@@ -259,7 +272,8 @@ def test_qat_pt2e_trains_converts_and_runs(ckpt, faces, ptq, tmp_path):
     # QAT moves the weights (3 steps here: ~0.73), so the bound on the float model is looser
     close_to_float(ages_of(out, qd.calib), ref, "QAT (3 steps)", min_corr=0.5)
 
-    res = cli("bench", "--model", ckpt, "--data", faces, "--targets", "tflite", "--precisions", "fp32",
+    res = cli("bench", "--model", ckpt, "--data", faces, "--split", "test", "--targets", "tflite",
+              "--precisions", "fp32",
               "--artifacts", f"{ptq('litert')},{out}", "--runs", 2, "--rounds", 1, "--warmup", 1,
               "--out", tmp_path / "bench")
     b = json.loads((tmp_path / "bench" / "bench.json").read_text())

@@ -172,7 +172,9 @@ def test_cli_prunes_and_finetunes_on_the_parent_split(tmp_path):
     from edgeage.train.recipes import load_recipe
 
     prepared = prepare_small(tmp_path / "data", 0)
-    train(load_recipe("smoke", {"data": {"path": str(prepared)}, "train": {"epochs": 1}}),
+    # the cache holds whole images (crop policy none): the recipe must say so (a cache made with
+    # other crop settings than the recipe's is refused)
+    train(load_recipe("smoke", {"data": {"path": str(prepared), "crop": "none"}, "train": {"epochs": 1}}),
           tmp_path / "parent", progress=False)
     out = tmp_path / "pruned"
     res = CliRunner().invoke(main, ["prune", "--model", str(tmp_path / "parent" / "best.pt"),

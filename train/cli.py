@@ -7,14 +7,15 @@ import click
 @click.command("train")
 @click.option("--recipe", required=True, help="Recipe TOML path or shipped recipe name (mgpnet-t, ...).")
 @click.option("--data", type=click.Path(exists=True), default=None, help="Override [data].path.")
-@click.option("--epochs", type=int, default=None, help="Override [train].epochs.")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", type=float, default=None)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override [train].epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder (default runs/<recipe>).")
 @click.option("--resume", is_flag=True, help="Continue from <out>/last.pt if present.")
-@click.option("--stop-after", type=int, default=None, help="End this run after N epochs (resumable).")
-@click.option("--workers", type=int, default=None, help="DataLoader workers.")
-def train_cmd(recipe, data, epochs, batch_size, lr, out, resume, stop_after, workers):
+@click.option("--stop-after", type=click.IntRange(min=1), default=None, help="End this run after N epochs (resumable).")
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader workers.")
+@click.option("--force", is_flag=True, help="Use --out even if it is a non-empty folder edgeage did not write.")
+def train_cmd(recipe, data, epochs, batch_size, lr, out, resume, stop_after, workers, force):
     """Train a model from a recipe (CPU, one GPU, or many under torchrun)."""
     from .loop import train
     from .recipes import load_recipe
@@ -22,7 +23,7 @@ def train_cmd(recipe, data, epochs, batch_size, lr, out, resume, stop_after, wor
     r = load_recipe(recipe, {"data": {"path": data},
                              "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr,
                                        "num_workers": workers}})
-    res = train(r, out or f"runs/{r['name']}", resume=resume, stop_after=stop_after)
+    res = train(r, out or f"runs/{r['name']}", resume=resume, stop_after=stop_after, force=force)
     b = res["best"]
     click.echo(f"best validation MAE {b['val_mae']:.3f} at epoch {b['epoch']}; "
                f"checkpoints in {res['out']} (best.pt, last.pt), curve.png, metrics.json")

@@ -27,10 +27,10 @@ from edgeage.evaluate import predict_ages
 from edgeage.metrics import summary
 from edgeage.models import create
 from edgeage.preprocess import CropParams, Normalize, model_input
-from edgeage.utils import EdgeAgeError, write_json
+from edgeage.utils import EdgeAgeError, check_output, output_dir, write_json
 
 from .losses import distill_loss, distill_to_probs, make_loss
-from .recipes import load_recipe
+from .recipes import load_recipe, validate_recipe
 
 
 class AugmentedFaces(Dataset):
@@ -134,7 +134,7 @@ def _load_data(recipe: dict, progress: bool):
                       policy=d["crop"])
     path = d["path"]
     if is_prepared(path):
-        prep = load_prepared(path)
+        prep = load_prepared(path, expect_crop=crop)
     else:
         prep = prepare(path, crop, skip_bad=d["skip_bad"], progress=progress)
     parts = split(prep.names, seed=d["seed"], val=d["val"], test=d["test"])
@@ -147,13 +147,14 @@ def _load_data(recipe: dict, progress: bool):
 
 def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, model: torch.nn.Module | None = None,
-          data: tuple | None = None, teacher_model: torch.nn.Module | None = None) -> dict:
+          data: tuple | None = None, teacher_model: torch.nn.Module | None = None,
+          force: bool = False) -> dict:
     """Run (or resume) a recipe; returns the metrics dict. ``stop_after`` ends this run after that
     many epochs (the checkpoint can be resumed). ``model``: train this model instead of building
     the recipe's (pruning / QAT fine-tunes); ``data``: an already loaded (prep, parts, split);
     ``teacher_model``: an online teacher already in memory (QAT distils from the float model),
     weighted by the recipe's [distill] alpha and temperature, in place of [distill] teacher."""
-    recipe = load_recipe(recipe) if not isinstance(recipe, dict) else recipe
+    recipe = load_recipe(recipe) if not isinstance(recipe, dict) else validate_recipe(recipe)
     world, rank, local = _dist_info()
     ddp = world > 1
     tc, dc = recipe["train"], recipe["degrade"]
@@ -165,7 +166,7 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
     main = rank == 0
     out = Path(out)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        check_output(out, force)  # nothing is created before the recipe, data and model are known good
 
     torch.manual_seed(tc["seed"])
     if ddp and not main:  # rank 0 prepares (and caches) the crops, the others read the cache
@@ -173,10 +174,17 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
     prep, parts, split_rec = data or _load_data(recipe, progress and main)
     if ddp and main:
         dist.barrier()
+    for part in ("train", "val"):
+        if len(parts[part]) == 0:
+            raise EdgeAgeError(f"{recipe['data']['path']}: the {part} split is empty ({len(prep.names)} images, "
+                               f"[data] val = {recipe['data']['val']}, test = {recipe['data']['test']}); give more "
+                               "images or larger fractions")
     mcfg = dict(recipe["model"])
     name = mcfg.pop("name")
     model_arg = model
     model = (model if model is not None else create(name, **mcfg)).to(device)
+    if main:
+        output_dir(out, force, kind="training-run")
     if tc.get("init") and model_arg is None:  # warm restart: a new LR cycle from trained weights
         init_model, _ = load_model(tc["init"])
         try:

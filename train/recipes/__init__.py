@@ -48,7 +48,72 @@ def load_recipe(name_or_path: str, overrides: dict | None = None) -> dict:
     r["name"] = user.get("name", path.stem)
     for sec, vals in (overrides or {}).items():
         r[sec].update({k: v for k, v in vals.items() if v is not None})
+    return validate_recipe(r, str(path))
+
+
+# value checks beyond the type: (section, key) -> (test, what it must be)
+_RANGES = {
+    ("data", "val"): (lambda v: 0 < v < 1, "a fraction in (0, 1): training needs a validation split"),
+    ("data", "test"): (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    ("train", "epochs"): (lambda v: v >= 1, "an integer >= 1"),
+    ("train", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
+    ("train", "lr"): (lambda v: v > 0, "a number > 0"),
+    ("train", "num_workers"): (lambda v: v >= 0, "an integer >= 0"),
+    ("train", "ema_decay"): (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("data", "crop"): (lambda v: v in ("detect", "none"), '"detect" or "none"'),
+    ("data", "crop_size"): (lambda v: 8 <= v <= 1024, "an integer in 8..1024"),
+    ("data", "train_subset"): (lambda v: v >= 0, "an integer >= 0"),
+    ("degrade", "p"): (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("distill", "alpha"): (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("distill", "mode"): (lambda v: v in ("online", "clean"), '"online" or "clean"'),
+    ("distill", "temperature"): (lambda v: v > 0, "a number > 0"),
+}
+
+
+def validate_recipe(r: dict, where: str = "recipe") -> dict:
+    """Every value's type (that of its default; an int where a float is expected is fine), the
+    ranges above, and the model name and options (the registry's), as one EdgeAgeError naming the
+    key; before anything is created."""
+    from edgeage.models import default_config
+
+    if not split_sum_ok(r["data"]):
+        raise EdgeAgeError(f"{where}: [data] val + test = {r['data']['val'] + r['data']['test']:g} leaves no "
+                           "training images; keep val + test < 1")
+    for sec, defaults in DEFAULTS.items():
+        for key, d in defaults.items():
+            v = r[sec].get(key)
+            if sec == "distill" and key == "teacher":
+                ok = isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v))
+            elif isinstance(d, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(d, float):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            else:
+                ok = isinstance(v, type(d)) and not (isinstance(v, bool) and not isinstance(d, bool))
+            if not ok:
+                raise EdgeAgeError(f"{where}: [{sec}] {key} = {v!r} must be a {type(d).__name__}")
+            rng = _RANGES.get((sec, key))
+            if rng and not rng[0](v):
+                raise EdgeAgeError(f"{where}: [{sec}] {key} = {v!r} must be {rng[1]}")
+    mcfg = dict(r["model"])
+    name = mcfg.pop("name", None)
+    if not isinstance(name, str):
+        raise EdgeAgeError(f"{where}: [model] name must be a model name (edgeage models lists them)")
+    try:
+        known = default_config(name)
+    except KeyError as e:
+        raise EdgeAgeError(f"{where}: [model] {e.args[0]}") from None
+    unknown = sorted(set(mcfg) - set(known))
+    if unknown:
+        raise EdgeAgeError(f"{where}: unknown option(s) {unknown} in [model] for {name!r}; valid: {sorted(known)}")
     return r
+
+
+def split_sum_ok(d: dict) -> bool:
+    try:
+        return float(d["val"]) + float(d["test"]) < 1
+    except (TypeError, ValueError):
+        return True  # the type check names the key
 
 
 def merge(base: dict, user: dict, where: str) -> dict:
