@@ -149,16 +149,23 @@ def _new_temp(path: Path, suffix: str = "tmp") -> Path:
 
 # ------------------------------------------------------------------------------ output folders
 
+# files by which a folder written before the marker existed is still recognised as edgeage's:
+# (file, a key its JSON object always has, the prefix that key's value starts with)
+_OWN_FILES = (("manifest.json", "format", "edgeage-"), ("meta.json", "list_hash", ""),
+              ("metrics.json", "history", ""), ("report.json", "spec_file", ""), ("bench.json", "rows", ""),
+              ("eval.json", "per_decade", ""), ("prune.json", "macs_ratio", ""))
+
+
 def written_by_edgeage(path: Path) -> bool:
-    """True for a folder edgeage wrote: the marker, or an edgeage manifest / crop-cache meta."""
+    """True for a folder edgeage wrote: the marker, or one of edgeage's own JSON files."""
     if (path / MARKER).is_file():
         return True
-    for name, key, prefix in (("manifest.json", "format", "edgeage-"), ("meta.json", "list_hash", "")):
+    for name, key, prefix in _OWN_FILES:
         try:
             obj = json.loads((path / name).read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(obj, dict) and str(obj.get(key, "")).startswith(prefix) and key in obj:
+        if isinstance(obj, dict) and key in obj and str(obj[key]).startswith(prefix):
             return True
     return False
 

@@ -28,7 +28,6 @@ canonical crop (uint8 bytes). ``edgeage check`` / ``bench`` compare those with t
 crops and refuse to judge an INT8 model on images it was calibrated on (``refuse_overlap``)."""
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -154,14 +153,14 @@ def load_split(manifest: dict, data) -> tuple:
     if not rec:
         raise EdgeAgeError(f"{src} records no training split (manifest training.split): use a checkpoint "
                            "written by `edgeage train`, or calibrate on other photos with --calib-data")
-    prep = load_prepared(data) if is_prepared(data) else prepare(data, manifest_crop(manifest), progress=False)
+    crop = manifest_crop(manifest)
+    prep = load_prepared(data, expect_crop=crop) if is_prepared(data) else prepare(data, crop, progress=False)
     if prep.lhash != rec["list_hash"]:
         raise EdgeAgeError(f"{data}: image list hash {prep.lhash[:12]} differs from the one {src} was "
                            f"trained on ({rec['list_hash'][:12]}): pass the data it was trained on (--data, or "
                            "--calib-data for int8 calibration)")
-    if prep.crop != manifest_crop(manifest):
-        raise EdgeAgeError(f"{data}: crops were prepared with {prep.crop}, the model expects "
-                           f"{manifest_crop(manifest)}; pass the image folder instead")
+    if prep.crop != crop:  # prepared here from a folder with the model's settings: holds by construction
+        raise EdgeAgeError(f"{data}: crops were prepared with {prep.crop}, the model expects {crop}")
     parts = split(prep.names, seed=rec["seed"], val=rec["val"], test=rec["test"])
     got = split_record(prep.names, parts, rec["seed"], rec["val"], rec["test"], prep.lhash)
     bad = [k for k in rec if k.endswith("_hash") and got.get(k) != rec[k]]
@@ -244,30 +243,19 @@ def _age_cell(value: str, where: str) -> float | None:
 def _csv_entries(path: Path) -> tuple[list[Entry], list[str]]:
     """Entries of a CSV with a ``path`` column (``age`` optional); listed files that do not
     exist are skipped (returned as messages)."""
-    out, skipped, line = [], [], 1
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            cols = reader.fieldnames or []
-            if "path" not in cols:
-                raise EdgeAgeError(f"{path}: a calibration CSV needs a 'path' column ('age' optional), has {cols}")
-            for line, row in enumerate(reader, start=2):
-                rel = (row.get("path") or "").strip()
-                if not rel:
-                    skipped.append(f"{path}:{line}: empty path")
-                    continue
-                img = path.parent / rel
-                if not img.is_file():
-                    skipped.append(f"{img}: file not found (listed in {path}:{line})")
-                    continue
-                age = _age_cell(row.get("age"), f"{path}:{line} ({rel})") if "age" in cols else None
-                out.append(Entry(rel, str(img), age))
-    except UnicodeDecodeError as e:
-        raise EdgeAgeError(f"{path}: not UTF-8 text near line {line + 1} ({e.reason}); save the CSV as UTF-8") from None
-    except csv.Error as e:
-        raise EdgeAgeError(f"{path}:{line + 1}: malformed CSV ({e})") from None
-    except OSError as e:
-        raise EdgeAgeError(f"{path}: cannot read ({e.strerror or e})") from None
+    from edgeage.data import read_csv
+
+    out, skipped = [], []
+    for line, row in read_csv(path, required=("path",)):
+        rel = (row.get("path") or "").strip()
+        if not rel:
+            skipped.append(f"{path}:{line}: empty path")
+            continue
+        img = path.parent / rel
+        if not img.is_file():
+            skipped.append(f"{img}: file not found (listed in {path}:{line})")
+            continue
+        out.append(Entry(rel, str(img), _age_cell(row.get("age"), f"{path}:{line} ({rel})")))
     if not out:
         raise EdgeAgeError(f"{path}: the CSV lists no existing images" + (f" ({skipped[0]}, ...)" if skipped else ""))
     return out, skipped
@@ -377,10 +365,7 @@ def user_data(manifest: dict, src: Source, calib_images: int, val_images: int, s
     want_val = val_images if src.labelled else 0
     skipped = list(src.skipped)
     if src.prepared:
-        prep = load_prepared(src.path)
-        if prep.crop != crop:
-            raise EdgeAgeError(f"{src.path}: crops were prepared with {prep.crop}, the model expects {crop}; pass "
-                               "the image folder instead")
+        prep = load_prepared(src.path, expect_crop=crop)
         n = len(prep.names)
 
         def get(i):

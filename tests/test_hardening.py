@@ -81,7 +81,12 @@ def test_every_writer_refuses_a_foreign_folder(onnx_art, face_dir, tiny_ckpt, tm
                  ["android", "bundle", "--artifact", onnx_art, "--out", u],
                  ["check", "--artifact", onnx_art, "--model", tiny_ckpt, "--runs", 0, "--limit", 2, "--out", u],
                  ["eval", "--model", tiny_ckpt, "--data", face_dir, "--out", u],
-                 ["predict", img, "--model", tiny_ckpt, "--annotate", u]):
+                 ["predict", img, "--model", tiny_ckpt, "--annotate", u],
+                 ["quantize", "--backend", "onnx", "--model", tiny_ckpt, "--calib-data", face_dir, "--out", u],
+                 ["prune", "--model", tiny_ckpt, "--ratio", 0.5, "--out", u],
+                 ["train", "--recipe", "smoke", "--data", face_dir, "--out", u],
+                 ["bench", "--model", tiny_ckpt, "--targets", "onnx", "--runs", 0, "--out", u],
+                 ["device-check", "--artifact", onnx_art, "--data", face_dir, "--out", u]):
         res = cli(*args)
         clean_error(res, "--force")
         assert sorted(p.name for p in u.iterdir()) == ["notes.txt"], args
