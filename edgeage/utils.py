@@ -233,17 +233,22 @@ def atomic_dir(path: str | os.PathLike, force: bool = False, kind: str = "output
             payload.mkdir()
             yield payload
             (payload / MARKER).write_text(_marker_text(kind))
-            if path.is_dir():
-                old = _new_temp(path, "old")
-                os.replace(path, old / "x")
-                os.replace(payload, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(payload, path)
+            _swap_into(payload, path)
         except OSError as e:
             raise _os_error(path, e) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_into(src: Path, path: Path) -> None:
+    """Rename ``src`` onto ``path``; an old folder there is moved aside first, then removed."""
+    if path.is_dir() and not path.is_symlink():
+        old = _new_temp(path, "old")
+        os.replace(path, old / "x")
+        os.replace(src, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, path)
 
 
 def output_dir(path: str | os.PathLike, force: bool = False, kind: str = "report",
@@ -276,13 +281,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield target
         if not target.exists():
             raise EdgeAgeError(f"internal error: nothing was written for {path}")
-        if path.is_dir() and not path.is_symlink():
-            old = _new_temp(path, "old")
-            os.replace(path, old / "x")
-            os.replace(target, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(target, path)
+        _swap_into(target, path)
     except OSError as e:
         raise _os_error(path, e) from None
     finally:
