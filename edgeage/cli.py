@@ -20,10 +20,10 @@ STAGE_COMMANDS = {
     "prune": "edgeage.train.prune_cli:prune_cmd",
     "quantize": "edgeage.export.quantize_cli:quantize_cmd",
     "export": "edgeage.export.cli:export_cmd",
-    "check": "edgeage.targets.cli:check_cmd",
-    "bench": "edgeage.targets.cli:bench_cmd",
-    "android": "edgeage.targets.android_cli:android_group",
-    "device-check": "edgeage.targets.android_cli:device_check_cmd",
+    "check": "edgeage.export.check_cli:check_cmd",
+    "bench": "edgeage.export.check_cli:bench_cmd",
+    "android": "edgeage.export.android_cli:android_group",
+    "device-check": "edgeage.export.android_cli:device_check_cmd",
 }
 
 

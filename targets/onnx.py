@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .localize import scope_outputs
+from .scopes import scope_outputs
 from .runner import BaseRunner
 
 _FLOATS = {1, 10, 11, 16}  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeage.utils import EdgeAgeError, NotSupportedHere
 
-from .localize import scope_outputs
+from .scopes import scope_outputs
 from .runner import BaseRunner
 
 _PREFIX = "__module."  # friendly names of converted ops: "__module.<torch path>/aten::op/Op"

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeage.utils import EdgeAgeError
 
-from .localize import scope_outputs
+from .scopes import scope_outputs
 from .runner import BaseRunner
 
 _PERM_LAYOUT = {(0, 2, 3, 1): "NHWC", (0, 3, 1, 2): "NCHW"}

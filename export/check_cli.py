@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from edgeage.cli import emit_json, force_option, model_option
-from edgeage.export.cli import PRECISIONS
+from .cli import PRECISIONS
 
 
 def latency_options(f):
@@ -63,7 +63,7 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
               localize, op_profile, warmup, runs, rounds, force):
     """Check an exported model against the float PyTorch model: drift, accuracy, latency;
     exits 1 when a threshold of the target's TOML fails."""
-    from edgeage.export.artifact import stdout_to_stderr
+    from .artifact import stdout_to_stderr
     from edgeage.utils import check_output
 
     if out:
@@ -100,7 +100,7 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
 def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, precisions, artifacts, out, as_json,
               warmup, runs, rounds, force):
     """Every target x precision: size, accuracy, drift, latency vs PyTorch eager, pass/fail."""
-    from edgeage.export.artifact import stdout_to_stderr
+    from .artifact import stdout_to_stderr
     from edgeage.utils import check_output
 
     check_output(out, force)

@@ -2,27 +2,13 @@
 named modules) with the runtime's (``Runner.intermediates``: torch module name -> array), in
 execution order, and name the layers where the relative error first jumps.
 
-Runners map their graph nodes to torch module names with ``scope_outputs``: given the graph's
-nodes in topological order with the torch module path each came from, a module's output is the
-output of the last node inside its scope (true for the sequential blocks of these models; the
-shape check in ``compare`` drops any mismatch)."""
+Runners map their graph nodes to torch module names with ``edgeage.targets.scopes.scope_outputs``."""
 from __future__ import annotations
 
 import numpy as np
 
 JUMP_FACTOR = 4.0   # a layer "jumps" when its relative error exceeds the worst before it by this
 REL_FLOOR = 1e-5    # ... and this (float32 round-off is ~1e-7)
-
-
-def scope_outputs(items) -> dict:
-    """{module path and each of its ancestors: output of the last node in that scope} from
-    (module_path, output) pairs in topological order."""
-    out = {}
-    for scope, output in items:
-        parts = scope.split(".") if scope else []
-        for i in range(1, len(parts) + 1):
-            out[".".join(parts[:i])] = output
-    return out
 
 
 def float_intermediates(model, x) -> dict[str, np.ndarray]:

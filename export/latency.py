@@ -1,5 +1,5 @@
 """Latency and peak memory at batch 1, each model measured in a fresh subprocess
-(``python -m edgeage.targets.latency ARGS.json``) so that neither the parity run nor another
+(``python -m edgeage.export.latency ARGS.json``) so that neither the parity run nor another
 runtime shares its memory or thread pools.
 
 Timing: ``warmup`` untimed runs, then ``rounds`` x ``runs`` timed calls of the runner's
@@ -71,7 +71,7 @@ def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int) -> d
         args = dict(job, x=str(Path(tmp) / "x.npy"), out=str(Path(tmp) / "res.json"),
                     warmup=warmup, runs=runs, rounds=rounds)
         (Path(tmp) / "args.json").write_text(json.dumps(args))
-        p = subprocess.run([sys.executable, "-m", "edgeage.targets.latency", str(Path(tmp) / "args.json")],
+        p = subprocess.run([sys.executable, "-m", "edgeage.export.latency", str(Path(tmp) / "args.json")],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if p.returncode or not (Path(tmp) / "res.json").is_file():
             tail = "\n".join(p.stderr.strip().splitlines()[-8:])
@@ -95,7 +95,7 @@ def _child(args_path: str) -> None:
         model, _ = load_model(args["checkpoint"])
         fn = torch.inference_mode()(lambda a: model(torch.from_numpy(a)))
     else:
-        from .runner import load_runner
+        from edgeage.targets.runner import load_runner
 
         fn = load_runner(args["artifact"], args["spec"], args["threads"]).runner.run
     load_s = time.perf_counter() - t0

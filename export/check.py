@@ -21,16 +21,17 @@ import torch
 from edgeage.checkpoint import default_model_path, load_model, manifest_crop, manifest_normalize
 from edgeage.data import (_cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
                           prepare)
-from edgeage.export.artifact import export_artifact, read_manifest
+from .artifact import export_artifact, read_manifest
 from edgeage.metrics import cs, mae
 from edgeage.preprocess import model_input
 from edgeage.readout import apply_readout, argmax_bin
 from edgeage.utils import EdgeAgeError, NotSupportedHere, sha256_file
 
+from edgeage.targets.runner import load_runner
+from edgeage.targets.spec import THRESHOLDS, check_precision, known_targets, load_spec, thresholds, threads as spec_threads
+
 from . import latency as lat
 from .localize import localize as localize_drift
-from .runner import load_runner
-from .spec import THRESHOLDS, check_precision, known_targets, load_spec, thresholds, threads as spec_threads
 
 GENERATED_N = 64       # generated images when no --data is given
 LOCALIZE_N = 8         # images compared layer by layer with --localize
@@ -108,7 +109,7 @@ def prepared_subset(data, crop, limit: int | None, progress: bool):
 
 def split_subset(manifest: dict, data, part: str, limit: int | None):
     """The images of one part (train/val/test) of the checkpoint's recorded split of ``data``."""
-    from edgeage.export.quantize import load_split
+    from .quantize import load_split
 
     prep, parts = load_split(manifest, data)
     idx = parts[part][select(len(parts[part]), limit)]
@@ -157,7 +158,7 @@ class Reference:
         split when it is the checkpoint's training data, else those photos), else the training
         split of --data when --data is the training data, else of the recipe's data path."""
         if self._int8 is None:
-            from edgeage.export.calibration import default_options, is_training_data
+            from .calibration import default_options, is_training_data
 
             data = self.calib_data
             if data is None and is_training_data(self.manifest, self.data):
@@ -169,7 +170,7 @@ class Reference:
         """Canonical-crop digests of the judged images (the same crops ``load_inputs`` made: from
         the prepare cache), compared with an INT8 model's calibration digests."""
         if self._digests is None:
-            from edgeage.export.calibration import crop_digests
+            from .calibration import crop_digests
 
             data, limit, seed, _, split, _ = self.args
             crop = manifest_crop(self.manifest)
@@ -188,7 +189,7 @@ class Reference:
     def refuse_calibration_overlap(self, quantize: dict | None) -> int | None:
         """How many judged images calibrated the INT8 model with this ``quantize`` section (None:
         it records no calibration digests); an EdgeAgeError when any did."""
-        from edgeage.export.calibration import refuse_overlap
+        from .calibration import refuse_overlap
 
         return refuse_overlap(quantize, self.crop_digests())
 

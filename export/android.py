@@ -1,5 +1,6 @@
-"""``edgeage android bundle`` and ``edgeage device-check``: the Android demo's assets, and the
-on-device check over adb, compared with the float model like ``edgeage check``.
+"""The Android demo's bundle (model + canonical check crops), the on-device check over adb, and
+the comparison of a device's check result with the float model like ``edgeage check`` (the
+commands are in ``android_cli``).
 
 The bundle holds canonical crops, not raw photos: the check images are cropped here, by the same
 code and selection as ``edgeage check --data D --limit N`` (``targets.check.prepared_subset``), and
@@ -16,16 +17,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import click
 import numpy as np
 
 
-from edgeage.utils import EdgeAgeError, atomic_dir, atomic_path, output_dir, plain_name, write_json
+from edgeage.utils import EdgeAgeError, atomic_dir, plain_name
 
 APP_ID = "org.edgeage.demo"
 DEVICE_DIR = f"/sdcard/Android/data/{APP_ID}/files"
@@ -248,91 +247,3 @@ def run_on_device(adb: Adb, apk, bundle, count: int, warmup: int, threads: int, 
         time.sleep(2)
     raise EdgeAgeError(f"check mode on {adb.serial} wrote no result within {timeout:.0f} s "
                        f"(adb -s {adb.serial} logcat -s edgeage shows its progress)")
-
-
-# ---- commands -------------------------------------------------------------------------------
-
-from edgeage.cli import force_option  # noqa: E402
-from edgeage.utils import check_output  # noqa: E402
-
-@click.group("android")
-def android_group():
-    """The Android demo app (android-demo/): its bundle of model + check images."""
-
-
-@android_group.command("bundle")
-@click.option("--artifact", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Exported artifact folder (edgeage export): executorch or tflite for the app, "
-                   "onnx-opencv46 for the JVM check.")
-@click.option("--check-data", type=click.Path(exists=True), default=None,
-              help="Labelled faces (UTKFace folder, CSV or prepared cache) for check mode.")
-@click.option("--check-count", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Check images, spread evenly over --check-data (as edgeage check --limit).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
-@force_option
-def bundle_cmd(artifact, check_data, check_count, out, force):
-    """Write the app's assets: model file + manifest.json + face detector + canonical check crops
-    (PNG) with labels. Put them in the APK (build-apk.sh --bundle) or let device-check push them."""
-    check_output(out, force)
-    info = make_bundle(artifact, out, check_data, check_count, force=force)
-    click.echo(f"bundle {info['out']}: {info['target']} {info['precision']}, {info['check_images']} check images"
-               + (f" (faces not found: {info['faces_not_found']}, centre square used)" if info["check_images"] else ""))
-
-
-@click.command("device-check")
-@click.option("--artifact", required=True, type=click.Path(exists=True, file_okay=False),
-              help="The exported artifact the device runs (and the result is compared against).")
-@click.option("--serial", default=None, help="adb device serial (needed when several are attached).")
-@click.option("--data", type=click.Path(exists=True), default=None, help="Labelled faces to bundle as check images.")
-@click.option("--count", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Check images taken from --data.")
-@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="An existing bundle (edgeage android bundle) instead of --data.")
-@click.option("--apk", type=click.Path(dir_okay=False), default=str(DEFAULT_APK), show_default=True,
-              help="The app to install (android-demo/build-apk.sh or the Gradle build).")
-@click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Compare this check-result JSON (e.g. the JVM parity run) instead of running a device.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-              help="Float checkpoint to compare with (default: the one the artifact was exported from).")
-@click.option("--target", default=None,
-              help="Target TOML whose thresholds judge the result (default: the installed target the "
-                   "artifact names; never a file from the artifact).")
-@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Untimed runs on the device before timing.")
-@click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Runtime threads on the device.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=900, show_default=True,
-              help="Seconds to wait for check mode.")
-@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Write report.json, report.md (and the device's check-result.json) here.")
-@force_option
-@click.pass_context
-def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_json, model_path, target, warmup,
-                     threads, timeout, as_json, out, force):
-    """Run the app's check mode on a phone over adb (install, push the bundle, run, pull the
-    result) and report drift vs the float model on the same images and the phone's latency, like
-    `edgeage check`; exits 1 when a threshold of the target's TOML fails."""
-    from edgeage.export.artifact import stdout_to_stderr
-
-    from .cli import finish
-
-    if bundle_dir is None and data is None:
-        raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
-    if out:
-        check_output(out, force)
-    with tempfile.TemporaryDirectory(prefix="edgeage-device-check-") as tmp, stdout_to_stderr():
-        if bundle_dir is None:
-            bundle_dir = make_bundle(artifact, Path(tmp) / "bundle", data, count)["out"]
-        if from_json is None:
-            adb = Adb(serial)
-            from_json = run_on_device(adb, apk, bundle_dir, count, warmup, threads, timeout,
-                                      Path(tmp) / "check-result.json")
-        report = compare(load_result(from_json), bundle_dir, artifact, model_path, str(from_json), target)
-        if out:
-            output_dir(out, force)
-            write_json(Path(out) / "report.json", report)
-            with atomic_path(Path(out) / "report.md") as t:
-                t.write_text(report_text(report) + "\n")
-            if Path(from_json).resolve() != (Path(out) / "check-result.json").resolve():
-                shutil.copy(from_json, Path(out) / "check-result.json")
-    finish(ctx, report, as_json, report_text, "device-check")
