@@ -16,10 +16,10 @@ import torch
 
 from . import __version__
 from .models import from_config, shrink
+from .manifest import MANIFEST_FORMAT, check_manifest, manifest_crop, manifest_normalize  # noqa: F401
 from .preprocess import CropParams, Normalize
 from .utils import EdgeAgeError, atomic_path, sha256_file
 
-MANIFEST_FORMAT = "edgeage-manifest/1"
 CKPT_FORMAT = "edgeage-checkpoint/1"
 DEFAULT_MODEL = "default.pt"
 
@@ -38,47 +38,6 @@ def build_manifest(model, normalize: Normalize | None = None, crop: CropParams |
         "training": training or {},
         "versions": {"edgeage": __version__, "torch": str(torch.__version__)},
     }
-
-
-# Fields every manifest must have (checkpoint or artifact): name -> type of the value
-REQUIRED = {("model",): dict, ("model", "name"): str, ("readout",): dict, ("readout", "type"): str,
-            ("preprocess",): dict, ("preprocess", "crop"): dict, ("preprocess", "normalize"): dict}
-
-
-def check_manifest(manifest, where: str) -> dict:
-    """The manifest if it has every field edgeage reads (with plain values), else one
-    EdgeAgeError naming ``where`` and the first missing / malformed field."""
-    if not isinstance(manifest, dict):
-        raise EdgeAgeError(f"{where}: has no manifest (got {type(manifest).__name__}); not an edgeage file")
-    for keys, typ in REQUIRED.items():
-        v = manifest
-        for k in keys:
-            v = v.get(k) if isinstance(v, dict) else None
-        if not isinstance(v, typ):
-            field = ".".join(keys)
-            raise EdgeAgeError(f"{where}: manifest field {field!r} is "
-                               + ("missing" if v is None else f"a {type(v).__name__}, not a {typ.__name__}")
-                               + "; the file is damaged or was not written by edgeage: re-export / retrain it")
-    try:
-        manifest_crop(manifest), manifest_normalize(manifest)
-    except (TypeError, ValueError) as e:
-        raise EdgeAgeError(f"{where}: manifest preprocess section is malformed ({e})") from None
-    from .readout import READOUT_TYPES
-
-    if manifest["readout"]["type"] not in READOUT_TYPES:
-        raise EdgeAgeError(f"{where}: unknown readout type {manifest['readout']['type']!r} (known: "
-                           f"{', '.join(READOUT_TYPES)})")
-    return manifest
-
-
-def manifest_normalize(manifest: dict) -> Normalize:
-    d = dict(manifest["preprocess"]["normalize"])
-    d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
-    return Normalize(**d)
-
-
-def manifest_crop(manifest: dict) -> CropParams:
-    return CropParams(**manifest["preprocess"]["crop"])
 
 
 def model_from_manifest(manifest: dict, where: str = "manifest") -> torch.nn.Module:

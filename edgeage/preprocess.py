@@ -14,7 +14,7 @@ centres at +0.5, kernel widened by the downscale factor, weights normalised per 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -99,6 +99,20 @@ def canonical_crop(img: np.ndarray, box, p: CropParams) -> np.ndarray:
         return to_uint8(resize(img, p.crop_size))
     x0, y0, side = square_bounds(box, img.shape[1], img.shape[0], p)
     return to_uint8(resize(extract_square(img, x0, y0, side), p.crop_size))
+
+
+def model_input_np(crops, n: Normalize) -> np.ndarray:
+    """[N,]HxWx3 uint8 canonical crops -> N x 3 x S x S float32 numpy array (no torch: the
+    pipeline and the device side). The same float64 arithmetic as ``model_input``."""
+    x = np.asarray(crops)
+    x = (x[None] if x.ndim == 3 else x).astype(np.float64)
+    wy = resize_weights(x.shape[1], n.input_size)
+    wx = resize_weights(x.shape[2], n.input_size)
+    x = np.einsum("oh,nhwc,pw->nopc", wy, x, wx, optimize=True) / 255.0
+    if n.channel_order == "BGR":
+        x = x[..., ::-1]
+    x = (x - np.asarray(n.mean, np.float64)) / np.asarray(n.std, np.float64)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32)
 
 
 def model_input(crops, n: Normalize):

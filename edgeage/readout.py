@@ -1,21 +1,43 @@
 """Turning a model's raw outputs into ages.
 
 The readout is deliberately *outside* the exported network (softmax + expectation in INT8 costs
-years of MAE, see README). Every runtime runner and the training loop call ``apply_readout`` with
-the spec stored in the manifest, so one definition serves all of them (the Android core mirrors
-it in Java and is checked against golden vectors)."""
+years of MAE, see README). Every runtime runner, the pipeline and the training loop call
+``apply_readout`` with the spec stored in the manifest, so one definition serves all of them
+(the Android core mirrors it in Java and is checked against golden vectors). numpy in -> numpy
+out (no torch needed: the device side); torch in -> torch out (training, on any device)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 READOUT_TYPES = ("expectation", "identity", "coral", "mean")
 
 
-def apply_readout(spec: dict, out) -> torch.Tensor | np.ndarray:
-    """Ages (shape [N]) from raw outputs [N, K]. numpy in -> numpy out; torch in -> torch out."""
-    if isinstance(out, np.ndarray):
-        return apply_readout(spec, torch.from_numpy(np.ascontiguousarray(out, np.float32))).numpy()
+def _is_torch(out) -> bool:
+    return type(out).__module__.startswith("torch")
+
+
+def apply_readout(spec: dict, out):
+    """Ages (shape [N]) from raw outputs [N, K]."""
+    kind = spec["type"]
+    if kind not in READOUT_TYPES:
+        raise ValueError(f"unknown readout type {kind!r}; known: {READOUT_TYPES}")
+    if _is_torch(out):
+        return _torch_readout(spec, out)
+    out = np.asarray(out, np.float32)
+    if kind == "expectation":
+        bins = np.arange(out.shape[1], dtype=np.float32) + np.float32(spec["age_min"])
+        e = np.exp(out - out.max(axis=1, keepdims=True))
+        return ((e / e.sum(axis=1, keepdims=True)) * bins).sum(axis=1).astype(np.float32)
+    if kind == "identity":
+        return out[:, 0].copy()
+    if kind == "coral":
+        return (np.float32(spec["age_min"]) + (1.0 / (1.0 + np.exp(-out))).sum(axis=1)).astype(np.float32)
+    return out.mean(axis=1).astype(np.float32)
+
+
+def _torch_readout(spec: dict, out):
+    import torch
+
     kind = spec["type"]
     out = out.float()
     if kind == "expectation":
@@ -25,9 +47,7 @@ def apply_readout(spec: dict, out) -> torch.Tensor | np.ndarray:
         return out[:, 0]
     if kind == "coral":
         return float(spec["age_min"]) + torch.sigmoid(out).sum(dim=1)
-    if kind == "mean":
-        return out.mean(dim=1)
-    raise ValueError(f"unknown readout type {kind!r}; known: {READOUT_TYPES}")
+    return out.mean(dim=1)
 
 
 def argmax_bin(spec: dict, out: np.ndarray) -> np.ndarray:
@@ -35,3 +55,7 @@ def argmax_bin(spec: dict, out: np.ndarray) -> np.ndarray:
     if spec["type"] == "expectation":
         return np.asarray(out).argmax(axis=1)
     return np.rint(np.asarray(apply_readout(spec, np.asarray(out)))).astype(np.int64)
+
+
+def readout_mae(readout: dict, out: np.ndarray, ages: np.ndarray) -> float:
+    return float(np.mean(np.abs(apply_readout(readout, np.asarray(out, np.float32)).astype(np.float64) - ages)))

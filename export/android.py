@@ -51,7 +51,7 @@ def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool
     from PIL import Image
 
     from edgeage.checkpoint import manifest_crop
-    from edgeage.export.artifact import MANIFEST, read_manifest
+    from edgeage.artifact import MANIFEST, read_manifest
     from edgeage.face import model_path as detector_path
 
     from .check import prepared_subset
@@ -109,13 +109,13 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
     from PIL import Image
 
     from edgeage.checkpoint import load_model, manifest_normalize
-    from edgeage.export.artifact import read_manifest
+    from edgeage.artifact import read_manifest
     from edgeage.metrics import mae
     from edgeage.preprocess import model_input
     from edgeage.readout import apply_readout
 
     from .check import conformance, judge, latency_section, reference_checkpoint
-    from .runner import artifact_spec
+    from edgeage.targets.runner import artifact_spec
 
     manifest = read_manifest(artifact)
     art, mfile = manifest["artifact"], model_file(manifest)

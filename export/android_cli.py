@@ -2,16 +2,16 @@
 ``edgeage.export.android``)."""
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
 import click
 
 from edgeage.cli import force_option
-from edgeage.utils import EdgeAgeError, atomic_path, check_output, output_dir, write_json
+from edgeage.utils import EdgeAgeError, check_output
 
 from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, report_text, run_on_device
+from .report import write_device_report
 
 
 @click.group("android")
@@ -88,10 +88,5 @@ def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_j
                                       Path(tmp) / "check-result.json")
         report = compare(load_result(from_json), bundle_dir, artifact, model_path, str(from_json), target)
         if out:
-            output_dir(out, force)
-            write_json(Path(out) / "report.json", report)
-            with atomic_path(Path(out) / "report.md") as t:
-                t.write_text(report_text(report) + "\n")
-            if Path(from_json).resolve() != (Path(out) / "check-result.json").resolve():
-                shutil.copy(from_json, Path(out) / "check-result.json")
+            write_device_report(out, report, force, result_json=from_json)
     finish(ctx, report, as_json, report_text, "device-check")

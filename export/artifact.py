@@ -1,15 +1,7 @@
-"""Exported artifacts: a folder with the model file(s) and ``manifest.json`` (the checkpoint
-manifest + an ``artifact`` section: target, precision, files with sha256 and size, source
-checkpoint, versions, export time). Written to a temp folder and renamed when complete.
-
-Exporters report where they fail with ``step``:
-
-    with step("torch.onnx.export"):
-        ...
-
-so a failed export says which step (and the op, when the exporter's message names one) failed.
-Reading an artifact (``read_manifest``) imports no torch: runner processes stay lean.
-"""
+"""Writing exported artifacts (reading them is ``edgeage.artifact``): the target's exporter
+writes the model file(s) into a temp folder, the manifest (checkpoint manifest + ``artifact``
+section) is added and the folder renamed into place when complete (``edgeage.utils.atomic_dir``).
+Exporters report where they fail with ``edgeage.backend.step``."""
 from __future__ import annotations
 
 import contextlib
@@ -17,42 +9,12 @@ import datetime
 import importlib.metadata
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
-from edgeage.utils import EdgeAgeError, atomic_dir, plain_name, sha256_file
-
-ARTIFACT_FORMAT = "edgeage-artifact/1"
-MANIFEST = "manifest.json"
-# op names in exporter/runtime messages: torch (aten::x, aten.x.default), onnxruntime
-_OP_PATTERNS = (r"\b(aten(?:::|\.)\w+(?:\.\w+)?)", r"implementation for (\w+\(\d+\) node with name '[^']*')")
-
-
-class ExportError(EdgeAgeError):
-    def __init__(self, step: str, op: str | None, detail: str):
-        self.step, self.op = step, op
-        super().__init__(f"step '{step}' failed" + (f" at op {op}" if op else "") + f": {detail}")
-
-
-def find_op(message: str) -> str | None:
-    for pat in _OP_PATTERNS:
-        if m := re.search(pat, message):
-            return m.group(1)
-    return None
-
-
-@contextlib.contextmanager
-def step(name: str):
-    """Re-raise any failure inside as an ExportError naming this step (inner steps win)."""
-    try:
-        yield
-    except EdgeAgeError:
-        raise
-    except Exception as e:  # noqa: BLE001 - every exporter failure becomes a named step failure
-        msg = str(e).strip() or type(e).__name__
-        detail = f"{type(e).__name__}: {msg[:800]}{' ...' if len(msg) > 800 else ''}"
-        raise ExportError(name, find_op(msg), detail) from e
+from edgeage.artifact import ARTIFACT_FORMAT, MANIFEST
+from edgeage.backend import ExportError, describe, step
+from edgeage.utils import EdgeAgeError, atomic_dir, sha256_file
 
 
 @contextlib.contextmanager
@@ -110,7 +72,7 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
     try:
         with atomic_dir(out_dir, force=force, kind="artifact") as tmp:
             with step(f"load exporter {spec['exporter']}"):
-                exporter = load_module(spec["exporter"], spec)
+                exporter = describe(load_module(spec["exporter"], spec), spec["exporter"]).module
             with step(f"{spec['exporter']}.export"), torch.no_grad():
                 files = exporter.export(model, example_input(manifest), tmp, precision, spec, calib)
             if not files or any(not isinstance(f, str) or Path(f).name != f or not (tmp / f).is_file()
@@ -134,38 +96,3 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
 
 def _abs_source(src: dict) -> dict:
     return {**src, "path": str(Path(src["path"]).resolve())} if src.get("path") else src
-
-
-def read_manifest(artifact_dir: str | os.PathLike) -> dict:
-    """The artifact's manifest, after checking it (an artifact is data from elsewhere: every
-    field edgeage reads is there, file names are plain names inside the folder) and every model
-    file against its recorded sha256. Nothing in it is ever run or followed: the runner and the
-    thresholds come from the installed target or a TOML the user names."""
-    d = Path(artifact_dir)
-    hint = "re-export it with `edgeage export`"
-    if not d.is_dir():
-        raise EdgeAgeError(f"{d}: artifact folder not found")
-    where = str(d / MANIFEST)
-    try:
-        manifest = json.loads((d / MANIFEST).read_text())
-        art = manifest["artifact"]
-        files = art["files"]
-        if not isinstance(art["target"], str) or not isinstance(art["precision"], str) or not files:
-            raise TypeError("artifact.target / precision / files malformed")
-        for f in files:
-            plain_name(f["name"], where)
-            f["size"], f["sha256"] = int(f["size"]), str(f["sha256"])
-    except FileNotFoundError:
-        raise EdgeAgeError(f"{d / MANIFEST}: missing; {d} is not an exported artifact ({hint})") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise EdgeAgeError(f"{d / MANIFEST}: unreadable artifact manifest ({type(e).__name__}: {e}); {hint}") from None
-    from edgeage.checkpoint import check_manifest
-
-    check_manifest(manifest, where)
-    for f in files:
-        p = d / f["name"]
-        if p.is_symlink() or not p.is_file():
-            raise EdgeAgeError(f"{p}: model file missing from the artifact; {hint}")
-        if p.stat().st_size != f["size"] or sha256_file(p) != f["sha256"]:
-            raise EdgeAgeError(f"{p}: corrupted or modified (size/sha256 differ from {MANIFEST}); {hint}")
-    return manifest

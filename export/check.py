@@ -21,7 +21,7 @@ import torch
 from edgeage.checkpoint import default_model_path, load_model, manifest_crop, manifest_normalize
 from edgeage.data import (_cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
                           prepare)
-from .artifact import export_artifact, read_manifest
+from edgeage.artifact import read_manifest
 from edgeage.metrics import cs, mae
 from edgeage.preprocess import model_input
 from edgeage.readout import apply_readout, argmax_bin
@@ -31,6 +31,7 @@ from edgeage.targets.runner import load_runner
 from edgeage.targets.spec import THRESHOLDS, check_precision, known_targets, load_spec, thresholds, threads as spec_threads
 
 from . import latency as lat
+from .artifact import export_artifact
 from .localize import localize as localize_drift
 
 GENERATED_N = 64       # generated images when no --data is given

@@ -51,7 +51,8 @@ def _latency(warmup, runs, rounds):
 @data_options
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Write report.json, report.md, age_abs_diff_hist.png, latency.png here.")
+              help="Write report.json, report.md, report.html (one page, plots embedded), "
+                   "age_abs_diff_hist.png, latency.png here.")
 @click.option("--localize", is_flag=True, help="Compare intermediate activations layer by layer.")
 @click.option("--op-profile", is_flag=True,
               help="The runtime's own per-op timing, summed by op type (OpenVINO, ONNX Runtime): where "
@@ -92,7 +93,7 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
                    "int8-ptq and int8-qat results, a pruned model's int8); each is compared with the "
                    "checkpoint it came from on the same images.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
-              help="Write bench.json, bench.md, bench_latency.png here.")
+              help="Write bench.json, bench.md, bench.html (one page, plot embedded), bench_latency.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @latency_options
 @force_option

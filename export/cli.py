@@ -32,7 +32,9 @@ def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images
     from edgeage.targets.spec import check_precision, load_spec
     from edgeage.utils import EdgeAgeError, check_output
 
-    from .artifact import export_artifact, read_manifest, stdout_to_stderr
+    from edgeage.artifact import read_manifest
+
+    from .artifact import export_artifact, stdout_to_stderr
 
     spec = load_spec(target)
     check_precision(spec, precision)
@@ -43,7 +45,7 @@ def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images
     cal = None  # int8 calibrated here: its provenance
     with stdout_to_stderr():
         if from_dir:
-            from .quantize import package
+            from .package import package
 
             man = read_manifest(from_dir)
             if model_path and man.get("source", {}).get("sha256") and \

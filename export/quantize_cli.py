@@ -50,7 +50,9 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
     from edgeage.checkpoint import read_checkpoint
     from edgeage.utils import check_output
 
-    from .artifact import read_manifest, stdout_to_stderr
+    from edgeage.artifact import read_manifest
+
+    from .artifact import stdout_to_stderr
     from .quantize import backend_spec, quantize
 
     spec = backend_spec(backend)

@@ -1,8 +1,18 @@
-"""Check and bench reports: terminal text, JSON, Markdown and PNG charts (matplotlib Agg; every
-file written atomically)."""
+"""Check and bench reports: terminal text, JSON, Markdown, one self-contained HTML page and PNG
+charts (matplotlib Agg; every file written atomically).
+
+The text of a report is built once, as a list of blocks (``Title``, ``Para``, ``Table``, ``Pre``); the
+Markdown (report.md, the terminal) and the HTML (report.html, bench.html) are two renderings of the
+same blocks, so they cannot drift apart. The HTML page embeds the PNG charts as data: URLs and has
+no external references (CSS inline, no scripts); every string from a report is HTML-escaped."""
 from __future__ import annotations
 
+import base64
+import html
+import re
+import shutil
 from pathlib import Path
+from typing import NamedTuple, Union
 
 import numpy as np
 
@@ -24,90 +34,246 @@ def md_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
+class Title(NamedTuple):
+    text: str
+
+
+class Para(NamedTuple):
+    lines: list  # consecutive lines of one paragraph
+
+
+class Table(NamedTuple):
+    headers: list
+    rows: list
+
+
+class Pre(NamedTuple):
+    text: str  # preformatted text, shown as it is
+
+
+Block = Union[Title, Para, Table, Pre]
+
+
+def block_md(b: Block) -> str:
+    if isinstance(b, Title):
+        return f"# {b.text}"
+    if isinstance(b, Table):
+        return md_table(b.headers, b.rows)
+    if isinstance(b, Pre):
+        return b.text
+    return "\n".join(b.lines)
+
+
+def blocks_md(blocks: list[Block]) -> str:
+    """Markdown of blocks: one blank line between blocks."""
+    return "\n\n".join(block_md(b) for b in blocks)
+
+
+def _lines(blocks: list[Block]) -> list[str]:  # the old list-of-lines form (each block + "")
+    return [x for b in blocks for x in (block_md(b), "")]
+
+
 def compact(report: dict) -> dict:
     return {k: v for k, v in report.items() if k not in STDOUT_DROP}
 
 
-def check_text(r: dict) -> str:
-    """Human summary of a check report (also the body of report.md)."""
-    lines = [f"# Conformance check: {r['target']} {r['precision']}", "",
-             f"model {r['model']} (sha256 {r['model_sha256'][:12]}); data {r['data']}; n = {r['n']}"
-             + (f"; faces not found {r['faces_not_found']}" if r["faces_not_found"] is not None else ""),
-             f"artifact {r['artifact'] or '(temporary export)'}: {_mb(r['size_bytes'])} "
-             f"(float32 weights {_mb(r['float_size_bytes'])}); runtime: "
-             + ", ".join(f"{k}={v}" for k, v in r["runtime"].items()), ""]
+def check_blocks(r: dict) -> list[Block]:
+    """The body of a check report (everything but the verdict line), as blocks."""
+    blocks: list[Block] = [
+        Title(f"Conformance check: {r['target']} {r['precision']}"),
+        Para([f"model {r['model']} (sha256 {r['model_sha256'][:12]}); data {r['data']}; n = {r['n']}"
+              + (f"; faces not found {r['faces_not_found']}" if r["faces_not_found"] is not None else ""),
+              f"artifact {r['artifact'] or '(temporary export)'}: {_mb(r['size_bytes'])} "
+              f"(float32 weights {_mb(r['float_size_bytes'])}); runtime: "
+              + ", ".join(f"{k}={v}" for k, v in r["runtime"].items())])]
     if r.get("note"):
-        lines += [f"NOTE: {r['note']}", ""]
+        blocks.append(Para([f"NOTE: {r['note']}"]))
     rows = [["MAE", _f(r["float_mae"]), _f(r["target_mae"]), _f(r["mae_drift"], "+.5f")],
             ["CS(5)", _f(r["float_cs5"]), _f(r["target_cs5"]), ""],
             ["abs(delta age) p50 / p99 / max", "", f"{r['age_abs_diff_p50']:.5f} / {r['age_abs_diff_p99']:.5f} / "
              f"{r['age_abs_diff_max']:.5f}", ""],
             ["arg-max bin agreement", "", _f(r["argmax_agreement"]), ""],
             ["max abs logit diff", "", _f(r["logit_abs_diff_max"], ".3g"), ""]]
-    lines += [md_table(["metric", "float (PyTorch)", r["target"], "drift"], rows), ""]
+    blocks.append(Table(["metric", "float (PyTorch)", r["target"], "drift"], rows))
     if r["latency_ms"]:
         lt, fl = r["latency"], r["float_latency"]
         rows = [[name, f"{d['p50']:.3f}", f"{d['p90']:.3f}", f"{d['p99']:.3f}", f"{d['min']:.3f}", f"{d['max']:.3f}",
                  " ".join(f"{v:.3f}" for v in d["round_p50"]), f"{m['delta_mb']:.0f} / {m['peak_rss_mb']:.0f}"]
                 for name, d, m in ((r["target"], lt, lt["memory"]), ("pytorch eager", fl, fl["memory"]))]
-        lines += [f"Latency, batch 1, {r['threads']} thread(s), {lt['rounds']} rounds x {lt['runs']} runs "
-                  f"after {lt['warmup']} warm-up (ms); memory in MB ({lt['memory']['method']})", "",
-                  md_table(["model", "p50", "p90", "p99", "min", "max", "p50 per round", "mem delta / peak"], rows),
-                  "", f"ratio {r['target']} / pytorch: p50 {r['latency_ratio']['p50']:.2f}x, "
-                  f"p90 {r['latency_ratio']['p90']:.2f}x", ""]
+        blocks += [Para([f"Latency, batch 1, {r['threads']} thread(s), {lt['rounds']} rounds x {lt['runs']} runs "
+                         f"after {lt['warmup']} warm-up (ms); memory in MB ({lt['memory']['method']})"]),
+                   Table(["model", "p50", "p90", "p99", "min", "max", "p50 per round", "mem delta / peak"], rows),
+                   Para([f"ratio {r['target']} / pytorch: p50 {r['latency_ratio']['p50']:.2f}x, "
+                         f"p90 {r['latency_ratio']['p90']:.2f}x"])]
     rows = [[t["threshold"], f"{t['value']:.6g}", f"{t['op']} {t['limit']:g}", "pass" if t["passed"] else "FAIL"]
             for t in r["threshold_results"]]
-    lines += [f"Thresholds ({r['spec_file']}, [thresholds.{r['precision']}])", "",
-              md_table(["threshold", "value", "limit", "verdict"], rows), ""]
+    blocks += [Para([f"Thresholds ({r['spec_file']}, [thresholds.{r['precision']}])"]),
+               Table(["threshold", "value", "limit", "verdict"], rows)]
     if r["skipped_thresholds"]:
-        lines += [f"skipped (no labels / not judged on generated images): {', '.join(r['skipped_thresholds'])}", ""]
+        blocks.append(Para([f"skipped (no labels / not judged on generated images): "
+                            f"{', '.join(r['skipped_thresholds'])}"]))
     if r.get("quantize"):
         q = r["quantize"]
         cal = q.get("calibration") or {}
         where = f"{cal.get('kind', 'training-split')}, {cal['source']}" if cal.get("source") else \
             cal.get("kind", "training-split")
         overlap = r.get("calibration_overlap")
-        lines += [f"INT8 {r.get('variant')}: backend {q.get('backend')}, {q.get('calibration_images')} calibration "
-                  f"images ({where}); judged images among them: "
-                  f"{'not recorded' if overlap is None else overlap}; layers kept float: "
-                  f"{', '.join(q.get('kept_float') or []) or 'none'}", ""]
+        blocks.append(Para([f"INT8 {r.get('variant')}: backend {q.get('backend')}, {q.get('calibration_images')} "
+                            f"calibration images ({where}); judged images among them: "
+                            f"{'not recorded' if overlap is None else overlap}; layers kept float: "
+                            f"{', '.join(q.get('kept_float') or []) or 'none'}"]))
     if r.get("qat_bar"):
         b = r["qat_bar"]
-        lines += [f"QAT acceptance (|MAE drift| <= {b['mae_drift_limit']:g}): "
-                  + ("n/a (no labels)" if b["holds"] is None else "holds" if b["holds"] else
-                     f"does NOT hold (|{b['mae_drift']:+.4f}|)"), ""]
+        blocks.append(Para([f"QAT acceptance (|MAE drift| <= {b['mae_drift_limit']:g}): "
+                            + ("n/a (no labels)" if b["holds"] is None else "holds" if b["holds"] else
+                               f"does NOT hold (|{b['mae_drift']:+.4f}|)")]))
     if "localize" in r:
-        lines += localize_text(r["localize"])
+        blocks += localize_blocks(r["localize"])
     if "op_profile" in r:
-        lines += op_profile_text(r["op_profile"])
-    lines.append("PASSED" if r["passed"] else "FAILED: " + "; ".join(r["failures"]))
-    return "\n".join(lines)
+        blocks += op_profile_blocks(r["op_profile"])
+    return blocks
 
 
-def op_profile_text(p: dict, top: int = 15) -> list[str]:
+def verdict_line(r: dict) -> str:
+    return "PASSED" if r["passed"] else "FAILED: " + "; ".join(r["failures"])
+
+
+def check_text(r: dict) -> str:
+    """Human summary of a check report (also the body of report.md)."""
+    return blocks_md(check_blocks(r) + [Para([verdict_line(r)])])
+
+
+def op_profile_blocks(p: dict, top: int = 15) -> list[Block]:
     if not p["available"]:
-        return [f"Per-op timing: {p['note']}", ""]
+        return [Para([f"Per-op timing: {p['note']}"])]
     items = list(p["by_op_type_ms"].items())
     rows = [[k, f"{v:.4f}", f"{v / p['total_ms']:.1%}"] for k, v in items[:top]]
     if len(items) > top:
         rest = sum(v for _, v in items[top:])
         rows.append([f"({len(items) - top} more)", f"{rest:.4f}", f"{rest / p['total_ms']:.1%}"])
-    return [f"Per-op timing by the runtime's profiler, {p['runs']} batch-1 runs: {p['total_ms']:.3f} ms "
-            "per inference in the ops (profiling adds its own overhead per op: read the shares, "
-            "compare absolute times with the latency table)", "",
-            md_table(["op type", "ms / inference", "share"], rows), ""]
+    return [Para([f"Per-op timing by the runtime's profiler, {p['runs']} batch-1 runs: {p['total_ms']:.3f} ms "
+                  "per inference in the ops (profiling adds its own overhead per op: read the shares, "
+                  "compare absolute times with the latency table)"]),
+            Table(["op type", "ms / inference", "share"], rows)]
 
 
-def localize_text(loc: dict) -> list[str]:
+def op_profile_text(p: dict, top: int = 15) -> list[str]:
+    return _lines(op_profile_blocks(p, top))
+
+
+def localize_blocks(loc: dict) -> list[Block]:
     if not loc.get("supported"):
-        return [f"Drift localisation: {loc.get('reason')}", ""]
+        return [Para([f"Drift localisation: {loc.get('reason')}"])]
     rows = [[x["layer"], f"{x['max_abs_diff']:.3g}", f"{x['rel_error']:.3g}",
              f"x{x['jump']:.1f}" if x["jump"] else ""] for x in loc["layers"]]
     head = (f"Drift localisation on {loc['n_images']} images: {loc['compared']} of {loc['float_layers']} float "
             f"layers matched; relative error = {loc['rel_error']}. ")
     head += (f"First jump (> x{loc['jump_factor']:g} the worst before, above {loc['rel_floor']:g}): "
              f"{loc['first_jump']}; all jumps: {', '.join(loc['jumps'])}" if loc["jumps"] else "No layer jumps.")
-    return [head, "", md_table(["layer", "max abs diff", "relative error", "jump"], rows), ""]
+    return [Para([head]), Table(["layer", "max abs diff", "relative error", "jump"], rows)]
+
+
+def localize_text(loc: dict) -> list[str]:
+    return _lines(localize_blocks(loc))
+
+
+# ---- HTML -------------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 1.5em 2em;
+       color: #1d1d1f; max-width: 1400px; line-height: 1.4; }
+h1 { font-size: 1.5em; margin: 0 0 .6em 0; }
+h2 { font-size: 1.15em; margin: 1.6em 0 .5em 0; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+p { margin: .9em 0 .4em 0; overflow-wrap: anywhere; }
+.verdict { padding: .6em 1em; border-radius: 6px; margin: 0 0 1.2em 0; border: 1px solid; }
+.verdict strong { font-size: 1.2em; letter-spacing: .04em; }
+.verdict ul { margin: .4em 0 0 0; padding-left: 1.4em; }
+.verdict li { overflow-wrap: anywhere; }
+.verdict.pass { background: #e7f6ea; border-color: #4caf50; color: #1b5e20; }
+.verdict.fail { background: #fdecea; border-color: #e53935; color: #8e1c1a; }
+table { border-collapse: collapse; margin: .3em 0 1em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
+th { background: #f0f2f5; font-weight: 600; }
+tr:nth-child(even) td { background: #fafbfc; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.long { max-width: 32em; overflow-wrap: anywhere; font-size: .9em; }
+td.pass, tr:nth-child(even) td.pass { background: #e7f6ea; color: #1b5e20; font-weight: 600; }
+td.fail, tr:nth-child(even) td.fail { background: #fdecea; color: #b71c1c; font-weight: 600; }
+td.long.pass, td.long.fail { font-weight: normal; }
+figure { margin: 1em 0; display: inline-block; vertical-align: top; }
+figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
+figcaption { font-size: .85em; color: #555; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f8fa; padding: .6em; }
+"""
+
+_VERDICT_COLUMNS = ("verdict", "result")
+_NUMBER = re.compile(r"^[-+]?(\d[\d.]*(e[-+]?\d+)?)( ?(x|%|MB|ms))?$|^-$")
+
+
+def _e(v) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _cell_class(header: str, text: str) -> str:
+    long = " long" if len(text) > 80 else ""
+    if header in _VERDICT_COLUMNS:
+        if text.startswith("pass"):
+            return "pass" + long
+        if text.startswith(("FAIL", "ERROR")):
+            return "fail" + long
+    if _NUMBER.match(text.strip()):
+        return "num"
+    return long.strip()
+
+
+def block_html(b: Block) -> str:
+    if isinstance(b, Title):
+        return f"<h1>{_e(b.text)}</h1>"
+    if isinstance(b, Table):
+        head = "".join(f"<th>{_e(h)}</th>" for h in b.headers)
+        body = []
+        for row in b.rows:
+            cells = []
+            for h, c in zip(list(b.headers) + [""] * (len(row) - len(b.headers)), row):
+                cls = _cell_class(str(h), str(c))
+                cells.append(f'<td class="{cls}">{_e(c)}</td>' if cls else f"<td>{_e(c)}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+    if isinstance(b, Pre):
+        return f"<pre>{_e(b.text)}</pre>"
+    return "<p>" + "<br>\n".join(_e(x) for x in b.lines) + "</p>"
+
+
+def _png_data_url(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def report_html(blocks: list[Block], passed: bool, failures: list[str], images: list[Path] = ()) -> str:
+    """One self-contained page: the title, the verdict (failures listed), the blocks, the PNG
+    charts embedded as data: URLs. No scripts, no external references; all text escaped."""
+    title = next((b.text for b in blocks if isinstance(b, Title)), "edgeage report")
+    parts = [block_html(b) for b in blocks if isinstance(b, Title)][:1]
+    if passed:
+        parts.append('<div class="verdict pass"><strong>PASSED</strong></div>')
+    else:
+        items = "".join(f"<li>{_e(f)}</li>" for f in failures)
+        parts.append('<div class="verdict fail"><strong>FAILED</strong>' + (f"<ul>{items}</ul>" if items else "")
+                     + "</div>")
+    parts += [block_html(b) for b in blocks if not isinstance(b, Title)]
+    if images:
+        parts.append("<h2>Plots</h2>")
+        parts += [f'<figure><img src="{_png_data_url(p)}" alt="{_e(Path(p).name)}">'
+                  f"<figcaption>{_e(Path(p).name)}</figcaption></figure>" for p in images]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            + "\n".join(parts) + "\n</body>\n</html>\n")
+
+
+def _write_html(path: Path, page: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
 
 
 def _savefig(fig, path: Path) -> None:
@@ -161,6 +327,36 @@ def write_check_report(out_dir, r: dict, force: bool = False) -> list[Path]:
         fig.tight_layout()
         _savefig(fig, out / "latency.png")
         files.append(out / "latency.png")
+    pngs = files[2:]
+    files.insert(2, _write_html(out / "report.html",
+                                report_html(check_blocks(r), r["passed"], r["failures"], pngs)))
+    return files
+
+
+def write_device_report(out_dir, report: dict, force: bool = False, result_json=None) -> list[Path]:
+    """device-check --out: report.json, report.md (``android.report_text``), report.html and a copy
+    of the device's check-result JSON (``result_json``, unless it already is that file)."""
+    from .android import report_text
+
+    text = report_text(report)
+    out = _json_md(out_dir, "report", report, text, force)
+    files = [out / "report.json", out / "report.md", out / "report.html"]
+    if result_json is not None:
+        dest = out / "check-result.json"
+        if Path(result_json).resolve() != dest.resolve():
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(result_json, tmp)
+        files.append(dest)
+    # report_text = check_text with device lines before its verdict line: those lines become a
+    # paragraph of the page; if that shape ever changes, the whole text is shown as it is
+    base, lines = check_text(report).splitlines(), text.splitlines()
+    blocks = check_blocks(report)
+    if len(lines) >= len(base) and lines[:len(base) - 1] == base[:-1] and lines[-1] == base[-1]:
+        extra = "\n".join(lines[len(base) - 1:-1]).strip()
+        blocks += [Para(p.splitlines()) for p in re.split(r"\n\s*\n", extra) if p.strip()]
+    else:
+        blocks = blocks[:1] + [Pre(text)]
+    _write_html(out / "report.html", report_html(blocks, report["passed"], report["failures"]))
     return files
 
 
@@ -190,15 +386,33 @@ def bench_rows(b: dict) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
-def bench_text(b: dict) -> str:
+def bench_blocks(b: dict) -> list[Block]:
     headers, rows = bench_rows(b)
-    lines = ["# edgeage bench", "", f"model {b['model']} (sha256 {b['model_sha256'][:12]}); data {b['data']}; "
-             f"n = {b['n']}" + ("" if b["labelled"] else " (unlabelled: no MAE)"), "", md_table(headers, rows), ""]
+    blocks: list[Block] = [Title("edgeage bench"),
+                           Para([f"model {b['model']} (sha256 {b['model_sha256'][:12]}); data {b['data']}; "
+                                 f"n = {b['n']}" + ("" if b["labelled"] else " (unlabelled: no MAE)")]),
+                           Table(headers, rows)]
     if b["skipped"]:
-        lines += ["Skipped (precision not supported by the target's TOML): " + "; ".join(b["skipped"]), ""]
-    lines.append("Latency: batch 1, thread count from each TOML, each model in a fresh process; "
-                 "'p50 vs pytorch' = target p50 / PyTorch eager p50 measured in the same run.")
-    return "\n".join(lines)
+        blocks.append(Para(["Skipped (precision not supported by the target's TOML): " + "; ".join(b["skipped"])]))
+    blocks.append(Para(["Latency: batch 1, thread count from each TOML, each model in a fresh process; "
+                        "'p50 vs pytorch' = target p50 / PyTorch eager p50 measured in the same run."]))
+    return blocks
+
+
+def bench_text(b: dict) -> str:
+    return blocks_md(bench_blocks(b))
+
+
+def bench_failures(b: dict) -> list[str]:
+    """One line per failure of a bench row (whitespace folded, long messages cut as in the table)."""
+    out = []
+    for r in b["rows"]:
+        if not r["passed"]:
+            for f in r.get("failures") or ["failed"]:
+                f = " ".join(str(f).split())
+                out.append(f"{r['target']} {r.get('variant', r['precision'])}: "
+                           + (f[:300] + " ..." if len(f) > 300 else f))
+    return out
 
 
 def write_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
@@ -216,4 +430,5 @@ def write_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
     ax.set_title("batch-1 latency")
     fig.tight_layout()
     _savefig(fig, out / "bench_latency.png")
-    return [out / "bench.json", out / "bench.md", out / "bench_latency.png"]
+    page = report_html(bench_blocks(b), b["passed"], bench_failures(b), [out / "bench_latency.png"])
+    return [out / "bench.json", out / "bench.md", _write_html(out / "bench.html", page), out / "bench_latency.png"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeage.export.artifact import read_manifest
+from edgeage.artifact import read_manifest
 from edgeage.utils import EdgeAgeError
 
 from .spec import load_module, load_spec, threads as spec_threads

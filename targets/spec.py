@@ -1,10 +1,13 @@
-"""Target specs: one TOML per target in this package (``targets/<name>.toml``), or any TOML file
-a user points at. Known targets are discovered by globbing the TOMLs: adding a target is one
-exporter module, one runner module and one TOML, nothing else.
+"""Target specs. A target is one folder holding ``target.toml`` and the modules it names
+(``targets/<name>/`` for the shipped ones; any folder given on the command line, or found under
+the folders of ``EDGEAGE_TARGET_PATH``). Known targets are discovered from those folders: adding
+a target is adding a folder, nothing else changes. A target's modules are code: only name
+folders and TOMLs you trust.
 
     name = "onnx"
-    exporter = "edgeage.export.onnx"      # module (dotted name or path to a .py) with export(...)
-    runner = "edgeage.targets.onnx"       # module with class Runner
+    exporter = "edgeage.targets.onnx.exporter"   # module (dotted name, or a .py path relative
+                                                 # to the TOML) with export(...): edgeage.backend
+    runner = "edgeage.targets.onnx.runner"       # module with class Runner
     precisions = ["fp32", "fp16"]
     packages = ["onnx", "onnxruntime"]    # optional: versions recorded in the artifact manifest
     [runtime]                              # free-form, passed to exporter and runner
@@ -19,10 +22,15 @@ import importlib
 import importlib.util
 import sys
 import tomllib
+import os
 from importlib import resources
 from pathlib import Path
 
+from edgeage.backend import PRECISIONS
 from edgeage.utils import EdgeAgeError
+
+SPEC_FILE = "target.toml"
+PATH_ENV = "EDGEAGE_TARGET_PATH"   # more folders of target folders (os.pathsep-separated)
 
 # threshold key in the TOML -> (metric in the check report, comparison); |value| for drift
 THRESHOLDS = {
@@ -38,21 +46,40 @@ def targets_dir() -> Path:
     return Path(str(resources.files("edgeage.targets")))
 
 
+def search_dirs() -> list[Path]:
+    """The shipped targets' folder, then those of EDGEAGE_TARGET_PATH."""
+    extra = [Path(p) for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p]
+    return [targets_dir(), *extra]
+
+
+def target_folders() -> dict[str, Path]:
+    """name (the folder's name) -> its target.toml, first found first (shipped ones win)."""
+    out: dict[str, Path] = {}
+    for d in search_dirs():
+        for toml in sorted(d.glob(f"*/{SPEC_FILE}")) if d.is_dir() else []:
+            out.setdefault(toml.parent.name, toml)
+    return out
+
+
 def known_targets() -> list[str]:
-    return sorted(p.stem for p in targets_dir().glob("*.toml"))
+    return sorted(target_folders())
 
 
 def spec_path(target: str) -> Path:
+    """A target name, a target folder (holding target.toml) or a TOML path -> the TOML."""
     p = Path(target)
     if p.suffix == ".toml":
         if not p.is_file():
             raise EdgeAgeError(f"{target}: target spec file not found")
         return p.resolve()
-    shipped = targets_dir() / f"{target}.toml"
-    if shipped.is_file():
-        return shipped
+    if p.is_dir() and (p / SPEC_FILE).is_file():
+        return (p / SPEC_FILE).resolve()
+    found = target_folders().get(target)
+    if found is not None:
+        return found
     raise EdgeAgeError(f"unknown target {target!r}; known targets: {', '.join(known_targets()) or '(none)'}"
-                       " (or pass the path of a target .toml)")
+                       f" (or pass a target folder / the path of a target .toml; more folders of targets: "
+                       f"{PATH_ENV})")
 
 
 def load_spec(target: str) -> dict:
@@ -62,7 +89,7 @@ def load_spec(target: str) -> dict:
         spec = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise EdgeAgeError(f"{path}: invalid TOML ({e})") from None
-    spec.setdefault("name", path.stem)
+    spec.setdefault("name", path.parent.name if path.name == SPEC_FILE else path.stem)
     spec.setdefault("runtime", {})
     spec.setdefault("thresholds", {})
     spec.setdefault("packages", [])
@@ -72,9 +99,6 @@ def load_spec(target: str) -> dict:
     validate(spec, path)
     spec["_file"] = str(path)
     return spec
-
-
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def validate(spec: dict, path) -> None:

@@ -46,7 +46,7 @@ def cli(*args):
 
 def user_toml(tmp_path: Path, target: str, name: str | None = None, **keys) -> Path:
     """A copy of a shipped target TOML under another file name, with keys replaced."""
-    text = (targets_dir() / f"{target}.toml").read_text()
+    text = (targets_dir() / target / "target.toml").read_text()
     lines = [ln for ln in text.splitlines() if ln.split("=")[0].strip() not in keys and
              not (name and ln.startswith("name ="))]
     head = [f"{k} = {json.dumps(v)}" for k, v in keys.items()] + ([f'name = "{name}"'] if name else [])
@@ -85,7 +85,7 @@ def test_export_check_passes_and_prints_one_json_object(target, exported, tiny_c
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_planted_fault_fails_the_check_and_is_localised(target, exported, tiny_ckpt, face_dir, tmp_path):
-    spec = tomllib.loads((targets_dir() / f"{target}.toml").read_text())
+    spec = tomllib.loads((targets_dir() / target / "target.toml").read_text())
     (tmp_path / "bgr_runner.py").write_text(FAULT.format(runner=spec["runner"]))
     toml = user_toml(tmp_path, target, runner="bgr_runner.py")  # relative to the TOML's folder
     res = cli("check", "--target", toml, "--artifact", exported(target), "--model", tiny_ckpt,
@@ -140,7 +140,7 @@ def test_user_toml_path_exports_and_checks(tiny_ckpt, face_dir, tmp_path):
 
 def test_failed_export_names_the_step_and_leaves_nothing(tiny_ckpt, tmp_path):
     (tmp_path / "broken.py").write_text(
-        "from edgeage.export.artifact import step\n"
+        "from edgeage.backend import step\n"
         "def export(model, example, out_dir, precision, spec, calib=None):\n"
         "    (out_dir / 'model.bin').write_bytes(b'partial')\n"
         "    with step('convert graph'):\n"

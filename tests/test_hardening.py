@@ -179,7 +179,7 @@ def test_two_concurrent_writers_both_tell_the_truth(tiny_ckpt, tmp_path, edgeage
     for rc, so, se in results:  # a loser says so; a winner's artifact is intact
         assert rc == 0 or "another edgeage process" in se, se
         assert "Traceback" not in se
-    from edgeage.export.artifact import read_manifest
+    from edgeage.artifact import read_manifest
 
     read_manifest(out)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["art"]
@@ -260,8 +260,8 @@ def test_check_never_follows_the_artifacts_spec_file(onnx_art, tiny_ckpt, face_d
     art = tmp_path / "art"
     shutil.copytree(onnx_art, art)
     pwned = tmp_path / "pwned"
-    (tmp_path / "evil.py").write_text(f"open({str(pwned)!r}, 'w').write('x')\nfrom edgeage.targets.onnx import Runner\n")
-    (tmp_path / "evil.toml").write_text('name = "onnx"\nexporter = "edgeage.export.onnx"\nrunner = "evil.py"\n'
+    (tmp_path / "evil.py").write_text(f"open({str(pwned)!r}, 'w').write('x')\nfrom edgeage.targets.onnx.runner import Runner\n")
+    (tmp_path / "evil.toml").write_text('name = "onnx"\nexporter = "edgeage.targets.onnx.exporter"\nrunner = "evil.py"\n'
                                         'precisions = ["fp32"]\n[thresholds.fp32]\nmae_drift = 1e9\n')
     man = json.loads((art / "manifest.json").read_text())
     man["artifact"]["spec_file"] = str(tmp_path / "evil.toml")
@@ -270,7 +270,7 @@ def test_check_never_follows_the_artifacts_spec_file(onnx_art, tiny_ckpt, face_d
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)
     assert not pwned.exists()
-    assert r["spec_file"] == str(targets_dir() / "onnx.toml")
+    assert r["spec_file"] == str(targets_dir() / "onnx" / "target.toml")
     # a target that is not installed needs the user's own --target TOML
     man["artifact"]["target"] = "evil"
     (art / "manifest.json").write_text(json.dumps(man))
@@ -413,10 +413,10 @@ def test_training_with_an_empty_validation_split_or_unknown_model_leaves_nothing
 
 def test_a_toml_whose_precisions_is_a_string_is_refused(tiny_ckpt, tmp_path):
     t = tmp_path / "t.toml"
-    t.write_text('name = "t"\nexporter = "edgeage.export.onnx"\nrunner = "edgeage.targets.onnx"\n'
+    t.write_text('name = "t"\nexporter = "edgeage.targets.onnx.exporter"\nrunner = "edgeage.targets.onnx.runner"\n'
                  'precisions = "fp32"\n')
     clean_error(cli("export", "--target", t, "--model", tiny_ckpt), "precisions", "list")
-    t.write_text('name = "t"\nexporter = "edgeage.export.onnx"\nrunner = "edgeage.targets.onnx"\n'
+    t.write_text('name = "t"\nexporter = "edgeage.targets.onnx.exporter"\nrunner = "edgeage.targets.onnx.runner"\n'
                  'precisions = ["fp32"]\n[thresholds.fp32]\nmae_drift = "small"\n')
     clean_error(cli("export", "--target", t, "--model", tiny_ckpt), "thresholds.fp32.mae_drift")
 

@@ -125,7 +125,7 @@ def int8_evidence(target: str, art: Path) -> int:
 
 def test_calibration_comes_from_the_training_split(ckpt, faces, tmp_path):
     from edgeage.checkpoint import load_model
-    from edgeage.export.quantize import quant_data
+    from edgeage.export.calibration import quant_data
     from edgeage.utils import EdgeAgeError
 
     _, manifest = load_model(ckpt)
@@ -146,7 +146,7 @@ def test_calibration_comes_from_the_training_split(ckpt, faces, tmp_path):
     qd = quant_data(manifest, other, 8, val_images=0)
     assert qd.kind == "user-images" and qd.labelled and qd.parts is None and len(qd.calib) == 8
     with pytest.raises(EdgeAgeError, match="list hash"):  # where the split itself is asked for
-        from edgeage.export.quantize import load_split
+        from edgeage.export.calibration import load_split
 
         load_split(manifest, other)
     res = cli("export", "--target", "onnx", "--precision", "int8", "--model", ckpt, "--data", other,
@@ -160,7 +160,7 @@ def test_calibration_comes_from_the_training_split(ckpt, faces, tmp_path):
 def test_ptq_export_from_and_check(backend, ptq, ckpt, faces, tmp_path, edgeage_cli):
     from edgeage.checkpoint import load_model
     from edgeage.export.artifact import export_artifact
-    from edgeage.export.quantize import quant_data
+    from edgeage.export.calibration import quant_data
     from edgeage.targets.spec import load_spec
 
     target = BACKENDS[backend]
@@ -202,7 +202,8 @@ def test_broken_calibration_fails(ckpt, faces, tmp_path):
     50x too bright leave a few int8 steps for real faces."""
     from edgeage.checkpoint import load_model
     from edgeage.export.artifact import export_artifact
-    from edgeage.export.quantize import Int8Options, quant_data
+    from edgeage.backend import Int8Options
+    from edgeage.export.calibration import quant_data
     from edgeage.targets.spec import load_spec
 
     model, manifest = load_model(ckpt)
@@ -260,7 +261,7 @@ def test_qat_pt2e_trains_converts_and_runs(ckpt, faces, ptq, tmp_path):
     assert (out / "qat" / "metrics.json").is_file()
 
     from edgeage.checkpoint import load_model
-    from edgeage.export.quantize import quant_data
+    from edgeage.export.calibration import quant_data
 
     model, manifest = load_model(ckpt)
     qd = quant_data(manifest, faces, 8, val_images=0)
@@ -310,7 +311,7 @@ def test_qat_nncf_openvino_converts_the_fake_quantized_model(ckpt, faces, tmp_pa
     assert types.count("ShapeOf") == 0, types.count("ShapeOf")
 
     from edgeage.checkpoint import load_model
-    from edgeage.export.quantize import quant_data
+    from edgeage.export.calibration import quant_data
 
     model, manifest = load_model(ckpt)
     qd = quant_data(manifest, faces, 8, val_images=0)
@@ -326,8 +327,11 @@ def test_accuracy_control_keeps_layers_float(ckpt, faces, tmp_path):
     """Greedy accuracy control (PT2E): with a drop limit the fully quantized model misses, the
     most sensitive layers stay float and are reported."""
     from edgeage.checkpoint import load_model
-    from edgeage.export import executorch
-    from edgeage.export.quantize import Int8Options, greedy_keep_float, quant_data, readout_mae
+    from edgeage.targets.executorch import exporter as executorch
+    from edgeage.backend import Int8Options
+    from edgeage.export.accuracy import greedy_keep_float
+    from edgeage.export.calibration import quant_data
+    from edgeage.readout import readout_mae
 
     model, manifest = load_model(ckpt)
     layers = ["backbone.stem.0", "backbone.stages.3.1.conv2", "head.fc"]

@@ -26,7 +26,7 @@ N_FACES = 6
 
 
 def load_spec(name: str) -> dict:
-    with open(ROOT / "targets" / f"{name}.toml", "rb") as f:
+    with open(ROOT / "targets" / name / "target.toml", "rb") as f:
         return tomllib.load(f)
 
 

@@ -1,6 +1,6 @@
 """ONNX for OpenCV 4.6's DNN importer (Debian's libopencv-java: the JVM parity run).
 
-OpenCV 4.6 cannot import what ``edgeage.export.onnx`` writes; measured on MGP-Net:
+OpenCV 4.6 cannot import what ``edgeage.targets.onnx.exporter`` writes; measured on MGP-Net:
 - dynamo export (opset 18+, BatchNorm folded into Conv by onnxscript's rewriter): the first Conv
   fails ("!hasBias() || blobs[1].total() == weightShape[0]");
 - legacy exporter, opset >= 11: Clip with min/max as inputs (GeM's clamp(min=eps)) is rejected
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edgeage.export.artifact import step
+from edgeage.backend import step
 
 FILE = "model.onnx"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .scopes import scope_outputs
-from .runner import BaseRunner
+from edgeage.targets.scopes import scope_outputs
+from edgeage.targets.runner import BaseRunner
 
 _FLOATS = {1, 10, 11, 16}  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
@@ -46,7 +46,7 @@ class Runner(BaseRunner):
         items = []
         for node in m.graph.node:
             meta = {p.key: p.value for p in node.metadata_props}
-            module = meta.get("edgeage.module")  # written by edgeage.export.onnx.slim
+            module = meta.get("edgeage.module")  # written by edgeage.targets.onnx.exporter.slim
             if module is None and "pkg.torch.onnx.name_scopes" in meta:  # an unslimmed export
                 scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])  # [..., module, fx node]
                 module = scopes[-2] if len(scopes) >= 2 else None

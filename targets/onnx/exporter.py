@@ -1,12 +1,12 @@
 """ONNX export: ``torch.onnx.export(dynamo=True)`` with a dynamic batch dimension; fp16 converts
 the weights and compute to float16 while keeping the graph's input and output float32.
 
-int8 (``calib``: an ``edgeage.export.quantize.Int8Options``): NNCF PTQ on the exported
+int8 (``calib``: an ``edgeage.backend.Int8Options``): NNCF PTQ on the exported
 ModelProto (QuantizeLinear/DequantizeLinear pairs that onnxruntime runs with int8 kernels;
 batch-1 calibration items, subset_size = images; with accuracy control
 ``nncf.quantize_with_accuracy_control``). QAT: ``nncf.quantize`` on the torch model (quantizers
 on convolution / linear inputs, the PTQ scope), fine-tuned; the fake-quantized model does not
-export compactly (``quantize.nncf_qat_weights``: fp32 weights under QuantizeLinear and hundreds
+export compactly (``edgeage.targets.int8_nncf.nncf_qat_weights``: fp32 weights under QuantizeLinear and hundreds
 of traced shape ops; torch.export fails inside NNCF), so the fine-tuned weights are
 re-calibrated by the PTQ path."""
 from __future__ import annotations
@@ -19,13 +19,13 @@ import torch
 
 from edgeage.utils import EdgeAgeError
 
-from .artifact import step
+from edgeage.backend import step
 
 FILE = "model.onnx"
 ACCURACY_CONTROL = "nncf.quantize_with_accuracy_control"
 
 
-# Ops NNCF leaves in float: only Conv and MatMul/Gemm run int8 (measured: see export/openvino.py).
+# Ops NNCF leaves in float: only Conv and MatMul/Gemm run int8 (measured: see targets/openvino/exporter.py).
 FLOAT_TYPES = ["Mul", "Add", "Concat", "AveragePool", "MaxPool", "Div", "Sub", "Exp", "Sigmoid", "ReduceMean",
                "ReduceMax", "Pow"]
 
@@ -49,7 +49,7 @@ def _validate(readout, input_name):
     def fn(model, items) -> float:
         import onnxruntime as ort
 
-        from .quantize import readout_mae
+        from edgeage.readout import readout_mae
 
         sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         xs, ages = zip(*items)
@@ -60,7 +60,7 @@ def _validate(readout, input_name):
 
 
 # QAT hooks: NNCF on the torch model, shared with the other NNCF backend
-from .quantize import nncf_qat_prepare as qat_prepare, nncf_qat_weights as qat_convert  # noqa: E402
+from edgeage.targets.int8_nncf import nncf_qat_prepare as qat_prepare, nncf_qat_weights as qat_convert  # noqa: E402
 
 
 def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: dict,
@@ -71,7 +71,7 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
     opset = spec["runtime"].get("opset")
     if precision == "int8" and calib.quantized:
         raise EdgeAgeError("onnx: no conversion of an already quantized torch model (QAT results are "
-                           "re-calibrated, see edgeage.export.quantize.nncf_qat_weights)")
+                           "re-calibrated, see edgeage.targets.int8_nncf.nncf_qat_weights)")
     with step("torch.onnx.export (dynamo)"):
         prog = torch.onnx.export(model, (example,), dynamo=True, verbose=False, opset_version=opset,
                                  input_names=["input"], output_names=["logits"],
@@ -87,7 +87,7 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
             m16.graph.sort()  # the converter appends the input casts at the end of the node list
             onnx.save(ir.to_proto(m16), path)
     if precision == "int8" and not calib.quantized:
-        from .quantize import nncf_ptq
+        from edgeage.targets.int8_nncf import nncf_ptq
 
         with step("nncf.quantize (ONNX model)"):
             m = onnx.load(path)

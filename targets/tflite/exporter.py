@@ -19,7 +19,7 @@ import torch
 
 from edgeage.utils import EdgeAgeError
 
-from .artifact import step
+from edgeage.backend import step
 
 PRECISIONS = ("fp32", "int8")
 MODEL_FILE = "model.tflite"
@@ -102,19 +102,19 @@ def annotate_conv_bn(gm, config, filter_fn=None) -> int:
 
 def simulate(model, example, opts, spec):
     """The PTQ result as a torch GraphModule (q/dq in float: for accuracy control)."""
-    from .quantize import pt2e_ptq
+    from edgeage.targets.int8_pt2e import pt2e_ptq
 
     return pt2e_ptq(model, example, quantizer(), opts, fold=False)
 
 
 def qat_prepare(model, example, opts, spec):
-    from .quantize import pt2e_qat_prepare
+    from edgeage.targets.int8_pt2e import pt2e_qat_prepare
 
     return pt2e_qat_prepare(model, example, quantizer(qat=True), opts)
 
 
 def qat_convert(prepared, example, spec):
-    from .quantize import pt2e_qat_convert
+    from edgeage.targets.int8_pt2e import pt2e_qat_convert
 
     return pt2e_qat_convert(prepared, example, fold=False)
 

@@ -5,7 +5,7 @@ is chosen when the runner compiles the model (INFERENCE_PRECISION_HINT). The IR 
 depend on the CPU: an fp16 artifact exports anywhere, but the runner refuses to run it where the
 CPU plugin cannot compute f16 (it would silently run bf16 / f32; see targets/openvino.py).
 
-int8 (``calib``: an ``edgeage.export.quantize.Int8Options``): NNCF PTQ on the converted model
+int8 (``calib``: an ``edgeage.backend.Int8Options``): NNCF PTQ on the converted model
 (``nncf.quantize``, batch-1 calibration items, subset_size = images; with accuracy control
 ``nncf.quantize_with_accuracy_control``). The graph ends at the logits, so there is no readout
 ReduceSum to exclude. QAT: ``nncf.quantize`` on the torch model (quantizers on convolution /
@@ -21,7 +21,7 @@ import torch
 
 from edgeage.utils import EdgeAgeError
 
-from .artifact import step
+from edgeage.backend import step
 
 FILES = ["model.xml", "model.bin"]
 ACCURACY_CONTROL = "nncf.quantize_with_accuracy_control"
@@ -48,7 +48,7 @@ def ignored_scope(names: list[str]):
 
 def _validate(readout):
     def fn(compiled, items) -> float:
-        from .quantize import readout_mae
+        from edgeage.readout import readout_mae
 
         xs, ages = zip(*items)
         out = np.concatenate([np.asarray(compiled(x)[0]) for x in xs])
@@ -58,7 +58,7 @@ def _validate(readout):
 
 
 # QAT hooks: NNCF on the torch model, shared with the other NNCF backend
-from .quantize import nncf_qat_convert as qat_convert, nncf_qat_prepare as qat_prepare  # noqa: E402
+from edgeage.targets.int8_nncf import nncf_qat_convert as qat_convert, nncf_qat_prepare as qat_prepare  # noqa: E402
 
 
 def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: dict,
@@ -70,7 +70,7 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
         om = ov.convert_model(model, example_input=example,
                               input=[ov.PartialShape([-1, *example.shape[1:]])])
     if precision == "int8" and not calib.quantized:
-        from .quantize import nncf_ptq
+        from edgeage.targets.int8_nncf import nncf_ptq
 
         with step("nncf.quantize (OpenVINO model)"):
             om = nncf_ptq(om, calib, ignored_scope(calib.ignored),

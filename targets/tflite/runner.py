@@ -11,8 +11,8 @@ import numpy as np
 
 from edgeage.utils import EdgeAgeError
 
-from .scopes import scope_outputs
-from .runner import BaseRunner
+from edgeage.targets.scopes import scope_outputs
+from edgeage.targets.runner import BaseRunner
 
 _PERM_LAYOUT = {(0, 2, 3, 1): "NHWC", (0, 3, 1, 2): "NCHW"}
 

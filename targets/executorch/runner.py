@@ -9,7 +9,7 @@ import numpy as np
 
 from edgeage.utils import EdgeAgeError
 
-from .runner import BaseRunner
+from edgeage.targets.runner import BaseRunner
 
 
 def set_threads(threads: int) -> None:

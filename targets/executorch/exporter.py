@@ -11,7 +11,7 @@ kernel guards the symbolic batch to [2, 15] when the example batch is below 16.
 int8: PT2E with the XNNPACKQuantizer (symmetric, per-channel weights; conv / linear patterns
 only, see ``quantizer``): prepare_pt2e on the
 exported graph, calibration image by image, convert_pt2e, then the same lowering (XNNPACK runs
-the quantized convs / linears; ``calib`` is an ``edgeage.export.quantize.Int8Options``). QAT:
+the quantized convs / linears; ``calib`` is an ``edgeage.backend.Int8Options``). QAT:
 ``qat_prepare`` / ``qat_convert`` (prepare_qat_pt2e on a dynamic-batch graph)."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 
 from edgeage.utils import EdgeAgeError
 
-from .artifact import step
+from edgeage.backend import step
 
 PRECISIONS = ("fp32", "int8")
 MODEL_FILE = "model.pte"
@@ -60,19 +60,19 @@ def quantizer(qat: bool = False):
 
 def simulate(model, example, opts, spec):
     """The PTQ result as a torch GraphModule (q/dq in float: for accuracy control)."""
-    from .quantize import pt2e_ptq
+    from edgeage.targets.int8_pt2e import pt2e_ptq
 
     return pt2e_ptq(model, example, quantizer(), opts)
 
 
 def qat_prepare(model, example, opts, spec):
-    from .quantize import pt2e_qat_prepare
+    from edgeage.targets.int8_pt2e import pt2e_qat_prepare
 
     return pt2e_qat_prepare(model, example, quantizer(qat=True), opts)
 
 
 def qat_convert(prepared, example, spec):
-    from .quantize import pt2e_qat_convert
+    from edgeage.targets.int8_pt2e import pt2e_qat_convert
 
     return pt2e_qat_convert(prepared, example)
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from edgeage.utils import EdgeAgeError, NotSupportedHere
 
-from .scopes import scope_outputs
-from .runner import BaseRunner
+from edgeage.targets.scopes import scope_outputs
+from edgeage.targets.runner import BaseRunner
 
 _PREFIX = "__module."  # friendly names of converted ops: "__module.<torch path>/aten::op/Op"
 

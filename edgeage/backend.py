@@ -1,0 +1,138 @@
+"""The written contract between edgeage and a target backend (after ExecuTorch's
+``BackendDetails`` and NNCF's ``*AlgoBackend``). Imports no torch and no runtime.
+
+A target is one folder ``targets/<name>/`` (or any folder named on the command line or in
+``EDGEAGE_TARGET_PATH``) holding ``target.toml`` and the modules it names:
+
+``exporter`` (:class:`Exporter`)
+    ``export(model, example, out_dir, precision, spec, calib) -> [file names]``: writes the
+    model file(s) into ``out_dir`` (an empty folder), the file the runtime opens first. For
+    ``int8``, ``calib`` is an :class:`Int8Options`. Failures inside ``step("what")`` blocks are
+    reported as that step (and the op, when the message names one).
+``exporter`` INT8 hooks (:class:`Quantizer`, optional)
+    ``qat_prepare(model, example, opts, spec) -> trainable fake-quantized module``,
+    ``qat_convert(prepared, example, spec) -> module export() takes with opts.quantized``,
+    ``simulate(model, example, opts, spec) -> callable`` (a fast torch model of the PTQ result,
+    for edgeage's greedy accuracy control), ``ACCURACY_CONTROL`` (a name: the backend's own
+    accuracy-controlled PTQ runs inside ``export`` when ``calib.accuracy`` is set).
+``runner`` (:class:`Runner`)
+    ``class Runner`` with ``__init__(artifact_dir, manifest, spec, threads)``,
+    ``run(x: float32 [N,3,S,S]) -> float32 [N,K]``, ``files``, ``info``; optional
+    ``intermediates(x)`` (torch module name -> array) and ``op_profile(x1, runs)``.
+
+``describe(module)`` checks a module against these protocols and says what it offers, so no
+caller asks ``hasattr`` itself."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .utils import EdgeAgeError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    def export(self, model: Any, example: Any, out_dir: Any, precision: str, spec: dict,
+               calib: Any = None) -> list[str]: ...
+
+
+@runtime_checkable
+class Quantizer(Protocol):
+    def qat_prepare(self, model: Any, example: Any, opts: "Int8Options", spec: dict) -> Any: ...
+
+    def qat_convert(self, prepared: Any, example: Any, spec: dict) -> Any: ...
+
+
+@runtime_checkable
+class Simulator(Protocol):
+    def simulate(self, model: Any, example: Any, opts: "Int8Options", spec: dict) -> Any: ...
+
+
+@runtime_checkable
+class Runner(Protocol):
+    files: list[str]
+    info: dict
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ExporterDetails:
+    """What an exporter module offers (from :func:`describe`)."""
+
+    module: Any
+    name: str
+    qat: bool                      # qat_prepare + qat_convert
+    simulate: bool                 # greedy accuracy control possible
+    accuracy_control: str | None   # the backend's own accuracy-controlled PTQ
+
+
+def describe(module: Any, name: str = "") -> ExporterDetails:
+    """Check ``module`` against :class:`Exporter` (required) and the optional INT8 hooks; an
+    EdgeAgeError naming the module when ``export`` is missing or a hook is half there."""
+    name = name or getattr(module, "__name__", repr(module))
+    if not isinstance(module, Exporter) or not callable(module.export):
+        raise EdgeAgeError(f"exporter {name}: defines no export(model, example, out_dir, precision, spec, calib) "
+                           "(see edgeage/backend.py)")
+    has = [h for h in ("qat_prepare", "qat_convert") if callable(getattr(module, h, None))]
+    if len(has) == 1:
+        raise EdgeAgeError(f"exporter {name}: defines {has[0]} without its pair (qat_prepare and qat_convert "
+                           "go together)")
+    return ExporterDetails(module, name, qat=isinstance(module, Quantizer),
+                           simulate=isinstance(module, Simulator),
+                           accuracy_control=getattr(module, "ACCURACY_CONTROL", None))
+
+
+@dataclasses.dataclass
+class Int8Options:
+    """What an exporter needs for int8 (passed as its ``calib`` argument)."""
+
+    calib: np.ndarray | None = None       # float32 [N,3,S,S] model inputs, one image per item
+    ignored: list[str] = dataclasses.field(default_factory=list)  # torch module names kept float
+    quantized: bool = False               # the model is already quantized (QAT result): convert only
+    accuracy: dict | None = None          # accuracy control: x, ages, readout, max_drop
+    report: dict = dataclasses.field(default_factory=dict)  # exporter -> caller (e.g. layers kept float)
+
+    def items(self) -> list[np.ndarray]:
+        if self.calib is None or not len(self.calib):
+            raise EdgeAgeError("int8 export needs calibration images (pass --calib-data, or quantize first "
+                               "and export with --from)")
+        return [np.ascontiguousarray(self.calib[i:i + 1], np.float32) for i in range(len(self.calib))]
+
+
+# ---------------------------------------------------------------------------- export steps
+
+# op names in exporter/runtime messages: torch (aten::x, aten.x.default), onnxruntime
+_OP_PATTERNS = (r"\b(aten(?:::|\.)\w+(?:\.\w+)?)", r"implementation for (\w+\(\d+\) node with name '[^']*')")
+
+
+class ExportError(EdgeAgeError):
+    def __init__(self, step: str, op: str | None, detail: str):
+        self.step, self.op = step, op
+        super().__init__(f"step '{step}' failed" + (f" at op {op}" if op else "") + f": {detail}")
+
+
+def find_op(message: str) -> str | None:
+    for pat in _OP_PATTERNS:
+        if m := re.search(pat, message):
+            return m.group(1)
+    return None
+
+
+@contextlib.contextmanager
+def step(name: str):
+    """Re-raise any failure inside as an ExportError naming this step (inner steps win)."""
+    try:
+        yield
+    except EdgeAgeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every exporter failure becomes a named step failure
+        msg = str(e).strip() or type(e).__name__
+        detail = f"{type(e).__name__}: {msg[:800]}{' ...' if len(msg) > 800 else ''}"
+        raise ExportError(name, find_op(msg), detail) from e

@@ -1,0 +1,92 @@
+"""The manifest: what travels with the weights in every checkpoint and every exported artifact
+(after timm's ``PretrainedCfg``: the preprocessing travels with the weights).
+
+    {"format": "edgeage-manifest/1", "model": {name + config}, "readout": {...},
+     "preprocess": {"crop": CropParams, "normalize": Normalize}, "training": {split, recipe,
+     metrics}, "versions": {...}}   (+ "artifact", "quantize", "source" where they apply)
+
+A manifest read from a file is data: ``Manifest.from_dict`` / ``check_manifest`` check every
+field edgeage reads. Imports no torch."""
+from __future__ import annotations
+
+import dataclasses
+
+from .preprocess import CropParams, Normalize
+from .utils import EdgeAgeError
+
+MANIFEST_FORMAT = "edgeage-manifest/1"
+
+
+# Fields every manifest must have (checkpoint or artifact): name -> type of the value
+REQUIRED = {("model",): dict, ("model", "name"): str, ("readout",): dict, ("readout", "type"): str,
+            ("preprocess",): dict, ("preprocess", "crop"): dict, ("preprocess", "normalize"): dict}
+
+
+def check_manifest(manifest, where: str) -> dict:
+    """The manifest if it has every field edgeage reads (with plain values), else one
+    EdgeAgeError naming ``where`` and the first missing / malformed field."""
+    if not isinstance(manifest, dict):
+        raise EdgeAgeError(f"{where}: has no manifest (got {type(manifest).__name__}); not an edgeage file")
+    for keys, typ in REQUIRED.items():
+        v = manifest
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if not isinstance(v, typ):
+            field = ".".join(keys)
+            raise EdgeAgeError(f"{where}: manifest field {field!r} is "
+                               + ("missing" if v is None else f"a {type(v).__name__}, not a {typ.__name__}")
+                               + "; the file is damaged or was not written by edgeage: re-export / retrain it")
+    try:
+        manifest_crop(manifest), manifest_normalize(manifest)
+    except (TypeError, ValueError) as e:
+        raise EdgeAgeError(f"{where}: manifest preprocess section is malformed ({e})") from None
+    from .readout import READOUT_TYPES
+
+    if manifest["readout"]["type"] not in READOUT_TYPES:
+        raise EdgeAgeError(f"{where}: unknown readout type {manifest['readout']['type']!r} (known: "
+                           f"{', '.join(READOUT_TYPES)})")
+    return manifest
+
+
+def manifest_normalize(manifest: dict) -> Normalize:
+    d = dict(manifest["preprocess"]["normalize"])
+    d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+    return Normalize(**d)
+
+
+def manifest_crop(manifest: dict) -> CropParams:
+    return CropParams(**manifest["preprocess"]["crop"])
+
+
+
+
+@dataclasses.dataclass
+class Manifest:
+    """Typed view of a manifest: ``from_dict`` checks it, ``to_dict`` gives the plain dict back
+    (unknown sections, e.g. ``artifact`` or ``quantize``, are kept in ``extra``)."""
+
+    model: dict
+    readout: dict
+    crop: CropParams
+    normalize: Normalize
+    training: dict = dataclasses.field(default_factory=dict)
+    versions: dict = dataclasses.field(default_factory=dict)
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    KNOWN = ("format", "model", "readout", "preprocess", "training", "versions")
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "manifest") -> "Manifest":
+        check_manifest(d, where)
+        return cls(dict(d["model"]), dict(d["readout"]), manifest_crop(d), manifest_normalize(d),
+                   dict(d.get("training") or {}), dict(d.get("versions") or {}),
+                   {k: v for k, v in d.items() if k not in cls.KNOWN})
+
+    def to_dict(self) -> dict:
+        return {"format": MANIFEST_FORMAT, "model": dict(self.model), "readout": dict(self.readout),
+                "preprocess": {"crop": self.crop.to_dict(), "normalize": self.normalize.to_dict()},
+                "training": dict(self.training), "versions": dict(self.versions), **self.extra}
+
+    @property
+    def input_size(self) -> int:
+        return self.normalize.input_size

@@ -1,0 +1,36 @@
+"""Packaging an ``edgeage quantize`` result (an int8 artifact) as an artifact of its target."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgeage.artifact import read_manifest
+from edgeage.utils import EdgeAgeError, atomic_dir
+
+
+def is_quantize_result(path) -> bool:
+    p = Path(path) / "manifest.json"
+    try:
+        return p.is_file() and "quantize" in json.loads(p.read_text())
+    except ValueError:
+        return False
+
+
+def package(from_dir, spec: dict, out, force: bool = False) -> Path:
+    """Copy a quantize result (an int8 artifact) into a new artifact folder, after checking it is
+    one for ``spec``'s target and intact."""
+    import shutil
+
+    man = read_manifest(from_dir)
+    if "quantize" not in man:
+        raise EdgeAgeError(f"{from_dir}: not an `edgeage quantize` result (no quantize section in manifest.json)")
+    art = man["artifact"]
+    if art["target"] != spec["name"] or art["precision"] != "int8":
+        raise EdgeAgeError(f"{from_dir} is a {art['target']} {art['precision']} result, not {spec['name']} int8: "
+                           f"quantize with --backend {spec.get('int8', {}).get('backend', spec['name'])}")
+    with atomic_dir(out, force=force, kind="artifact") as tmp:
+        for f in art["files"]:  # plain names (read_manifest checked them)
+            shutil.copy2(Path(from_dir) / f["name"], tmp / f["name"])
+        man["artifact"]["packaged_from"] = str(Path(from_dir).resolve())
+        (tmp / "manifest.json").write_text(json.dumps(man, indent=2) + "\n")
+    return Path(out)
