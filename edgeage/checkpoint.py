@@ -146,3 +146,23 @@ def load_model(path: str | os.PathLike | None = None, ema: bool = True):
     model.eval()
     manifest = dict(manifest, source={"path": obj["path"], "sha256": obj["sha256"]})
     return model, manifest
+
+
+class TorchModel:
+    """A PyTorch model as the pipeline's model callable: float32 numpy inputs -> raw outputs
+    (eval mode, no grad; batches moved to ``device`` and back)."""
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu"):
+        self.module, self.device = model, torch.device(device)
+
+    def __call__(self, x):
+        import numpy as np
+
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                out = self.module(torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device))
+        finally:
+            self.module.train(was_training)
+        return out.float().cpu().numpy()

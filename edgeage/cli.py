@@ -212,35 +212,14 @@ def checkpoint_upgrade(src, out, trust):
 @force_option
 def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad, as_json, out, force):
     """MAE, CS(5), MAE per age decade, faces not found."""
-    from .checkpoint import load_model, manifest_crop, manifest_normalize
-    from .data import is_prepared, load_prepared, prepare as run, split as make_split
-    from .evaluate import evaluate_prepared, write_eval_report
+    from .evaluate import evaluate, write_eval_report
     from .utils import check_output
 
     if out:
         check_output(out, force)
-    model, manifest = load_model(model_path)
-    cp = manifest_crop(manifest)
-    if crop:
-        cp = type(cp)(**{**cp.to_dict(), "policy": crop})
-    prep = load_prepared(data, expect_crop=cp) if is_prepared(data) else \
-        run(data, cp, skip_bad=skip_bad, progress=not as_json)
-    idx = None
-    if split != "all":
-        rec = manifest.get("training", {}).get("split")
-        if not rec:
-            raise EdgeAgeError(f"--split {split}: the checkpoint records no split; use --split all")
-        if rec["list_hash"] != prep.lhash:
-            raise EdgeAgeError(f"--split {split}: {data} is not the data the model was trained on "
-                               "(file-list hash differs); use --split all")
-        idx = make_split(prep.names, rec["seed"], rec["val"], rec["test"])[split]
-    res, pred = evaluate_prepared(model, manifest_normalize(manifest), prep, idx, tta_flip,
-                                  degrade_p=degrade_p, seed=seed)
-    res.update(model=manifest.get("source", {}).get("path"), data=str(data), split=split,
-               skipped=len(prep.skipped), skipped_files=list(prep.skipped))
+    res, names, true, pred = evaluate(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
+                                      progress=not as_json)
     if out:
-        names = [prep.names[i] for i in (idx if idx is not None else range(len(prep.names)))]
-        true = prep.ages if idx is None else prep.ages[idx]
         write_eval_report(out, res, names, true, pred, force=force)
     if as_json:
         emit_json(res)
@@ -250,9 +229,9 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
                    + (f"  (degraded, p={degrade_p})" if degrade_p else ""))
         for k, v in res["per_decade"].items():
             click.echo(f"  {k:>7s}: n={v['n']:5d}  MAE {v['mae']:.2f}")
-        if prep.skipped:
-            click.echo(f"skipped {len(prep.skipped)} file(s):")
-            for s in prep.skipped:
+        if res["skipped_files"]:
+            click.echo(f"skipped {res['skipped']} file(s):")
+            for s in res["skipped_files"]:
                 click.echo(f"  skipped: {s}")
 
 

@@ -1,43 +1,14 @@
-"""Evaluation and prediction on canonical crops, and the eval reports (CSV, JSON, PNG)."""
+"""Evaluation on canonical crops (through ``AgeEstimator``) and the eval reports (CSV, JSON, PNG)."""
 from __future__ import annotations
 
 import csv
 import os
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from .metrics import summary
-from .preprocess import Normalize, model_input
+from .pipeline import AgeEstimator
 from .utils import atomic_path, output_dir, write_json
-
-
-@torch.no_grad()
-def model_outputs(model, crops: np.ndarray, normalize: Normalize, batch: int = 256,
-                  flip: bool = False) -> np.ndarray:
-    """Raw outputs [N, K] of the model on uint8 canonical crops [N, S, S, 3]."""
-    model.eval()
-    outs = []
-    for i in range(0, len(crops), batch):
-        x = model_input(crops[i:i + batch], normalize)
-        outs.append(model(x).float())
-    return torch.cat(outs).numpy()
-
-
-@torch.no_grad()
-def predict_ages(model, crops: np.ndarray, normalize: Normalize, batch: int = 256,
-                 tta_flip: bool = False, device: str | torch.device = "cpu") -> np.ndarray:
-    """Ages for uint8 canonical crops; ``tta_flip`` averages with the mirrored crop. ``device``:
-    where the model already is (the batches are moved there, the ages come back to the CPU)."""
-    ages = []
-    for i in range(0, len(crops), batch):
-        x = model_input(crops[i:i + batch], normalize).to(device)
-        a = model.readout(model(x))
-        if tta_flip:
-            a = 0.5 * (a + model.readout(model(torch.flip(x, dims=[3]))))
-        ages.append(a.float().cpu())
-    return torch.cat(ages).numpy().astype(np.float64)
 
 
 def degrade_crops(crops: np.ndarray, p: float, strength: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -48,17 +19,44 @@ def degrade_crops(crops: np.ndarray, p: float, strength: float = 1.0, seed: int 
     return np.stack([deg(np.asarray(c), np.random.default_rng([seed, i])) for i, c in enumerate(crops)])
 
 
-def evaluate_prepared(model, normalize: Normalize, prep, indices=None, tta_flip: bool = False,
-                      batch: int = 256, degrade_p: float = 0.0, seed: int = 0) -> tuple[dict, np.ndarray]:
+def evaluate_prepared(est: AgeEstimator, prep, indices=None, tta_flip: bool = False,
+                      degrade_p: float = 0.0, seed: int = 0) -> tuple[dict, np.ndarray]:
+    """MAE, CS(5), per decade of the estimator on (a part of) prepared crops."""
     idx = np.arange(len(prep.ages)) if indices is None else np.asarray(indices)
     crops = prep.crops[idx]
     if degrade_p > 0:
         crops = degrade_crops(crops, degrade_p, seed=seed)
-    pred = predict_ages(model, crops, normalize, batch, tta_flip)
+    pred = est.ages(crops, tta_flip)
     true = prep.ages[idx]
     res = summary(pred, true, {"faces_not_found": int((~prep.face_found[idx]).sum()),
                                "tta_flip": tta_flip, "degrade_p": degrade_p})
     return res, pred
+
+
+def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_flip: bool = False,
+             degrade_p: float = 0.0, seed: int = 0, skip_bad: bool = False, progress: bool = True):
+    """``edgeage eval``: (result, names, true ages, predicted ages) of a checkpoint on ``data``
+    (a folder, CSV or prepared cache), or on one part of the split the checkpoint records
+    (the same data required)."""
+    from .data import is_prepared, load_prepared, prepare, split as make_split
+    from .utils import EdgeAgeError
+
+    est = AgeEstimator.from_checkpoint(model_path).with_crop_policy(crop)
+    prep = load_prepared(data, expect_crop=est.crop) if is_prepared(data) else \
+        prepare(data, est.crop, skip_bad=skip_bad, progress=progress)
+    idx = np.arange(len(prep.names))
+    if split != "all":
+        rec = est.manifest.get("training", {}).get("split")
+        if not rec:
+            raise EdgeAgeError(f"--split {split}: the checkpoint records no split; use --split all")
+        if rec["list_hash"] != prep.lhash:
+            raise EdgeAgeError(f"--split {split}: {data} is not the data the model was trained on "
+                               "(file-list hash differs); use --split all")
+        idx = make_split(prep.names, rec["seed"], rec["val"], rec["test"])[split]
+    res, pred = evaluate_prepared(est, prep, idx, tta_flip, degrade_p=degrade_p, seed=seed)
+    res.update(model=est.manifest.get("source", {}).get("path"), data=str(data), split=split,
+               skipped=len(prep.skipped), skipped_files=list(prep.skipped))
+    return res, [prep.names[i] for i in idx], prep.ages[idx], pred
 
 
 def write_eval_report(out_dir: str | os.PathLike, res: dict, names: list[str], true, pred,

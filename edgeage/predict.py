@@ -4,26 +4,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .checkpoint import load_model, manifest_crop, manifest_normalize
 from .data import load_image
-from .face import FaceDetector
-from .preprocess import canonical_crop, model_input
+from .pipeline import AgeEstimator
 from .utils import EdgeAgeError, atomic_path, output_dir
 
 
 def predict_images(images, model_path=None, crop: str | None = None, annotate: str | None = None,
-                   force: bool = False):
+                   force: bool = False, estimator: AgeEstimator | None = None):
     """One record per image, in order: faces with boxes and ages, or ``error`` for an image that
     could not be read (the others go on). Annotations get unique names (``x_age.png``,
-    ``x_age-2.png`` for a second ``x.jpg`` from another folder); none is overwritten."""
-    model, manifest = load_model(model_path)
-    cp = manifest_crop(manifest)
-    if crop:
-        cp = type(cp)(**{**cp.to_dict(), "policy": crop})
-    norm = manifest_normalize(manifest)
-    det = FaceDetector() if cp.policy == "detect" else None
+    ``x_age-2.png`` for a second ``x.jpg`` from another folder); none is overwritten. The model
+    is loaded once (``estimator``: an AgeEstimator already built, e.g. on an artifact)."""
+    est = (estimator or AgeEstimator.from_checkpoint(model_path)).with_crop_policy(crop)
     results, used = [], set()
     if annotate:
         output_dir(annotate, force, "--annotate")
@@ -33,19 +26,7 @@ def predict_images(images, model_path=None, crop: str | None = None, annotate: s
         except EdgeAgeError as e:
             results.append({"image": str(path), "error": str(e)})
             continue
-        faces = det.detect(img) if det else []
-        boxes = [f.box for f in faces] if faces else [None]
-        crops = np.stack([canonical_crop(img, b, cp) for b in boxes])
-        with torch.no_grad():
-            ages = model.readout(model(model_input(crops, norm))).numpy()
-        rec = {"image": str(path), "width": img.shape[1], "height": img.shape[0], "faces": []}
-        if faces:
-            for f, a in zip(faces, ages):
-                rec["faces"].append({**f.to_dict(), "age": round(float(a), 2)})
-        else:
-            rec["fallback_age"] = round(float(ages[0]), 2)
-            rec["note"] = ("no face found; age of the centre square" if cp.policy == "detect"
-                           else "crop=none; age of the whole image")
+        rec = {"image": str(path), **est.predict(img)}
         if annotate:
             rec["annotated"] = _annotate(img, rec, Path(annotate), _unique(Path(path).stem, used))
         results.append(rec)

@@ -29,7 +29,6 @@ from edgeage.utils import EdgeAgeError, atomic_dir, plain_name
 APP_ID = "org.edgeage.demo"
 DEVICE_DIR = f"/sdcard/Android/data/{APP_ID}/files"
 RESULT_FORMAT = "edgeage-check-result/1"
-MODEL_SUFFIXES = (".pte", ".tflite", ".onnx")
 DEMO = Path(__file__).resolve().parents[1] / "android-demo"   # in a source checkout
 DEFAULT_APK = DEMO / "build" / "apk" / "edgeage-demo-debug.apk"
 
@@ -37,15 +36,24 @@ DEFAULT_APK = DEMO / "build" / "apk" / "edgeage-demo-debug.apk"
 # ---- bundle ---------------------------------------------------------------------------------
 
 def model_file(manifest: dict) -> dict:
-    for f in manifest["artifact"]["files"]:
-        if f["name"].endswith(MODEL_SUFFIXES):
-            return f
-    raise EdgeAgeError(f"artifact {manifest['artifact']['target']} has no {'/'.join(MODEL_SUFFIXES)} model file; "
-                       "the app runs executorch (.pte) and tflite (.tflite) artifacts, the JVM check .onnx")
+    """The artifact's model file: the first file its exporter wrote (``edgeage.backend.Exporter``)."""
+    return manifest["artifact"]["files"][0]
+
+
+def app_spec(manifest: dict, target=None) -> dict:
+    """The target spec of an artifact the app (or the JVM check) runs: its ``target.toml`` says
+    ``android_app = true``. ``target``: the user's TOML for a target not installed here."""
+    from edgeage.targets.runner import artifact_spec
+
+    spec = artifact_spec(manifest, target)
+    if not spec.get("android_app"):
+        raise EdgeAgeError(f"target {spec['name']} ({spec['_file']}) does not run in the Android app (its TOML has no "
+                           "android_app = true): bundle an executorch or tflite artifact")
+    return spec
 
 
 def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool = True,
-                force: bool = False) -> dict:
+                force: bool = False, target=None) -> dict:
     """The app's assets: model file(s) + manifest.json + BlazeFace + check/ (canonical crops as
     PNG, labels.csv, source.json)."""
     from PIL import Image
@@ -58,7 +66,7 @@ def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)  # checks every file's sha256
-    model_file(manifest)
+    app_spec(manifest, target)
     info = {"artifact": str(artifact), "target": manifest["artifact"]["target"],
             "precision": manifest["artifact"]["precision"], "check_images": 0}
     with atomic_dir(out, force=force, kind="android-bundle") as tmp:
@@ -105,13 +113,12 @@ def load_result(path) -> dict:
 def compare(result: dict, bundle, artifact, model_path=None, result_path: str = "", spec=None) -> dict:
     """The check report of ``edgeage check`` (targets.check.conformance/judge), for outputs computed
     elsewhere (a phone, the JVM) on the bundle's check crops; plus the device's latency."""
-    import torch
     from PIL import Image
 
-    from edgeage.checkpoint import load_model, manifest_normalize
     from edgeage.artifact import read_manifest
+    from edgeage.checkpoint import TorchModel, load_model
     from edgeage.metrics import mae
-    from edgeage.preprocess import model_input
+    from edgeage.pipeline import AgeEstimator
     from edgeage.readout import apply_readout
 
     from .check import conformance, judge, latency_section, reference_checkpoint
@@ -129,9 +136,8 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
             raise EdgeAgeError(f"{key} differs between the float model, {artifact} and {result_path}; re-export")
     images = result["images"]
     crops = np.stack([np.asarray(Image.open(Path(bundle) / "check" / im["file"]).convert("RGB")) for im in images])
-    with torch.no_grad():
-        ref_out = np.concatenate([model(model_input(crops[i:i + 256], manifest_normalize(manifest))).numpy()
-                                  for i in range(0, len(crops), 256)])
+    est = AgeEstimator(TorchModel(model), manifest)
+    ref_out = est.outputs(est.inputs(crops))
     true = np.asarray([im["true_age"] for im in images], np.float64)
     out = np.asarray([im["output"] for im in images], np.float32)
     ref = SimpleNamespace(ages=apply_readout(manifest["readout"], ref_out).astype(np.float64), out=ref_out,

@@ -28,12 +28,15 @@ def android_group():
 @click.option("--check-count", type=click.IntRange(min=1), default=200, show_default=True,
               help="Check images, spread evenly over --check-data (as edgeage check --limit).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--target", default=None,
+              help="The artifact's target TOML when it is not installed here (e.g. "
+                   "android-demo/tools/onnx-opencv46.toml); never a file from the artifact.")
 @force_option
-def bundle_cmd(artifact, check_data, check_count, out, force):
+def bundle_cmd(artifact, check_data, check_count, out, target, force):
     """Write the app's assets: model file + manifest.json + face detector + canonical check crops
     (PNG) with labels. Put them in the APK (build-apk.sh --bundle) or let device-check push them."""
     check_output(out, force)
-    info = make_bundle(artifact, out, check_data, check_count, force=force)
+    info = make_bundle(artifact, out, check_data, check_count, force=force, target=target)
     click.echo(f"bundle {info['out']}: {info['target']} {info['precision']}, {info['check_images']} check images"
                + (f" (faces not found: {info['faces_not_found']}, centre square used)" if info["check_images"] else ""))
 
@@ -81,7 +84,7 @@ def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_j
         check_output(out, force)
     with tempfile.TemporaryDirectory(prefix="edgeage-device-check-") as tmp, stdout_to_stderr():
         if bundle_dir is None:
-            bundle_dir = make_bundle(artifact, Path(tmp) / "bundle", data, count)["out"]
+            bundle_dir = make_bundle(artifact, Path(tmp) / "bundle", data, count, target=target)["out"]
         if from_json is None:
             adb = Adb(serial)
             from_json = run_on_device(adb, apk, bundle_dir, count, warmup, threads, timeout,

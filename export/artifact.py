@@ -35,6 +35,12 @@ def stdout_to_stderr():
         os.close(saved)
 
 
+def default_artifact_dir(model_name: str, target: str, precision: str) -> Path:
+    """Where ``edgeage export`` writes without --out (and where ``edgeage check --target`` looks
+    for it first)."""
+    return Path("artifacts") / f"{model_name}-{target}-{precision}"
+
+
 def versions(spec: dict) -> dict:
     out = {}
     for pkg in ["torch", "edgeage", *spec.get("packages", [])]:

@@ -328,19 +328,14 @@ class QuantData:
                 "validation_images": int(len(self.val_idx)), "calibration": self.provenance()}
 
 
-def _inputs(crops: np.ndarray, norm) -> np.ndarray:
-    from edgeage.preprocess import model_input
+def _inputs(crops: np.ndarray, manifest: dict) -> np.ndarray:
+    from edgeage.pipeline import AgeEstimator
 
-    if not len(crops):
-        return np.zeros((0, 3, norm.input_size, norm.input_size), np.float32)
-    return np.concatenate([model_input(crops[i:i + 256], norm).numpy() for i in range(0, len(crops), 256)])
+    return AgeEstimator(None, manifest).inputs(crops)
 
 
 def training_data(manifest: dict, path: str, calib_images: int, val_images: int, seed: int) -> QuantData:
-    from edgeage.checkpoint import manifest_normalize
-
     prep, parts = load_split(manifest, path)
-    norm = manifest_normalize(manifest)
     digests = crop_digests(prep.crops)
     held = {digests[i] for k in ("val", "test") for i in parts[k]}
     train = np.asarray([i for i in parts["train"] if digests[i] not in held], np.int64)
@@ -348,7 +343,7 @@ def training_data(manifest: dict, path: str, calib_images: int, val_images: int,
     vi = pick(parts["val"], val_images, seed + 1, "validation split") if val_images else np.arange(0)
     overlap = {"against": "the val and test parts of the checkpoint's split",
                "images": int(sum(digests[i] in held for i in ci))}
-    return QuantData(_inputs(prep.crops[ci], norm), ci, _inputs(prep.crops[vi], norm), prep.ages[vi].astype(np.float64),
+    return QuantData(_inputs(prep.crops[ci], manifest), ci, _inputs(prep.crops[vi], manifest), prep.ages[vi].astype(np.float64),
                      vi, prep, parts, str(path), TRAINING, True, [prep.names[i] for i in ci],
                      [digests[i] for i in ci], int((~prep.face_found[ci]).sum()), [],
                      int(len(parts["train"]) - len(train)), overlap, seed)
@@ -356,12 +351,12 @@ def training_data(manifest: dict, path: str, calib_images: int, val_images: int,
 
 def user_data(manifest: dict, src: Source, calib_images: int, val_images: int, seed: int) -> QuantData:
     """Calibration (and, for labelled sets, validation) images of a user source."""
-    from edgeage.checkpoint import manifest_crop, manifest_normalize
+    from edgeage.manifest import manifest_crop
     from edgeage.data import DataError, load_image, load_prepared
 
     if calib_images <= 0:
         raise EdgeAgeError(f"--calib-images {calib_images}: need at least one calibration image")
-    crop, norm = manifest_crop(manifest), manifest_normalize(manifest)
+    crop = manifest_crop(manifest)
     want_val = val_images if src.labelled else 0
     skipped = list(src.skipped)
     if src.prepared:
@@ -416,7 +411,7 @@ def user_data(manifest: dict, src: Source, calib_images: int, val_images: int, s
              np.zeros((0, crop.crop_size, crop.crop_size, 3), np.uint8))
     overlap = {"against": "the validation images drawn from the same set" if want_val else "none (no labels: no "
                "validation images)", "images": 0}  # disjoint by construction (repeated crops left out)
-    return QuantData(_inputs(stack(calib), norm), np.asarray([t[0] for t in calib]), _inputs(stack(val), norm),
+    return QuantData(_inputs(stack(calib), manifest), np.asarray([t[0] for t in calib]), _inputs(stack(val), manifest),
                      np.asarray([t[3] for t in val], np.float64), np.asarray([t[0] for t in val], np.int64), None,
                      None, src.path, USER, src.labelled, [t[1] for t in calib], [t[4] for t in calib], missed,
                      skipped, dups, overlap, seed)
@@ -436,7 +431,7 @@ def quant_data(manifest: dict, data=None, calib_images: int = DEFAULT_CALIB, val
 def default_options(manifest: dict, data=None, calib_images: int = DEFAULT_CALIB, seed: int = 0):
     """(Int8Options, quantize section) of PTQ with the default calibration (``export`` / ``check``
     / ``bench`` without --from)."""
-    from .quantize import Int8Options
+    from edgeage.backend import Int8Options
 
     qd = quant_data(manifest, data, calib_images, val_images=0, seed=seed)
     return Int8Options(calib=qd.calib), {"method": "ptq", **qd.info()}

@@ -2,7 +2,7 @@
 
 Both run on the very same preprocessed tensors (canonical crops of ``--data`` via
 ``edgeage.data.prepare``, or seeded generated images without labels, then
-``edgeage.preprocess.model_input`` with the manifest's normalisation); ages come from one readout
+``AgeEstimator.inputs`` with the manifest's normalisation); ages come from one readout
 (``edgeage.readout.apply_readout``). The report holds accuracy and numeric drift, the TOML's
 thresholds for the precision with their verdicts, and latency/memory of both models measured
 the same way (``latency.measure``). ``Reference`` (float model, inputs, float outputs, float
@@ -16,14 +16,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from edgeage.checkpoint import default_model_path, load_model, manifest_crop, manifest_normalize
+from edgeage.checkpoint import TorchModel, default_model_path, load_model, manifest_crop
 from edgeage.data import (_cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
                           prepare)
 from edgeage.artifact import read_manifest
 from edgeage.metrics import cs, mae
-from edgeage.preprocess import model_input
+from edgeage.pipeline import AgeEstimator
 from edgeage.readout import apply_readout, argmax_bin
 from edgeage.utils import EdgeAgeError, NotSupportedHere, sha256_file
 
@@ -31,7 +30,7 @@ from edgeage.targets.runner import load_runner
 from edgeage.targets.spec import THRESHOLDS, check_precision, known_targets, load_spec, thresholds, threads as spec_threads
 
 from . import latency as lat
-from .artifact import export_artifact
+from .artifact import default_artifact_dir, export_artifact
 from .localize import localize as localize_drift
 
 GENERATED_N = 64       # generated images when no --data is given
@@ -110,7 +109,7 @@ def prepared_subset(data, crop, limit: int | None, progress: bool):
 
 def split_subset(manifest: dict, data, part: str, limit: int | None):
     """The images of one part (train/val/test) of the checkpoint's recorded split of ``data``."""
-    from .quantize import load_split
+    from .calibration import load_split
 
     prep, parts = load_split(manifest, data)
     idx = parts[part][select(len(parts[part]), limit)]
@@ -120,7 +119,7 @@ def split_subset(manifest: dict, data, part: str, limit: int | None):
 
 def load_inputs(manifest: dict, data=None, limit: int | None = None, seed: int = 0,
                 progress: bool = True, split: str | None = None) -> Inputs:
-    crop, norm = manifest_crop(manifest), manifest_normalize(manifest)
+    crop = manifest_crop(manifest)
     if split and data is None:
         raise EdgeAgeError(f"--split {split} needs --data (the data the checkpoint was trained on)")
     if split:
@@ -134,8 +133,7 @@ def load_inputs(manifest: dict, data=None, limit: int | None = None, seed: int =
     else:
         prep = prepared_subset(data, crop, limit, progress)
         crops, ages, names, not_found, source = prep.crops, prep.ages, prep.names, prep.faces_not_found, str(data)
-    x = np.concatenate([model_input(crops[i:i + 256], norm).numpy() for i in range(0, len(crops), 256)])
-    return Inputs(x, ages, names, not_found, source)
+    return Inputs(AgeEstimator(None, manifest).inputs(crops), ages, names, not_found, source)
 
 
 class Reference:
@@ -194,9 +192,8 @@ class Reference:
 
         return refuse_overlap(quantize, self.crop_digests())
 
-    @torch.no_grad()
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([self.model(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)])
+        return AgeEstimator(TorchModel(self.model), self.manifest).outputs(x)
 
     def verify(self, manifest: dict, artifact_dir) -> None:
         """The artifact must come from this checkpoint, with its preprocessing and readout."""
@@ -361,8 +358,31 @@ def run_check(target: str | None, model_path=None, artifact=None, precision: str
             ref.refuse_calibration_overlap(man.get("quantize"))  # before running it
         return check_artifact(ref, artifact, spec, **kw)
     check_precision(spec, precision)
-    return export_and_check(Reference(model_path, data, limit, seed, progress, split, calib_data), spec,
-                            precision, **kw)
+    ref = Reference(model_path, data, limit, seed, progress, split, calib_data)
+    written = exported_by_export(ref, spec, precision)
+    if written is not None:  # the newcomer path: `edgeage export` then `edgeage check` meet
+        man = read_manifest(written)
+        if precision == "int8":
+            ref.refuse_calibration_overlap(man.get("quantize"))
+        report = check_artifact(ref, written, spec, **kw)
+        report["note_artifact"] = f"checked the artifact `edgeage export` wrote at {written} (same model, target, precision)"
+        return report
+    return export_and_check(ref, spec, precision, **kw)
+
+
+def exported_by_export(ref: Reference, spec: dict, precision: str) -> Path | None:
+    """The artifact ``edgeage export`` writes by default for this model, target and precision, when
+    it is there, intact and made from this very checkpoint (sha256); else None (export here)."""
+    path = default_artifact_dir(ref.manifest["model"]["name"], spec["name"], precision)
+    if not (path / "manifest.json").is_file():
+        return None
+    try:
+        art = read_manifest(path)["artifact"]
+    except EdgeAgeError:
+        return None
+    same = (art.get("source", {}).get("sha256") == ref.source["sha256"] and art["target"] == spec["name"]
+            and art["precision"] == precision)
+    return path if same else None
 
 
 def artifact_rows(ref: Reference, artifacts: list[str], **kw) -> list[dict]:

@@ -34,7 +34,7 @@ def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images
 
     from edgeage.artifact import read_manifest
 
-    from .artifact import export_artifact, stdout_to_stderr
+    from .artifact import default_artifact_dir, export_artifact, stdout_to_stderr
 
     spec = load_spec(target)
     check_precision(spec, precision)
@@ -55,7 +55,7 @@ def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images
             path = package(from_dir, spec, out, force=force)
         else:
             model, manifest = load_model(model_path)
-            out = out or f"artifacts/{manifest['model']['name']}-{spec['name']}-{precision}"
+            out = out or default_artifact_dir(manifest["model"]["name"], spec["name"], precision)
             calib = None
             if precision == "int8":
                 from .calibration import default_options

@@ -23,7 +23,7 @@ from edgeage.backend import Int8Options, describe, step
 from edgeage.readout import readout_mae
 from edgeage.utils import EdgeAgeError, atomic_dir
 
-from .accuracy import batched, greedy_keep_float
+from .accuracy import greedy_keep_float
 from .calibration import DEFAULT_CALIB, DEFAULT_VAL, TRAINING, locate, quant_data, require_labels, training_record
 
 METHODS = ("ptq", "qat")
@@ -72,7 +72,8 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
     calibration data (``calibration.locate``: the training split by default, or any photos for
     PTQ; QAT and ``max_mae_drop`` need labels). ``distill_alpha`` (QAT): weight of the
     distillation from the float model (None: ``qat.DISTILL_ALPHA``)."""
-    from edgeage.checkpoint import load_model
+    from edgeage.checkpoint import TorchModel, load_model
+    from edgeage.pipeline import AgeEstimator
     from edgeage.targets.runner import load_runner
     from edgeage.targets.spec import load_module
 
@@ -99,7 +100,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
     qd = quant_data(manifest, data, calib_images, val_images, seed, source=src)
     readout = manifest["readout"]
     example = example_input(manifest)
-    float_out = batched(model, qd.val, 256) if len(qd.val) else None
+    float_out = AgeEstimator(TorchModel(model), manifest).outputs(qd.val) if len(qd.val) else None
     float_mae = readout_mae(readout, float_out, qd.val_ages) if float_out is not None else None
     info = {"method": method, "backend": spec.get("int8", {}).get("backend", spec["name"]), "target": spec["name"],
             **qd.info(), "kept_float": [], "max_mae_drop": max_mae_drop, "val_mae_float": float_mae}

@@ -16,7 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-BACKENDS = {"openvino": "openvino", "onnx": "onnx", "xnnpack": "executorch", "litert": "tflite"}
+from edgeage.export.quantize import int8_targets  # noqa: E402
+
+# int8 backend name -> target, from the targets' own TOMLs ([int8] backend = ...)
+BACKENDS = {b: spec["name"] for b, spec in int8_targets().items()}
 
 
 def edgeage(*args: str) -> None:

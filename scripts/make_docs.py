@@ -843,23 +843,22 @@ def generate() -> dict[str, str]:
     sizes = model_sizes()
     used = {"bench/compression-xs-kd/bench.json", "bench/arch-mgpnet/bench.json",
             "bench/compression-base/bench.json"}
-    pages = {
-        "docs/results/index.md": page_results_index(sizes, manifest, metrics),
-        "docs/results/compression.md": page_compression(),
-        "docs/results/ablations.md": page_ablations(),
-        "docs/results/training-throughput.md": page_throughput(),
-        "docs/results/history.md": page_history(used),
-        "docs/model-card.md": page_model_card(sizes, manifest, metrics),
+    pages = {  # paths relative to the docs folder
+        "results/index.md": page_results_index(sizes, manifest, metrics),
+        "results/compression.md": page_compression(),
+        "results/ablations.md": page_ablations(),
+        "results/training-throughput.md": page_throughput(),
+        "results/history.md": page_history(used),
+        "model-card.md": page_model_card(sizes, manifest, metrics),
     }
     return {k: v.rstrip("\n") + "\n" for k, v in pages.items()}
 
 
-def stale(pages: dict[str, str]) -> list[Path]:
+def stale(docs: Path, pages: dict[str, str]) -> list[Path]:
     """Generated pages on disk that the script no longer writes."""
     out = []
-    for p in sorted((DOCS / "results").glob("*.md")):
-        rel = p.relative_to(ROOT).as_posix()
-        if rel not in pages and p.read_text(encoding="utf-8").startswith(MARK):
+    for p in sorted((docs / "results").glob("*.md")):
+        if p.relative_to(docs).as_posix() not in pages and p.read_text(encoding="utf-8").startswith(MARK):
             out.append(p)
     return out
 
@@ -868,32 +867,34 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 if a committed page differs from what would be written")
+    ap.add_argument("--docs", type=Path, default=DOCS, help="the docs folder (default: docs/ of this repository)")
     args = ap.parse_args()
+    docs = args.docs.resolve()
     pages = generate()
     if args.check:
         bad = []
         for rel, text in pages.items():
-            p = ROOT / rel
+            p = docs / rel
             if not p.is_file():
-                bad.append(f"{rel}: missing")
+                bad.append(f"docs/{rel}: missing")
             elif p.read_text(encoding="utf-8") != text:
-                bad.append(f"{rel}: differs")
-        bad += [f"{p.relative_to(ROOT).as_posix()}: generated page no longer written (delete it)"
-                for p in stale(pages)]
+                bad.append(f"docs/{rel}: differs")
+        bad += [f"docs/{p.relative_to(docs).as_posix()}: generated page no longer written (delete it)"
+                for p in stale(docs, pages)]
         if bad:
-            print("Documentation is out of date; run `python scripts/make_docs.py`:", *bad, sep="\n  ")
+            print(f"Documentation is out of date; run `{COMMAND}`:", *bad, sep="\n  ")
             return 1
         print(f"{len(pages)} generated pages up to date.")
         return 0
     for rel, text in pages.items():
-        p = ROOT / rel
+        p = docs / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         if not p.is_file() or p.read_text(encoding="utf-8") != text:
             p.write_text(text, encoding="utf-8")
-            print(f"wrote {rel}")
-    for p in stale(pages):
+            print(f"wrote docs/{rel}")
+    for p in stale(docs, pages):
         p.unlink()
-        print(f"removed {p.relative_to(ROOT).as_posix()}")
+        print(f"removed docs/{p.relative_to(docs).as_posix()}")
     return 0
 
 

@@ -118,6 +118,8 @@ def validate(spec: dict, path) -> None:
         raise EdgeAgeError(f"{path}: unknown precision(s) {unknown} in precisions; known: {', '.join(PRECISIONS)}")
     if not isinstance(spec["packages"], list) or not all(isinstance(p, str) for p in spec["packages"]):
         raise bad("packages", "a list of package names", spec["packages"])
+    if not isinstance(spec.get("android_app", False), bool):
+        raise bad("android_app", "true or false", spec["android_app"])
     for key in ("runtime", "thresholds", "int8"):
         if key in spec and not isinstance(spec[key], dict):
             raise bad(key, f"a table ([{key}])", spec[key])

@@ -91,8 +91,12 @@ def test_jvm_parity_run_against_float_model(build_dir, edgeage_cli):
     art, bundle, result = d / "onnx-opencv46", d / "bundle-onnx", d / "jvm-result.json"
     res = edgeage_cli("export", "--target", DEMO / "tools" / "onnx-opencv46.toml", "--out", art)
     assert res.returncode == 0, res.stderr
+    toml = DEMO / "tools" / "onnx-opencv46.toml"  # a user TOML: named, never followed from the artifact
     res = edgeage_cli("android", "bundle", "--artifact", art, "--check-data", UTK, "--check-count", PARITY_N,
                       "--out", bundle)
+    assert res.returncode == 1 and "not installed here" in res.stderr and "--target" in res.stderr
+    res = edgeage_cli("android", "bundle", "--artifact", art, "--check-data", UTK, "--check-count", PARITY_N,
+                      "--out", bundle, "--target", toml)
     assert res.returncode == 0, res.stderr
     out = sh(DEMO / "jvm.sh", "check", bundle, result, env=env)
     assert f"jvm check: n={PARITY_N}" in out
@@ -100,7 +104,6 @@ def test_jvm_parity_run_against_float_model(build_dir, edgeage_cli):
     assert res_json["format"] == "edgeage-check-result/1" and res_json["model"]["sha256_verified"]
     assert len(res_json["images"]) == PARITY_N and {"p50", "p90", "p99"} <= set(res_json["summary"]["latency_ms"])
     # the artifact's target is a user TOML: it judges only when named (never followed from the artifact)
-    toml = DEMO / "tools" / "onnx-opencv46.toml"
     res = edgeage_cli("device-check", "--artifact", art, "--bundle", bundle, "--from-json", result)
     assert res.returncode == 1 and "no target spec found for onnx-opencv46" in res.stdout + res.stderr
     res = edgeage_cli("device-check", "--artifact", art, "--bundle", bundle, "--from-json", result, "--json",

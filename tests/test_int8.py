@@ -184,7 +184,7 @@ def test_ptq_export_from_and_check(backend, ptq, ckpt, faces, tmp_path, edgeage_
 
     p = edgeage_cli("check", "--artifact", art, "--data", faces, "--split", "test", "--json", "--runs", 3,
                     "--rounds", 1, "--warmup", 1)
-    assert p.returncode in (0, 1), p.stderr[-3000:]
+    assert p.returncode in (0, 1) and p.stdout, p.stderr[-3000:]
     r = json.loads(p.stdout)
     assert r["precision"] == "int8" and r["variant"] == "int8-ptq" and r["n"] == N_TEST
     assert r["calibration_overlap"] == 0 and r["quantize"]["calibration"]["kind"] == "training-split"

@@ -187,7 +187,7 @@ def test_device_check_writes_html(tmp_path, exported, face_dir, tiny_ckpt):
     from edgeage.readout import apply_readout
     from edgeage.targets.runner import load_runner
 
-    art, bundle = exported("onnx"), tmp_path / "bundle"
+    art, bundle = exported("executorch"), tmp_path / "bundle"  # a target the app runs (android_app)
     res = cli("android", "bundle", "--artifact", art, "--check-data", face_dir, "--check-count", 12, "--out", bundle)
     assert res.exit_code == 0, res.output
     runner = load_runner(art, threads=1)
@@ -198,7 +198,7 @@ def test_device_check_writes_html(tmp_path, exported, face_dir, tiny_ckpt):
     ages = apply_readout(man["readout"], out)
     mf = model_file(man)
     result = {"format": RESULT_FORMAT, "model": {"file": mf["name"], "sha256": mf["sha256"]},
-              "device": {"os_name": "Linux", "os_arch": "x86_64"}, "runtime": {"runner": "onnxruntime (test)"},
+              "device": {"os_name": "Linux", "os_arch": "x86_64"}, "runtime": {"runner": "executorch (test)"},
               "summary": {"latency_ms": {"p50": 1.0, "p90": 1.5, "p99": 2.0}},
               "images": [{"file": f, "true_age": float(a), "pred_age": float(p), "output": o.tolist(),
                           "preprocess_ms": 0.1} for (f, a), p, o in zip(labels, ages, out)]}

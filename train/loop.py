@@ -20,10 +20,10 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from edgeage.checkpoint import build_manifest, read_checkpoint, save_checkpoint, load_model
+from edgeage.checkpoint import TorchModel, build_manifest, load_model, read_checkpoint, save_checkpoint
+from edgeage.pipeline import AgeEstimator
 from edgeage.data import is_prepared, load_prepared, prepare, split, split_record
 from edgeage.degrade import DegradationConfig, Degrader
-from edgeage.evaluate import predict_ages
 from edgeage.metrics import summary
 from edgeage.models import create
 from edgeage.preprocess import CropParams, Normalize, model_input
@@ -291,10 +291,11 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
         rec = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1),
                "lr": sched.get_last_lr()[0], "images_per_s": seen * world / dt, "epoch_s": dt}
         if main:
-            res, _ = _eval(model, prep, parts["val"], normalize, device)
+            vman = build_manifest(model, normalize, prep.crop)  # preprocessing + readout for validation
+            res, _ = _eval(model, prep, parts["val"], vman, device)
             keep = model
             if ema is not None:  # keep whichever of the raw and the averaged weights is better
-                res_ema, _ = _eval(ema.module, prep, parts["val"], normalize, device)
+                res_ema, _ = _eval(ema.module, prep, parts["val"], vman, device)
                 rec["val_mae_raw"], rec["val_mae_ema"] = res["mae"], res_ema["mae"]
                 if res_ema["mae"] < res["mae"]:
                     res, keep = res_ema, ema.module
@@ -387,12 +388,11 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: 
     return probs
 
 
-def _eval(model, prep, idx, normalize, device):
-    """Validation in float32 on the training device (eval mode, no autocast)."""
-    was_training = model.training
-    model.eval()
-    pred = predict_ages(model, prep.crops[idx], normalize, device=device)
-    model.train(was_training)
+def _eval(model, prep, idx, manifest: dict, device):
+    """Validation in float32 on the training device (eval mode, no autocast), through the same
+    AgeEstimator as eval / predict / check."""
+    est = AgeEstimator(TorchModel(model, device), manifest)
+    pred = est.ages(prep.crops[idx])
     return summary(pred, prep.ages[idx]), pred
 
 

@@ -1,71 +1,21 @@
-"""Losses for every head (keyed by ``head.kind``), each ``fn(out, ages) -> scalar``.
-
-- sord: soft ordinal labels (Diaz & Marathe 2019): q = softmax(-|k - y| / T), mixed with a
-  uniform ``label_smoothing``; cross-entropy against the predicted softmax.
-- dex: cross-entropy on the rounded age bin (readout is still the expectation).
-- mean_residue: cross-entropy + mean loss (expectation error^2 / 2) + residue loss (entropy of
-  the bins outside the top K) (Zhao et al. 2020).
-- regression: L1. coral: binary cross-entropy over the K-1 ordered thresholds (Cao et al. 2020).
-- daa: smooth-L1 of every reference age's prediction a - delta_a against y (Chen et al. 2023).
-"""
+"""Training losses: each head's own loss comes from the head registry
+(``edgeage.models.heads.register_head``: a head, its loss and its readout together); the
+distillation losses shared by every head are here."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-
-def sord_targets(ages: torch.Tensor, n_bins: int, age_min: float = 0.0, temperature: float = 1.0,
-                 label_smoothing: float = 0.0) -> torch.Tensor:
-    bins = torch.arange(n_bins, dtype=torch.float32, device=ages.device) + age_min
-    q = torch.softmax(-(bins[None, :] - ages[:, None].float()).abs() / temperature, dim=1)
-    if label_smoothing:
-        q = (1 - label_smoothing) * q + label_smoothing / n_bins
-    return q
+from edgeage.models.heads import HEADS, head_entry, sord_targets  # noqa: F401 - sord_targets re-exported
 
 
-def _bin_index(ages, spec, n_bins):
-    return (ages.float() - spec["age_min"]).round().clamp(0, n_bins - 1).long()
-
-
-def make_loss(spec: dict, kind: str, sord_temperature: float = 1.0, label_smoothing: float = 0.0,
-              mr_lambda_mean: float = 0.2, mr_lambda_res: float = 0.05, mr_topk: int = 10):
-    age_min = float(spec.get("age_min", 0))
-    age_max = float(spec.get("age_max", 100))
-
-    def sord(out, ages):
-        q = sord_targets(ages.clamp(age_min, age_max), out.shape[1], age_min, sord_temperature,
-                         label_smoothing)
-        return -(q * F.log_softmax(out.float(), dim=1)).sum(1).mean()
-
-    def dex(out, ages):
-        return F.cross_entropy(out.float(), _bin_index(ages, spec, out.shape[1]),
-                               label_smoothing=label_smoothing)
-
-    def mean_residue(out, ages):
-        out = out.float()
-        p = torch.softmax(out, 1)
-        bins = torch.arange(out.shape[1], device=out.device, dtype=out.dtype) + age_min
-        mean_l = ((p * bins).sum(1) - ages.clamp(age_min, age_max)).pow(2).mean() / 2
-        rest = p.scatter(1, p.topk(mr_topk, dim=1).indices, 0.0)
-        res_l = -(rest * torch.log(rest.clamp_min(1e-12))).sum(1).mean()
-        return dex(out, ages) + mr_lambda_mean * mean_l + mr_lambda_res * res_l
-
-    def regression(out, ages):
-        return F.l1_loss(out[:, 0].float(), ages.float())
-
-    def coral(out, ages):
-        k = torch.arange(out.shape[1], device=out.device) + age_min
-        levels = (ages[:, None].float() > k[None, :]).float()
-        return F.binary_cross_entropy_with_logits(out.float(), levels, reduction="none").sum(1).mean()
-
-    def daa(out, ages):
-        return F.smooth_l1_loss(out.float(), ages[:, None].float().expand_as(out))
-
-    table = {"sord": sord, "dex": dex, "mean_residue": mean_residue, "regression": regression,
-             "coral": coral, "daa": daa}
-    if kind not in table:
-        raise ValueError(f"no loss for head {kind!r}; known: {sorted(table)}")
-    return table[kind]
+def make_loss(spec: dict, kind: str, sord_temperature: float = 1.0, label_smoothing: float = 0.0, **opts):
+    """The registered loss of head ``kind`` (``edgeage.models.heads.register_head``)."""
+    try:
+        entry = head_entry(kind)
+    except KeyError:
+        raise ValueError(f"no loss for head {kind!r}; known: {sorted(HEADS)}") from None
+    return entry.loss(spec, sord_temperature=sord_temperature, label_smoothing=label_smoothing, **opts)
 
 
 def distill_loss(student_out, teacher_out, spec: dict, temperature: float = 2.0) -> torch.Tensor:

@@ -1,13 +1,126 @@
-"""Age heads. Each takes the backbone's final feature map [N, C, h, w] and returns raw outputs;
-``spec`` says how ``edgeage.readout.apply_readout`` turns them into ages. Losses live in
-``edgeage.train.losses`` keyed by ``head.kind``."""
+"""Age heads and the head registry. A head takes the backbone's final feature map [N, C, h, w]
+and returns raw outputs; its ``spec`` says how ``edgeage.readout.apply_readout`` turns them into
+ages. A head, its loss and its readout are registered together (``register_head``): adding a
+head is one class, one loss and one ``@register_head`` line here, nothing else.
+
+Losses (each ``loss(spec, **opts) -> fn(out, ages) -> scalar``):
+
+- sord: soft ordinal labels (Diaz & Marathe 2019): q = softmax(-|k - y| / T), mixed with a
+  uniform ``label_smoothing``; cross-entropy against the predicted softmax.
+- dex: cross-entropy on the rounded age bin (readout is still the expectation).
+- mean_residue: cross-entropy + mean loss (expectation error^2 / 2) + residue loss (entropy of
+  the bins outside the top K) (Zhao et al. 2020).
+- regression: L1. coral: binary cross-entropy over the K-1 ordered thresholds (Cao et al. 2020).
+- daa: smooth-L1 of every reference age's prediction a - delta_a against y (Chen et al. 2023).
+"""
 from __future__ import annotations
+
+import dataclasses
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-HEADS = ("sord", "dex", "mean_residue", "regression", "coral", "daa")
+
+@dataclasses.dataclass(frozen=True)
+class HeadEntry:
+    name: str
+    build: Callable[..., nn.Module]      # (kind, channels, age_min, age_max, dropout) -> head
+    loss: Callable[..., Callable]        # (spec, **opts) -> fn(out, ages)
+    readout: str                         # edgeage.readout type of its outputs
+
+
+_HEADS: dict[str, HeadEntry] = {}
+
+
+def register_head(name: str, readout: str, loss: Callable[..., Callable]):
+    """Decorator on a head builder: registers the head with its loss and its readout."""
+
+    def deco(build):
+        if name in _HEADS:
+            raise ValueError(f"head {name!r} registered twice")
+        _HEADS[name] = HeadEntry(name, build, loss, readout)
+        return build
+
+    return deco
+
+
+def head_entry(name: str) -> HeadEntry:
+    if name not in _HEADS:
+        raise KeyError(f"unknown head {name!r}; known heads: {', '.join(_HEADS)}")
+    return _HEADS[name]
+
+
+# ---------------------------------------------------------------------------------- losses
+
+def sord_targets(ages: torch.Tensor, n_bins: int, age_min: float = 0.0, temperature: float = 1.0,
+                 label_smoothing: float = 0.0) -> torch.Tensor:
+    bins = torch.arange(n_bins, dtype=torch.float32, device=ages.device) + age_min
+    q = torch.softmax(-(bins[None, :] - ages[:, None].float()).abs() / temperature, dim=1)
+    if label_smoothing:
+        q = (1 - label_smoothing) * q + label_smoothing / n_bins
+    return q
+
+
+def _range(spec: dict) -> tuple[float, float]:
+    return float(spec.get("age_min", 0)), float(spec.get("age_max", 100))
+
+
+def sord_loss(spec: dict, sord_temperature: float = 1.0, label_smoothing: float = 0.0, **_):
+    lo, hi = _range(spec)
+
+    def fn(out, ages):
+        q = sord_targets(ages.clamp(lo, hi), out.shape[1], lo, sord_temperature, label_smoothing)
+        return -(q * F.log_softmax(out.float(), dim=1)).sum(1).mean()
+
+    return fn
+
+
+def dex_loss(spec: dict, label_smoothing: float = 0.0, **_):
+    lo, _hi = _range(spec)
+
+    def fn(out, ages):
+        idx = (ages.float() - lo).round().clamp(0, out.shape[1] - 1).long()
+        return F.cross_entropy(out.float(), idx, label_smoothing=label_smoothing)
+
+    return fn
+
+
+def mean_residue_loss(spec: dict, label_smoothing: float = 0.0, mr_lambda_mean: float = 0.2,
+                      mr_lambda_res: float = 0.05, mr_topk: int = 10, **_):
+    lo, hi = _range(spec)
+    dex = dex_loss(spec, label_smoothing)
+
+    def fn(out, ages):
+        out = out.float()
+        p = torch.softmax(out, 1)
+        bins = torch.arange(out.shape[1], device=out.device, dtype=out.dtype) + lo
+        mean_l = ((p * bins).sum(1) - ages.clamp(lo, hi)).pow(2).mean() / 2
+        rest = p.scatter(1, p.topk(mr_topk, dim=1).indices, 0.0)
+        res_l = -(rest * torch.log(rest.clamp_min(1e-12))).sum(1).mean()
+        return dex(out, ages) + mr_lambda_mean * mean_l + mr_lambda_res * res_l
+
+    return fn
+
+
+def regression_loss(spec: dict, **_):
+    return lambda out, ages: F.l1_loss(out[:, 0].float(), ages.float())
+
+
+def coral_loss(spec: dict, **_):
+    lo, _hi = _range(spec)
+
+    def fn(out, ages):
+        k = torch.arange(out.shape[1], device=out.device) + lo
+        levels = (ages[:, None].float() > k[None, :]).float()
+        return F.binary_cross_entropy_with_logits(out.float(), levels, reduction="none").sum(1).mean()
+
+    return fn
+
+
+def daa_loss(spec: dict, **_):
+    return lambda out, ages: F.smooth_l1_loss(out.float(), ages[:, None].float().expand_as(out))
 
 
 class _Pooled(nn.Module):
@@ -104,17 +217,26 @@ class DAAHead(nn.Module):
         return self.ref_ages - delta
 
 
+# ------------------------------------------------------------------------------ registry
+
+register_head("sord", "expectation", sord_loss)(BinsHead)
+register_head("dex", "expectation", dex_loss)(BinsHead)
+register_head("mean_residue", "expectation", mean_residue_loss)(BinsHead)
+register_head("regression", "identity", regression_loss)(lambda kind, *a: RegressionHead(*a))
+register_head("coral", "coral", coral_loss)(lambda kind, *a: CoralHead(*a))
+register_head("daa", "mean", daa_loss)(lambda kind, *a: DAAHead(*a))
+HEADS = tuple(_HEADS)
+
+
 def make_head(kind: str, channels: int, age_min: int = 0, age_max: int = 100,
               dropout: float = 0.0) -> nn.Module:
-    if kind in ("sord", "dex", "mean_residue"):
-        return BinsHead(kind, channels, age_min, age_max, dropout)
-    if kind == "regression":
-        return RegressionHead(channels, age_min, age_max, dropout)
-    if kind == "coral":
-        return CoralHead(channels, age_min, age_max, dropout)
-    if kind == "daa":
-        return DAAHead(channels, age_min, age_max, dropout)
-    raise ValueError(f"unknown head {kind!r}; known heads: {', '.join(HEADS)}")
+    try:
+        entry = head_entry(kind)
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
+    head = entry.build(kind, channels, age_min, age_max, dropout)
+    assert head.spec["type"] == entry.readout, (kind, head.spec)
+    return head
 
 
 class AgeModel(nn.Module):

@@ -1,0 +1,103 @@
+"""The age estimator: one object for detector -> canonical crop -> tensor -> model -> readout,
+used by ``predict``, ``eval``, ``check``, ``quantize`` and training validation alike.
+
+The model is any callable ``float32 [N,3,S,S] -> raw outputs [N,K]`` (numpy in, numpy out): the
+PyTorch model (``AgeEstimator.from_checkpoint``, through ``edgeage.checkpoint.TorchModel``) or an
+exported artifact's runner (``edgeage.targets.runner.artifact_estimator``: no torch at all). The
+preprocessing and the readout come from the model's manifest. Imports no torch."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from .manifest import manifest_crop, manifest_normalize
+from .preprocess import CropParams, canonical_crop, model_input_np
+from .readout import apply_readout
+
+ModelFn = Callable[[np.ndarray], np.ndarray]
+
+
+class AgeEstimator:
+    def __init__(self, model: ModelFn, manifest: dict, crop: CropParams | None = None, batch: int = 256):
+        self.model, self.manifest, self.batch = model, manifest, int(batch)
+        self.crop = crop or manifest_crop(manifest)
+        self.normalize = manifest_normalize(manifest)
+        self.readout = manifest["readout"]
+        self._detector = None
+
+    @classmethod
+    def from_checkpoint(cls, path=None, device: str = "cpu", **kw) -> "AgeEstimator":
+        """The float PyTorch model of a checkpoint (None: the shipped default model)."""
+        from .checkpoint import TorchModel, load_model
+
+        model, manifest = load_model(path)
+        return cls(TorchModel(model, device), manifest, **kw)
+
+    def with_crop_policy(self, policy: str | None) -> "AgeEstimator":
+        """The same estimator with another crop policy (``detect`` / ``none``); None: unchanged."""
+        if not policy or policy == self.crop.policy:
+            return self
+        return AgeEstimator(self.model, self.manifest, dataclasses.replace(self.crop, policy=policy), self.batch)
+
+    # ---- stages -----------------------------------------------------------------------------
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from .face import FaceDetector
+
+            self._detector = FaceDetector()
+        return self._detector
+
+    def faces(self, img: np.ndarray) -> list:
+        """Every face BlazeFace finds in an HxWx3 uint8 RGB image (none with crop policy none)."""
+        return self.detector.detect(img) if self.crop.policy == "detect" else []
+
+    def crop_faces(self, img: np.ndarray, faces: list) -> np.ndarray:
+        """Canonical crops [F,S,S,3] of the faces, or of the centre square / whole image when none."""
+        boxes = [f.box for f in faces] or [None]
+        return np.stack([canonical_crop(img, b, self.crop) for b in boxes])
+
+    def inputs(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 canonical crops [N,S,S,3] -> float32 model inputs [N,3,s,s]."""
+        crops = np.asarray(crops)
+        if not len(crops):
+            s = self.normalize.input_size
+            return np.zeros((0, 3, s, s), np.float32)
+        return np.concatenate([model_input_np(crops[i:i + self.batch], self.normalize)
+                               for i in range(0, len(crops), self.batch)])
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """Raw model outputs [N,K] of model inputs [N,3,s,s], batch by batch."""
+        x = np.ascontiguousarray(x, np.float32)
+        outs = [np.asarray(self.model(x[i:i + self.batch]), np.float32) for i in range(0, len(x), self.batch)]
+        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+    def ages_of(self, out: np.ndarray) -> np.ndarray:
+        return np.asarray(apply_readout(self.readout, out), np.float64)
+
+    def ages(self, crops: np.ndarray, tta_flip: bool = False) -> np.ndarray:
+        """Ages of canonical crops; ``tta_flip`` averages with the mirrored face."""
+        x = self.inputs(crops)
+        a = self.ages_of(self.outputs(x))
+        if tta_flip:
+            a = 0.5 * (a + self.ages_of(self.outputs(np.ascontiguousarray(x[..., ::-1]))))
+        return a
+
+    # ---- whole images ---------------------------------------------------------------------
+
+    def predict(self, img: np.ndarray) -> dict:
+        """Every face of an image with its box and age; without a face, the age of the centre
+        square (crop policy detect) or of the whole image (policy none) as ``fallback_age``."""
+        faces = self.faces(img)
+        ages = self.ages(self.crop_faces(img, faces))
+        rec = {"width": int(img.shape[1]), "height": int(img.shape[0]), "faces": []}
+        if faces:
+            rec["faces"] = [{**f.to_dict(), "age": round(float(a), 2)} for f, a in zip(faces, ages)]
+        else:
+            rec["fallback_age"] = round(float(ages[0]), 2)
+            rec["note"] = ("no face found; age of the centre square" if self.crop.policy == "detect"
+                           else "crop=none; age of the whole image")
+        return rec

@@ -1,0 +1,178 @@
+"""The structure, as tests: dependencies run one way (core <- backends / training <- export,
+quantize, conformance <- CLI), the core imports without torch, and a target is one folder.
+Unit tier: no data set, no runtime beyond onnxruntime, seconds."""
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = {"edgeage": ROOT / "edgeage", "edgeage.export": ROOT / "export", "edgeage.targets": ROOT / "targets",
+            "edgeage.train": ROOT / "train"}
+CORE, BACKEND, TRAIN, EXPORT, CLI = "core", "backends", "train", "export", "cli"
+# what each layer may import (besides itself)
+ALLOWED = {CORE: {CORE}, BACKEND: {CORE, BACKEND}, TRAIN: {CORE, TRAIN}, EXPORT: {CORE, BACKEND, TRAIN, EXPORT},
+           CLI: {CORE, BACKEND, TRAIN, EXPORT, CLI}}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg, root in PACKAGES.items():
+        for f in root.rglob("*.py"):
+            rel = f.relative_to(root).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            name = ".".join([pkg, *parts])
+            if pkg == "edgeage" and parts and parts[0] in ("assets",):
+                continue
+            out[name] = f
+    return out
+
+
+def layer(name: str) -> str:
+    last = name.rsplit(".", 1)[-1]
+    if last == "cli" or last.endswith("_cli"):
+        return CLI
+    for pkg, lay in (("edgeage.export", EXPORT), ("edgeage.targets", BACKEND), ("edgeage.train", TRAIN)):
+        if name == pkg or name.startswith(pkg + "."):
+            return lay
+    return CORE
+
+
+def imports(name: str, path: Path) -> set[str]:
+    """Every edgeage module ``name`` imports, at any depth (lazy imports inside functions too)."""
+    pkg = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[:len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.add(mod)
+            out |= {f"{mod}.{a.name}" for a in node.names}
+    return {m for m in out if m == "edgeage" or m.startswith("edgeage.")}
+
+
+def resolve(imported: str, known: dict[str, Path]) -> str | None:
+    while imported and imported not in known:
+        imported = imported.rsplit(".", 1)[0] if "." in imported else ""
+    return imported or None
+
+
+def violations(known: dict[str, Path]) -> list[str]:
+    bad = set()
+    for name, path in known.items():
+        for imp in imports(name, path):
+            target = resolve(imp, known)
+            if target is None or target == "edgeage":
+                continue
+            if layer(target) not in ALLOWED[layer(name)]:
+                bad.add(f"{name} ({layer(name)}) imports {target} ({layer(target)})")
+    return sorted(bad)
+
+
+def test_dependencies_run_one_way():
+    known = modules()
+    assert len(known) > 40 and "edgeage.export.check" in known and "edgeage.targets.onnx.runner" in known
+    bad = violations(known)
+    assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+def test_the_layering_check_catches_a_cycle(tmp_path):
+    """The check above is not vacuous: a backend that imports conformance code (the old
+    export <-> targets cycle), lazily inside a function, and a relative upward import are found."""
+    known = modules()
+    fake = tmp_path / "fake.py"
+    fake.write_text("def f():\n    from edgeage.export.check import judge\n    return judge\n")
+    rel = tmp_path / "rel.py"
+    rel.write_text("from ..targets import spec\n")
+    bad = violations({**known, "edgeage.targets.fake": fake, "edgeage.train.rel": rel})
+    assert bad == ["edgeage.targets.fake (backends) imports edgeage.export.check (export)",
+                   "edgeage.train.rel (train) imports edgeage.targets (backends)",
+                   "edgeage.train.rel (train) imports edgeage.targets.spec (backends)"], bad
+
+
+CORE_TORCH_FREE = ["edgeage.utils", "edgeage.preprocess", "edgeage.readout", "edgeage.manifest",
+                   "edgeage.artifact", "edgeage.backend", "edgeage.pipeline", "edgeage.face", "edgeage.data",
+                   "edgeage.metrics", "edgeage.targets.spec", "edgeage.targets.runner",
+                   "edgeage.targets.onnx.runner", "edgeage.targets.openvino.runner", "edgeage.targets.tflite.runner"]
+
+
+def test_core_and_runners_import_without_torch():
+    """The device side: with torch unimportable, the core, the runners and the whole pipeline
+    (crop -> inputs -> model -> readout) work."""
+    code = f"""
+import sys
+sys.modules["torch"] = None  # `import torch` raises ImportError
+import importlib
+for m in {CORE_TORCH_FREE!r}:
+    importlib.import_module(m)
+import numpy as np
+from edgeage.pipeline import AgeEstimator
+man = {{"model": {{"name": "x"}}, "readout": {{"type": "expectation", "age_min": 0, "age_max": 100}},
+       "preprocess": {{"crop": {{}}, "normalize": {{"input_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3}}}}}}
+est = AgeEstimator(lambda x: np.tile(np.eye(101, dtype=np.float32)[30] * 50, (len(x), 1)), man)
+ages = est.ages(np.zeros((3, 96, 96, 3), np.uint8))
+assert ages.shape == (3,) and abs(ages[0] - 30) < 1e-3, ages
+assert "torch" not in [k for k, v in sys.modules.items() if v is not None]
+print("ok")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stderr[-3000:]
+
+
+def test_every_shipped_target_is_one_folder():
+    from edgeage.backend import describe
+    from edgeage.targets.spec import SPEC_FILE, known_targets, load_module, load_spec, targets_dir
+
+    names = known_targets()
+    assert {"onnx", "openvino", "tflite", "executorch"} <= set(names)
+    for t in names:
+        spec = load_spec(t)
+        assert Path(spec["_file"]) == targets_dir() / t / SPEC_FILE
+        for key in ("exporter", "runner"):
+            assert spec[key].startswith(f"edgeage.targets.{t}.") or spec[key].endswith(".py"), (t, key)
+        assert hasattr(load_module(spec["runner"], spec), "Runner")
+        if t in ("onnx", "openvino"):  # exporters that import quickly here
+            assert describe(load_module(spec["exporter"], spec)).qat
+    assert not list(targets_dir().glob("*.toml")), "target TOMLs belong in their folders"
+
+
+def test_target_search_path_adds_folders(tmp_path, monkeypatch):
+    from edgeage.targets.spec import PATH_ENV, known_targets, load_spec
+
+    d = tmp_path / "more" / "mine"
+    d.mkdir(parents=True)
+    (d / "target.toml").write_text('exporter = "exporter.py"\nrunner = "runner.py"\nprecisions = ["fp32"]\n')
+    assert "mine" not in known_targets()
+    monkeypatch.setenv(PATH_ENV, os.pathsep.join([str(tmp_path / "nowhere"), str(tmp_path / "more")]))
+    assert "mine" in known_targets()
+    spec = load_spec("mine")
+    assert spec["name"] == "mine" and spec["_file"] == str(d / "target.toml")
+    assert load_spec(str(d))["_file"] == spec["_file"]  # a folder path works too
+
+
+def test_describe_names_what_an_exporter_lacks():
+    import types
+
+    from edgeage.backend import describe
+    from edgeage.utils import EdgeAgeError
+
+    with pytest.raises(EdgeAgeError, match="defines no export"):
+        describe(types.SimpleNamespace(), "empty")
+    half = types.SimpleNamespace(export=lambda *a: [], qat_prepare=lambda *a: None)
+    with pytest.raises(EdgeAgeError, match="qat_prepare without its pair"):
+        describe(half, "half")
+    full = types.SimpleNamespace(export=lambda *a: [], qat_prepare=lambda *a: None, qat_convert=lambda *a: None,
+                                 ACCURACY_CONTROL="own")
+    d = describe(full, "full")
+    assert d.qat and not d.simulate and d.accuracy_control == "own"

@@ -1,0 +1,148 @@
+"""Unit tier: the core's definitions (preprocessing, readout, registries, manifest, target spec,
+output-folder rules), no data set and no runtime; a few seconds in all."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeage.utils import EdgeAgeError
+
+
+def test_numpy_and_torch_model_inputs_are_identical():
+    import torch
+
+    from edgeage.preprocess import Normalize, model_input, model_input_np, resize_weights
+
+    w = resize_weights(96, 64)
+    assert np.allclose(w.sum(axis=1), 1) and (w >= 0).all()
+    crops = np.random.default_rng(0).integers(0, 256, (4, 96, 96, 3), dtype=np.uint8)
+    for n in (Normalize(), Normalize(input_size=32, channel_order="BGR")):
+        a = model_input_np(crops, n)
+        b = model_input(torch.from_numpy(crops), n).numpy()
+        assert a.dtype == np.float32 and a.shape == (4, 3, n.input_size, n.input_size)
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["expectation", "identity", "coral", "mean"])
+def test_readout_numpy_matches_torch(kind):
+    import torch
+
+    from edgeage.readout import apply_readout
+
+    out = np.random.default_rng(1).normal(0, 4, (6, 101)).astype(np.float32)
+    spec = {"type": kind, "age_min": 0, "age_max": 100}
+    a = apply_readout(spec, out)
+    b = apply_readout(spec, torch.from_numpy(out)).numpy()
+    assert isinstance(a, np.ndarray) and a.shape == (6,) and np.allclose(a, b, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown readout"):
+        apply_readout({"type": "median"}, out)
+
+
+def test_expectation_readout_of_a_one_hot_is_that_age():
+    from edgeage.readout import apply_readout
+
+    out = np.full((1, 101), -50.0, np.float32)
+    out[0, 37] = 50.0
+    assert abs(float(apply_readout({"type": "expectation", "age_min": 0}, out)[0]) - 37) < 1e-4
+
+
+def test_every_registered_head_has_its_loss_and_readout():
+    import torch
+
+    from edgeage.models.heads import HEADS, head_entry, make_head, register_head
+
+    assert set(HEADS) == {"sord", "dex", "mean_residue", "regression", "coral", "daa"}
+    for name in HEADS:
+        e = head_entry(name)
+        head = make_head(name, 8)
+        assert head.spec["type"] == e.readout
+        out = head(torch.randn(2, 8, 4, 4))
+        loss = e.loss(head.spec)(out, torch.tensor([20.0, 60.0]))
+        assert loss.ndim == 0 and torch.isfinite(loss)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_head("sord", "expectation", e.loss)(lambda *a: None)
+    with pytest.raises(ValueError, match="unknown head"):
+        make_head("no-such-head", 8)
+
+
+def test_model_registry_lists_and_refuses_unknown_options():
+    from edgeage.models import create, default_config, list_models
+
+    assert {"mgpnet", "mgpnet-xs", "mgpnet-t", "resnet18"} <= set(list_models())
+    with pytest.raises(KeyError, match="unknown model"):
+        default_config("no-such-net")
+    with pytest.raises(KeyError, match="valid"):
+        create("mgpnet-t", no_such_option=1)
+
+
+def _manifest() -> dict:
+    return {"format": "edgeage-manifest/1", "model": {"name": "mgpnet-t"},
+            "readout": {"type": "expectation", "age_min": 0, "age_max": 100},
+            "preprocess": {"crop": {"margin": 1.0, "shift_y": 0.0, "crop_size": 96, "policy": "detect"},
+                           "normalize": {"input_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3,
+                                         "channel_order": "RGB", "layout": "NCHW"}},
+            "training": {}, "versions": {}, "artifact": {"target": "onnx"}}
+
+
+def test_manifest_round_trip_and_errors():
+    from edgeage.manifest import Manifest
+
+    d = _manifest()
+    m = Manifest.from_dict(d)
+    assert m.input_size == 64 and m.crop.crop_size == 96 and m.extra == {"artifact": {"target": "onnx"}}
+    assert json.loads(json.dumps(m.to_dict())) == d
+    for broken, word in ((lambda x: x.pop("readout"), "readout"),
+                         (lambda x: x["preprocess"].pop("crop"), "preprocess.crop"),
+                         (lambda x: x["readout"].update(type="median"), "unknown readout"),
+                         (lambda x: x["preprocess"]["crop"].update(colour=1), "malformed")):
+        bad = json.loads(json.dumps(d))
+        broken(bad)
+        with pytest.raises(EdgeAgeError, match=word):
+            Manifest.from_dict(bad, "x.json")
+
+
+def test_target_spec_validation_names_the_key(tmp_path):
+    from edgeage.targets.spec import load_spec
+
+    t = tmp_path / "t" / "target.toml"
+    t.parent.mkdir()
+    base = 'exporter = "e.py"\nrunner = "r.py"\n'
+    for body, word in (('precisions = "fp32"\n', "precisions"), ('precisions = ["fp8"]\n', "unknown precision"),
+                       ('precisions = ["fp32"]\n[thresholds.fp32]\nmae_drift = -1\n', "thresholds.fp32.mae_drift"),
+                       ('precisions = ["fp32"]\n[thresholds.fp32]\nmax_error = 1\n', "unknown threshold"),
+                       ('precisions = ["fp32"]\nandroid_app = "yes"\n', "android_app")):
+        t.write_text(base + body)
+        with pytest.raises(EdgeAgeError, match=word):
+            load_spec(str(t))
+    t.write_text(base + 'precisions = ["fp32", "int8"]\n')
+    assert load_spec(str(t.parent))["name"] == "t"
+
+
+def test_output_folder_rules(tmp_path, monkeypatch):
+    from edgeage.utils import MARKER, atomic_dir, check_output, output_dir, plain_name
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EdgeAgeError, match="current folder"):
+        check_output(".")
+    foreign = tmp_path / "f"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    with pytest.raises(EdgeAgeError, match="--force"):
+        check_output(foreign)
+    assert check_output(foreign, force=True) == foreign
+    with atomic_dir(tmp_path / "a", kind="test") as d:
+        (d / "x").write_text("1")
+    assert (tmp_path / "a" / MARKER).is_file() and (tmp_path / "a" / "x").read_text() == "1"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "a") as d:  # ours: may be replaced; a failure keeps the old one
+            (d / "y").write_text("2")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [MARKER, "x"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "f"]  # no temp, no lock left
+    assert output_dir(tmp_path / "r") == tmp_path / "r" and (tmp_path / "r" / MARKER).is_file()
+    for bad in ("../x", "/etc/passwd", "..", "a/b", "", "C:evil"):
+        with pytest.raises(EdgeAgeError, match="plain name"):
+            plain_name(bad, "m.json")
+    assert plain_name("model.onnx", "m.json") == "model.onnx"
