@@ -18,6 +18,7 @@ folders and TOMLs you trust.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import sys
@@ -82,23 +83,61 @@ def spec_path(target: str) -> Path:
                        f"{PATH_ENV})")
 
 
+@dataclasses.dataclass(frozen=True)
+class TargetSpec:
+    """Typed view of a target TOML (``from_dict`` checks it, ``to_dict`` gives the dict the
+    exporters and runners receive, with ``_file``)."""
+
+    name: str
+    exporter: str
+    runner: str
+    precisions: tuple[str, ...]
+    file: str
+    packages: tuple[str, ...] = ()
+    runtime: dict = dataclasses.field(default_factory=dict)
+    thresholds: dict = dataclasses.field(default_factory=dict)
+    int8: dict = dataclasses.field(default_factory=dict)
+    android_app: bool = False
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    KNOWN = ("name", "exporter", "runner", "precisions", "packages", "runtime", "thresholds", "int8",
+             "android_app", "_file")
+
+    @classmethod
+    def from_dict(cls, d: dict, path) -> "TargetSpec":
+        d = dict(d)
+        d.setdefault("name", Path(path).parent.name if Path(path).name == SPEC_FILE else Path(path).stem)
+        d.setdefault("runtime", {})
+        d.setdefault("thresholds", {})
+        d.setdefault("packages", [])
+        missing = [k for k in ("exporter", "runner", "precisions") if k not in d]
+        if missing:
+            raise EdgeAgeError(f"{path}: missing key(s) {missing} (see edgeage/targets/spec.py)")
+        validate(d, path)
+        return cls(d["name"], d["exporter"], d["runner"], tuple(d["precisions"]), str(path), tuple(d["packages"]),
+                   dict(d["runtime"]), dict(d["thresholds"]), dict(d.get("int8", {})), bool(d.get("android_app", False)),
+                   {k: v for k, v in d.items() if k not in cls.KNOWN})
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "exporter": self.exporter, "runner": self.runner, "precisions": list(self.precisions),
+             "packages": list(self.packages), "runtime": dict(self.runtime), "thresholds": dict(self.thresholds),
+             **self.extra, "_file": self.file}
+        if self.int8:
+            d["int8"] = dict(self.int8)
+        if self.android_app:
+            d["android_app"] = True
+        return d
+
+
 def load_spec(target: str) -> dict:
-    """The parsed, checked TOML of a target name or path; ``spec['_file']`` is its path."""
+    """The parsed, checked TOML of a target name, folder or path, as the dict exporters and
+    runners receive; ``spec['_file']`` is its path (``TargetSpec`` is the typed view)."""
     path = spec_path(target)
     try:
-        spec = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise EdgeAgeError(f"{path}: invalid TOML ({e})") from None
-    spec.setdefault("name", path.parent.name if path.name == SPEC_FILE else path.stem)
-    spec.setdefault("runtime", {})
-    spec.setdefault("thresholds", {})
-    spec.setdefault("packages", [])
-    missing = [k for k in ("exporter", "runner", "precisions") if k not in spec]
-    if missing:
-        raise EdgeAgeError(f"{path}: missing key(s) {missing} (see edgeage/targets/spec.py)")
-    validate(spec, path)
-    spec["_file"] = str(path)
-    return spec
+    return TargetSpec.from_dict(raw, path).to_dict()
 
 
 def validate(spec: dict, path) -> None:

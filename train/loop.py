@@ -8,6 +8,7 @@ of (seed, epoch), and the torch RNG state is saved with every checkpoint, so a r
 resumed ends with the same weights as an uninterrupted one (on CPU)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -145,6 +146,46 @@ def _load_data(recipe: dict, progress: bool):
     return prep, parts, rec
 
 
+@dataclasses.dataclass
+class Run:
+    """The state one training run carries between its steps."""
+
+    recipe: dict
+    out: Path
+    device: torch.device
+    world: int = 1
+    rank: int = 0
+    local: int = 0
+    progress: bool = True
+    model: torch.nn.Module | None = None
+    normalize: Normalize | None = None
+    loss_fn: object = None
+    teacher: torch.nn.Module | None = None
+    soft: torch.Tensor | None = None
+    ds: Dataset | None = None
+    sampler: DistributedSampler | None = None
+    loader: DataLoader | None = None
+    opt: torch.optim.Optimizer | None = None
+    sched: object = None
+    ema: torch.optim.swa_utils.AveragedModel | None = None
+    net: torch.nn.Module | None = None
+    start: int = 0
+    history: list = dataclasses.field(default_factory=list)
+    best: dict = dataclasses.field(default_factory=lambda: {"val_mae": math.inf, "epoch": -1})
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def tc(self) -> dict:
+        return self.recipe["train"]
+
+
 def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, model: torch.nn.Module | None = None,
           data: tuple | None = None, teacher_model: torch.nn.Module | None = None,
@@ -153,180 +194,224 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
     many epochs (the checkpoint can be resumed). ``model``: train this model instead of building
     the recipe's (pruning / QAT fine-tunes); ``data``: an already loaded (prep, parts, split);
     ``teacher_model``: an online teacher already in memory (QAT distils from the float model),
-    weighted by the recipe's [distill] alpha and temperature, in place of [distill] teacher."""
-    recipe = load_recipe(recipe) if not isinstance(recipe, dict) else validate_recipe(recipe)
-    world, rank, local = _dist_info()
-    ddp = world > 1
-    tc, dc = recipe["train"], recipe["degrade"]
-    if ddp and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    main = rank == 0
-    out = Path(out)
-    if main:
-        check_output(out, force)  # nothing is created before the recipe, data and model are known good
+    weighted by the recipe's [distill] alpha and temperature, in place of [distill] teacher.
 
-    torch.manual_seed(tc["seed"])
-    if ddp and not main:  # rank 0 prepares (and caches) the crops, the others read the cache
+    The steps: set up (recipe, devices, output check) -> data -> model -> distillation ->
+    loader -> optimiser -> resume -> per epoch: train, then validate and checkpoint."""
+    run = _setup(recipe, out, progress, force)
+    if run.ddp and not run.main:  # rank 0 prepares (and caches) the crops, the others read the cache
         dist.barrier()
-    prep, parts, split_rec = data or _load_data(recipe, progress and main)
-    if ddp and main:
+    prep, parts, split_rec = data or _load_data(run.recipe, progress and run.main)
+    if run.ddp and run.main:
         dist.barrier()
-    for part in ("train", "val"):
-        if len(parts[part]) == 0:
-            raise EdgeAgeError(f"{recipe['data']['path']}: the {part} split is empty ({len(prep.names)} images, "
-                               f"[data] val = {recipe['data']['val']}, test = {recipe['data']['test']}); give more "
-                               "images or larger fractions")
-    mcfg = dict(recipe["model"])
-    name = mcfg.pop("name")
-    model_arg = model
-    model = (model if model is not None else create(name, **mcfg)).to(device)
-    if main:
-        output_dir(out, force, kind="training-run")
-    if tc.get("init") and model_arg is None:  # warm restart: a new LR cycle from trained weights
-        init_model, _ = load_model(tc["init"])
-        try:
-            model.load_state_dict(init_model.state_dict())
-        except RuntimeError as e:
-            raise EdgeAgeError(f"[train] init = {tc['init']!r}: weights do not fit model {name!r} "
-                               f"({str(e).splitlines()[0]})") from None
-        del init_model
-    normalize = Normalize(input_size=int(model.config["input_size"]))
-    loss_fn = make_loss(model.head.spec, model.head.kind, tc["sord_temperature"], tc["label_smoothing"])
-
-    teacher, soft = None, None
-    teachers = teacher_paths(recipe["distill"]["teacher"])
-    if teacher_model is not None:
-        if teachers:
-            raise EdgeAgeError("train(teacher_model=...) replaces [distill] teacher: leave that empty")
-        teacher = teacher_model.to(device).eval()
-    elif teachers and recipe["distill"]["mode"] == "online":
-        if len(teachers) > 1:
-            raise EdgeAgeError("[distill] mode = 'online' takes one teacher; use mode = 'clean' "
-                               "for an ensemble")
-        teacher, _ = load_model(teachers[0])
-        teacher = teacher.to(device).eval()
-    elif teachers:
-        soft = torch.from_numpy(clean_teacher_targets(
-            teachers, prep, parts["train"], model.head.spec, recipe["distill"]["temperature"],
-            device, out / "teacher_targets.npz", progress and main, recipe["distill"]["views"]))
-
-    ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, dc, tc["seed"], train=True)
-    per_proc_batch = max(1, tc["batch_size"] // world)
-    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=tc["seed"],
-                                 drop_last=True)
-    loader = DataLoader(ds, batch_size=per_proc_batch, sampler=sampler, drop_last=True,
-                        num_workers=tc["num_workers"], persistent_workers=False,  # workers must see set_epoch
-                        pin_memory=device.type == "cuda")
-    cv_threads = _one_cv_thread_per_worker(tc["num_workers"])
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise EdgeAgeError(f"training split has {len(ds)} images, fewer than one batch of {per_proc_batch}")
-    epochs = int(tc["epochs"])
-    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(epochs * steps_per_epoch, int(tc["warmup_epochs"] * steps_per_epoch)))
-    ema = None
-    if tc["ema_decay"] > 0:
-        ema = torch.optim.swa_utils.AveragedModel(model, avg_fn=ema_avg(tc["ema_decay"]),
-                                                  use_buffers=True)
-    net = torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[local] if device.type == "cuda" else None) if ddp else model
-
-    start, history, best = 0, [], {"val_mae": math.inf, "epoch": -1}
-    last = out / "last.pt"
-    if resume and last.is_file():
-        ck = read_checkpoint(last)
-        st = ck["train_state"]
-        if st["recipe"] != recipe:
-            raise EdgeAgeError(f"{last}: was trained with a different recipe; use another --out "
-                               "or drop --resume")
-        model.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(st["ema"])
-        torch.set_rng_state(st["torch_rng"])
-        start, history, best = st["epoch"], st["history"], st["best"]
-        if main and progress:
-            print(f"resuming {last} at epoch {start + 1}/{epochs}")
-
-    use_amp = device.type == "cuda" and tc["amp"]
-    from tqdm import tqdm
-
-    end = epochs if stop_after is None else min(epochs, start + stop_after)
-    for epoch in range(start, end):
-        net.train()
-        sampler.set_epoch(epoch)
-        ds.set_epoch(epoch)
-        t0, seen, run_loss = time.time(), 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                   disable=not (progress and main), mininterval=5.0, leave=False)
-        for imgs, ages, pos in bar:
-            x = model_input(imgs.to(device, non_blocking=True), normalize)
-            ages = ages.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                outp = net(x)
-                loss = loss_fn(outp, ages)
-                a, temp = recipe["distill"]["alpha"], recipe["distill"]["temperature"]
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_out = teacher(x)
-                    loss = (1 - a) * loss + a * distill_loss(outp, t_out, model.head.spec, temp)
-                elif soft is not None:
-                    loss = (1 - a) * loss + a * distill_to_probs(outp, soft[pos].to(device), temp)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            seen += len(ages)
-            run_loss += float(loss.detach()) * len(ages)
-            bar.set_postfix(loss=f"{run_loss / seen:.3f}")
-        dt = time.time() - t0
-        rec = {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1),
-               "lr": sched.get_last_lr()[0], "images_per_s": seen * world / dt, "epoch_s": dt}
-        if main:
-            vman = build_manifest(model, normalize, prep.crop)  # preprocessing + readout for validation
-            res, _ = _eval(model, prep, parts["val"], vman, device)
-            keep = model
-            if ema is not None:  # keep whichever of the raw and the averaged weights is better
-                res_ema, _ = _eval(ema.module, prep, parts["val"], vman, device)
-                rec["val_mae_raw"], rec["val_mae_ema"] = res["mae"], res_ema["mae"]
-                if res_ema["mae"] < res["mae"]:
-                    res, keep = res_ema, ema.module
-            rec.update(val_mae=res["mae"], val_cs5=res["cs5"], kept="ema" if keep is not model else "raw")
-            history.append(rec)
-            manifest = build_manifest(model, normalize, prep.crop, {
-                "recipe": recipe, "split": split_rec, "epoch": epoch + 1, "val": res,
-                "weights": rec["kept"], "faces_not_found_in_data": prep.faces_not_found})
-            if res["mae"] < best["val_mae"]:
-                best = {"val_mae": res["mae"], "val_cs5": res["cs5"], "epoch": epoch + 1}
-                save_checkpoint(out / "best.pt", keep, manifest)
-            state = {"epoch": epoch + 1, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "ema": ema.state_dict() if ema is not None else None,
-                     "torch_rng": torch.get_rng_state(), "history": history, "best": best,
-                     "recipe": recipe}
-            save_checkpoint(last, model, manifest, state)
-            write_json(out / "metrics.json", {"history": history, "best": best, "split": split_rec})
-            plot_curves(out / "curve.png", history)
-            if progress:
-                print(f"epoch {epoch + 1}/{epochs}  loss {rec['train_loss']:.4f}  val MAE "
-                      f"{res['mae']:.3f}  CS5 {res['cs5']:.3f}  {rec['images_per_s']:.0f} img/s",
-                      flush=True)
+    _check_split(run.recipe, prep, parts)
+    _build_model(run, model, force)
+    _distillation(run, teacher_model, prep, parts)
+    cv_threads = _loader(run, prep, parts)
+    _optimiser(run)
+    if resume:
+        _resume(run)
+    epochs = int(run.tc["epochs"])
+    end = epochs if stop_after is None else min(epochs, run.start + stop_after)
+    for epoch in range(run.start, end):
+        rec = _train_epoch(run, epoch)
+        if run.main:
+            _validate_and_checkpoint(run, epoch, rec, prep, parts, split_rec)
         else:
-            history.append(rec)
-        if ddp:
+            run.history.append(rec)
+        if run.ddp:
             dist.barrier()
     if cv_threads is not None:
         import cv2
 
         cv2.setNumThreads(cv_threads)
-    return {"history": history, "best": best, "split": split_rec, "out": str(out)}
+    return {"history": run.history, "best": run.best, "split": split_rec, "out": str(run.out)}
+
+
+def _setup(recipe, out, progress: bool, force: bool) -> Run:
+    recipe = load_recipe(recipe) if not isinstance(recipe, dict) else validate_recipe(recipe)
+    world, rank, local = _dist_info()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    run = Run(recipe, Path(out), device, world, rank, local, progress)
+    if run.main:
+        check_output(run.out, force)  # nothing is created before the recipe, data and model are known good
+    torch.manual_seed(run.tc["seed"])
+    return run
+
+
+def _check_split(recipe: dict, prep, parts) -> None:
+    for part in ("train", "val"):
+        if len(parts[part]) == 0:
+            raise EdgeAgeError(f"{recipe['data']['path']}: the {part} split is empty ({len(prep.names)} images, "
+                               f"[data] val = {recipe['data']['val']}, test = {recipe['data']['test']}); give more "
+                               "images or larger fractions")
+
+
+def _build_model(run: Run, model, force: bool) -> None:
+    """The recipe's model (or ``model``), on the device; ``[train] init``: a warm restart from
+    trained weights. The run folder is created only now, when everything before is known good."""
+    mcfg = dict(run.recipe["model"])
+    name = mcfg.pop("name")
+    given = model is not None
+    run.model = (model if given else create(name, **mcfg)).to(run.device)
+    if run.main:
+        output_dir(run.out, force, kind="training-run")
+    init = run.tc.get("init")
+    if init and not given:
+        init_model, _ = load_model(init)
+        try:
+            run.model.load_state_dict(init_model.state_dict())
+        except RuntimeError as e:
+            raise EdgeAgeError(f"[train] init = {init!r}: weights do not fit model {name!r} "
+                               f"({str(e).splitlines()[0]})") from None
+        del init_model
+    run.normalize = Normalize(input_size=int(run.model.config["input_size"]))
+    run.loss_fn = make_loss(run.model.head.spec, run.model.head.kind, run.tc["sord_temperature"],
+                            run.tc["label_smoothing"])
+
+
+def _distillation(run: Run, teacher_model, prep, parts) -> None:
+    """An online teacher (in memory or [distill] teacher, mode online) or the clean-mode targets."""
+    dc = run.recipe["distill"]
+    teachers = teacher_paths(dc["teacher"])
+    if teacher_model is not None:
+        if teachers:
+            raise EdgeAgeError("train(teacher_model=...) replaces [distill] teacher: leave that empty")
+        run.teacher = teacher_model.to(run.device).eval()
+    elif teachers and dc["mode"] == "online":
+        if len(teachers) > 1:
+            raise EdgeAgeError("[distill] mode = 'online' takes one teacher; use mode = 'clean' "
+                               "for an ensemble")
+        teacher, _ = load_model(teachers[0])
+        run.teacher = teacher.to(run.device).eval()
+    elif teachers:
+        run.soft = torch.from_numpy(clean_teacher_targets(
+            teachers, prep, parts["train"], run.model.head.spec, dc["temperature"], run.device,
+            run.out / "teacher_targets.npz", run.progress and run.main, dc["views"]))
+
+
+def _loader(run: Run, prep, parts) -> int | None:
+    tc = run.tc
+    run.ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, run.recipe["degrade"], tc["seed"], train=True)
+    per_proc_batch = max(1, tc["batch_size"] // run.world)
+    run.sampler = DistributedSampler(run.ds, num_replicas=run.world, rank=run.rank, shuffle=True, seed=tc["seed"],
+                                     drop_last=True)
+    run.loader = DataLoader(run.ds, batch_size=per_proc_batch, sampler=run.sampler, drop_last=True,
+                            num_workers=tc["num_workers"], persistent_workers=False,  # workers must see set_epoch
+                            pin_memory=run.device.type == "cuda")
+    cv_threads = _one_cv_thread_per_worker(tc["num_workers"])
+    if len(run.loader) == 0:
+        raise EdgeAgeError(f"training split has {len(run.ds)} images, fewer than one batch of {per_proc_batch}")
+    return cv_threads
+
+
+def _optimiser(run: Run) -> None:
+    tc, steps = run.tc, len(run.loader)
+    epochs = int(tc["epochs"])
+    run.opt = torch.optim.AdamW(run.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    run.sched = torch.optim.lr_scheduler.LambdaLR(
+        run.opt, _lr_lambda(epochs * steps, int(tc["warmup_epochs"] * steps)))
+    if tc["ema_decay"] > 0:
+        run.ema = torch.optim.swa_utils.AveragedModel(run.model, avg_fn=ema_avg(tc["ema_decay"]),
+                                                      use_buffers=True)
+    run.net = torch.nn.parallel.DistributedDataParallel(
+        run.model, device_ids=[run.local] if run.device.type == "cuda" else None) if run.ddp else run.model
+
+
+def _resume(run: Run) -> None:
+    last = run.out / "last.pt"
+    if not last.is_file():
+        return
+    ck = read_checkpoint(last)
+    st = ck["train_state"]
+    if st["recipe"] != run.recipe:
+        raise EdgeAgeError(f"{last}: was trained with a different recipe; use another --out "
+                           "or drop --resume")
+    run.model.load_state_dict(ck["state_dict"])
+    run.opt.load_state_dict(st["optimizer"])
+    run.sched.load_state_dict(st["scheduler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(st["ema"])
+    torch.set_rng_state(st["torch_rng"])
+    run.start, run.history, run.best = st["epoch"], st["history"], st["best"]
+    if run.main and run.progress:
+        print(f"resuming {last} at epoch {run.start + 1}/{int(run.tc['epochs'])}")
+
+
+def _train_epoch(run: Run, epoch: int) -> dict:
+    """One epoch of optimiser steps; returns the epoch's record (loss, lr, throughput)."""
+    from tqdm import tqdm
+
+    tc, device = run.tc, run.device
+    use_amp = device.type == "cuda" and tc["amp"]
+    a, temp = run.recipe["distill"]["alpha"], run.recipe["distill"]["temperature"]
+    run.net.train()
+    run.sampler.set_epoch(epoch)
+    run.ds.set_epoch(epoch)
+    t0, seen, run_loss = time.time(), 0, 0.0
+    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{int(tc['epochs'])}", unit="batch",
+               disable=not (run.progress and run.main), mininterval=5.0, leave=False)
+    for imgs, ages, pos in bar:
+        x = model_input(imgs.to(device, non_blocking=True), run.normalize)
+        ages = ages.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            outp = run.net(x)
+            loss = run.loss_fn(outp, ages)
+            if run.teacher is not None:
+                with torch.no_grad():
+                    t_out = run.teacher(x)
+                loss = (1 - a) * loss + a * distill_loss(outp, t_out, run.model.head.spec, temp)
+            elif run.soft is not None:
+                loss = (1 - a) * loss + a * distill_to_probs(outp, run.soft[pos].to(device), temp)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc["grad_clip"])
+        run.opt.step()
+        run.sched.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
+        seen += len(ages)
+        run_loss += float(loss.detach()) * len(ages)
+        bar.set_postfix(loss=f"{run_loss / seen:.3f}")
+    dt = time.time() - t0
+    return {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "lr": run.sched.get_last_lr()[0],
+            "images_per_s": seen * run.world / dt, "epoch_s": dt}
+
+
+def _validate_and_checkpoint(run: Run, epoch: int, rec: dict, prep, parts, split_rec: dict) -> None:
+    """Validation MAE of the raw and the EMA weights (the better one kept), best.pt when it
+    improves, last.pt (with the training state), metrics.json and curve.png every epoch."""
+    model, out = run.model, run.out
+    vman = build_manifest(model, run.normalize, prep.crop)  # preprocessing + readout for validation
+    res, _ = _eval(model, prep, parts["val"], vman, run.device)
+    keep = model
+    if run.ema is not None:  # keep whichever of the raw and the averaged weights is better
+        res_ema, _ = _eval(run.ema.module, prep, parts["val"], vman, run.device)
+        rec["val_mae_raw"], rec["val_mae_ema"] = res["mae"], res_ema["mae"]
+        if res_ema["mae"] < res["mae"]:
+            res, keep = res_ema, run.ema.module
+    rec.update(val_mae=res["mae"], val_cs5=res["cs5"], kept="ema" if keep is not model else "raw")
+    run.history.append(rec)
+    manifest = build_manifest(model, run.normalize, prep.crop, {
+        "recipe": run.recipe, "split": split_rec, "epoch": epoch + 1, "val": res,
+        "weights": rec["kept"], "faces_not_found_in_data": prep.faces_not_found})
+    if res["mae"] < run.best["val_mae"]:
+        run.best = {"val_mae": res["mae"], "val_cs5": res["cs5"], "epoch": epoch + 1}
+        save_checkpoint(out / "best.pt", keep, manifest)
+    state = {"epoch": epoch + 1, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+             "ema": run.ema.state_dict() if run.ema is not None else None,
+             "torch_rng": torch.get_rng_state(), "history": run.history, "best": run.best,
+             "recipe": run.recipe}
+    save_checkpoint(out / "last.pt", model, manifest, state)
+    write_json(out / "metrics.json", {"history": run.history, "best": run.best, "split": split_rec})
+    plot_curves(out / "curve.png", run.history)
+    if run.progress:
+        print(f"epoch {epoch + 1}/{int(run.tc['epochs'])}  loss {rec['train_loss']:.4f}  val MAE "
+              f"{res['mae']:.3f}  CS5 {res['cs5']:.3f}  {rec['images_per_s']:.0f} img/s", flush=True)
 
 
 def teacher_paths(value) -> list[str]:

@@ -176,3 +176,18 @@ def test_describe_names_what_an_exporter_lacks():
                                  ACCURACY_CONTROL="own")
     d = describe(full, "full")
     assert d.qat and not d.simulate and d.accuracy_control == "own"
+
+
+def test_the_training_path_imports_no_export_runtime():
+    """Training forks loader workers: nothing multithreaded of the export stage (JAX through
+    litert-torch, ExecuTorch, OpenVINO, NNCF) may be imported before that (the JAX fork warning)."""
+    code = """
+import sys
+import edgeage.train.loop, edgeage.train.cli, edgeage.data, edgeage.evaluate, edgeage.pipeline
+from edgeage.cli import main  # the CLI entry, as `edgeage train` loads it
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"jax", "litert_torch", "executorch", "openvino",
+                                                         "nncf", "onnxruntime", "tensorflow"})
+print(loaded)
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr[-2000:]

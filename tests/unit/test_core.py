@@ -146,3 +146,18 @@ def test_output_folder_rules(tmp_path, monkeypatch):
         with pytest.raises(EdgeAgeError, match="plain name"):
             plain_name(bad, "m.json")
     assert plain_name("model.onnx", "m.json") == "model.onnx"
+
+
+def test_typed_configs_round_trip(tmp_path):
+    from edgeage.targets.spec import TargetSpec, load_spec
+    from edgeage.train.recipes import Recipe, load_recipe
+
+    spec = load_spec("openvino")
+    t = TargetSpec.from_dict({k: v for k, v in spec.items() if k != "_file"}, spec["_file"])
+    assert t.name == "openvino" and "int8" in t.precisions and t.int8["backend"] == "openvino"
+    assert t.to_dict() == spec
+    r = load_recipe("mgpnet-xs")
+    typed = Recipe.from_dict(r)
+    assert typed.model["name"] == "mgpnet-xs" and typed.to_dict() == r
+    with pytest.raises(EdgeAgeError, match="epochs"):
+        Recipe.from_dict({**r, "train": {**r["train"], "epochs": 0}})

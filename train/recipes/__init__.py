@@ -3,6 +3,7 @@ name of a recipe shipped here (``mgpnet-t`` -> ``train/recipes/mgpnet-t.toml``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -49,6 +50,30 @@ def load_recipe(name_or_path: str, overrides: dict | None = None) -> dict:
     for sec, vals in (overrides or {}).items():
         r[sec].update({k: v for k, v in vals.items() if v is not None})
     return validate_recipe(r, str(path))
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Typed view of a recipe (``from_dict`` checks it like ``load_recipe``; ``to_dict`` gives the
+    plain dict the training loop and the checkpoint manifests carry)."""
+
+    name: str
+    model: dict
+    data: dict
+    train: dict
+    degrade: dict
+    distill: dict
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "recipe") -> "Recipe":
+        full = merge(DEFAULTS, {k: v for k, v in d.items() if k != "name"}, where)
+        validate_recipe(full, where)
+        return cls(str(d.get("name", "recipe")), *(copy.deepcopy(full[k]) for k in
+                                                  ("model", "data", "train", "degrade", "distill")))
+
+    def to_dict(self) -> dict:
+        return {"model": dict(self.model), "data": dict(self.data), "train": dict(self.train),
+                "degrade": dict(self.degrade), "distill": dict(self.distill), "name": self.name}
 
 
 # value checks beyond the type: (section, key) -> (test, what it must be)
