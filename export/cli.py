@@ -47,12 +47,7 @@ def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images
         if from_dir:
             from .package import package
 
-            man = read_manifest(from_dir)
-            if model_path and man.get("source", {}).get("sha256") and \
-                    load_model(model_path)[1]["source"]["sha256"] != man["source"]["sha256"]:
-                raise EdgeAgeError(f"{from_dir} was quantized from {man['source']['path']}, not from {model_path}")
-            out = out or f"artifacts/{man['model']['name']}-{spec['name']}-int8-{man['quantize']['method']}"
-            path = package(from_dir, spec, out, force=force)
+            path = package(from_dir, spec, out, force=force, model_path=model_path)
         else:
             model, manifest = load_model(model_path)
             out = out or default_artifact_dir(manifest["model"]["name"], spec["name"], precision)

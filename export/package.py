@@ -16,18 +16,26 @@ def is_quantize_result(path) -> bool:
         return False
 
 
-def package(from_dir, spec: dict, out, force: bool = False) -> Path:
-    """Copy a quantize result (an int8 artifact) into a new artifact folder, after checking it is
-    one for ``spec``'s target and intact."""
+def package(from_dir, spec: dict, out=None, force: bool = False, model_path=None) -> Path:
+    """Copy a quantize result (an int8 artifact) into a new artifact folder (``out``, default
+    artifacts/<model>-<target>-int8-<method>), after checking it is one for ``spec``'s target,
+    intact, and (with ``model_path``) quantized from that checkpoint."""
     import shutil
 
     man = read_manifest(from_dir)
+    if model_path and man.get("source", {}).get("sha256"):
+        from edgeage.utils import sha256_file
+
+        if sha256_file(model_path) != man["source"]["sha256"]:
+            raise EdgeAgeError(f"{from_dir} was quantized from {man['source']['path']}, not from {model_path}")
     if "quantize" not in man:
         raise EdgeAgeError(f"{from_dir}: not an `edgeage quantize` result (no quantize section in manifest.json)")
     art = man["artifact"]
     if art["target"] != spec["name"] or art["precision"] != "int8":
         raise EdgeAgeError(f"{from_dir} is a {art['target']} {art['precision']} result, not {spec['name']} int8: "
                            f"quantize with --backend {spec.get('int8', {}).get('backend', spec['name'])}")
+    if out is None:
+        out = Path("artifacts") / f"{man['model']['name']}-{spec['name']}-int8-{man['quantize']['method']}"
     with atomic_dir(out, force=force, kind="artifact") as tmp:
         for f in art["files"]:  # plain names (read_manifest checked them)
             shutil.copy2(Path(from_dir) / f["name"], tmp / f["name"])

@@ -228,3 +228,71 @@ def finetune(model: nn.Module, recipe: dict, out, epochs: int, split: dict | Non
         raise EdgeAgeError(f"data {r['data']['path']} does not give the split the model was "
                            f"trained on ({', '.join(bad)} differ); use that model's data")
     return loop.train(r, out, progress=progress, model=model, data=data)
+
+
+def prune_checkpoint(model_path, ratio: float, by: str = "channels", round_to: int = 4, finetune_epochs: int = 0,
+                     recipe=None, data=None, lr=None, distill: bool = False, out=None, force: bool = False,
+                     echo=print) -> dict:
+    """``edgeage prune``: prune a checkpoint (``by`` channels or MACs), optionally fine-tune it on
+    the checkpoint's split, write pruned.pt, prune.json (and the training run's files) to ``out``;
+    returns the report (with ``out``)."""
+    import copy
+    from pathlib import Path
+
+    from edgeage.checkpoint import (build_manifest, load_model, manifest_crop, manifest_normalize,
+                                    save_checkpoint)
+    from edgeage.profile import count_macs, count_params
+    from edgeage.utils import EdgeAgeError, check_output, output_dir, write_json
+
+    from .recipes import load_recipe
+
+    if out:
+        check_output(out, force)
+    model, manifest = load_model(model_path)
+    size = int(model.config.get("input_size", 64))
+
+    def measure():
+        return {"params": count_params(model), "macs": count_macs(model, size),
+                "residual_widths": residual_widths(model)}
+
+    before = measure()
+    channels = channel_ratio_for_macs(model, ratio, round_to) if by == "macs" else ratio
+    if by == "macs":
+        echo(f"--by macs {ratio}: channel ratio {channels:.3f}")
+    prune(model, channels, round_to)
+    after = measure()
+    out = Path(out or f"runs/{model.config['name']}-pruned{round(ratio * 100)}{'-macs' if by == 'macs' else ''}")
+    r = None
+    if finetune_epochs > 0:  # the recipe is checked before anything is written
+        r = load_recipe(recipe) if recipe else copy.deepcopy(manifest.get("training", {}).get("recipe"))
+        if not r:
+            raise EdgeAgeError(f"{manifest['source']['path']} records no training recipe; "
+                               "pass --recipe for fine-tuning")
+    output_dir(out, force, kind="prune-run")
+    parent = manifest.get("training", {})  # the split and recipe carry over, the metrics do not
+    training = {k: parent[k] for k in ("recipe", "split") if k in parent}
+    training["pruned_from"] = dict(manifest["source"], val=parent.get("val"))
+    save_checkpoint(out / "pruned.pt", model, build_manifest(
+        model, manifest_normalize(manifest), manifest_crop(manifest), training))
+    report = {"parent": manifest["source"], "ratio": ratio, "by": by, "channel_ratio": channels,
+              "round_to": round_to,
+              "before": before, "after": after,
+              "params_ratio": after["params"] / before["params"],
+              "macs_ratio": after["macs"] / before["macs"]}
+    echo(f"pruned {manifest['source']['path']} at channel ratio {channels:.3f}: params "
+               f"{before['params']:,} -> {after['params']:,} ({report['params_ratio']:.3f}), MACs "
+               f"{before['macs']:,} -> {after['macs']:,} ({report['macs_ratio']:.3f}); residual "
+               f"widths {before['residual_widths']} -> {after['residual_widths']}")
+    if finetune_epochs > 0:
+        teacher = manifest["source"]["path"] if distill else None
+        for sec, key, val in (("data", "path", data), ("train", "lr", lr),
+                              ("distill", "teacher", teacher)):
+            if val is not None:
+                r[sec][key] = val
+        res = finetune(model, r, out, finetune_epochs, training.get("split"))
+        report["finetune"] = {"epochs": finetune_epochs, "best": res["best"]}
+        echo(f"fine-tuned {finetune_epochs} epochs: best validation MAE "
+                   f"{res['best']['val_mae']:.3f} at epoch {res['best']['epoch']}")
+    write_json(out / "prune.json", report)
+    report["out"] = str(out)
+    return report

@@ -1,9 +1,6 @@
 """``edgeage prune``."""
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import click
 
 
@@ -39,61 +36,10 @@ def prune_cmd(model_path, ratio, by, round_to, finetune_epochs, recipe, data, lr
 
     Writes pruned.pt (before fine-tuning), prune.json (params, MACs, widths before and after)
     and, with --finetune-epochs, the training loop's best.pt, last.pt, metrics.json, curve.png."""
-    from edgeage.checkpoint import (build_manifest, load_model, manifest_crop, manifest_normalize,
-                                    save_checkpoint)
-    from edgeage.profile import count_macs, count_params
-    from edgeage.utils import EdgeAgeError, check_output, output_dir, write_json
+    from .prune import prune_checkpoint
 
-    from .prune import channel_ratio_for_macs, finetune, prune, residual_widths
-    from .recipes import load_recipe
-
-    if out:
-        check_output(out, force)
-    model, manifest = load_model(model_path)
-    size = int(model.config.get("input_size", 64))
-
-    def measure():
-        return {"params": count_params(model), "macs": count_macs(model, size),
-                "residual_widths": residual_widths(model)}
-
-    before = measure()
-    channels = channel_ratio_for_macs(model, ratio, round_to) if by == "macs" else ratio
-    if by == "macs":
-        click.echo(f"--by macs {ratio}: channel ratio {channels:.3f}")
-    prune(model, channels, round_to)
-    after = measure()
-    out = Path(out or f"runs/{model.config['name']}-pruned{round(ratio * 100)}{'-macs' if by == 'macs' else ''}")
-    r = None
-    if finetune_epochs > 0:  # the recipe is checked before anything is written
-        r = load_recipe(recipe) if recipe else copy.deepcopy(manifest.get("training", {}).get("recipe"))
-        if not r:
-            raise EdgeAgeError(f"{manifest['source']['path']} records no training recipe; "
-                               "pass --recipe for fine-tuning")
-    output_dir(out, force, kind="prune-run")
-    parent = manifest.get("training", {})  # the split and recipe carry over, the metrics do not
-    training = {k: parent[k] for k in ("recipe", "split") if k in parent}
-    training["pruned_from"] = dict(manifest["source"], val=parent.get("val"))
-    save_checkpoint(out / "pruned.pt", model, build_manifest(
-        model, manifest_normalize(manifest), manifest_crop(manifest), training))
-    report = {"parent": manifest["source"], "ratio": ratio, "by": by, "channel_ratio": channels,
-              "round_to": round_to,
-              "before": before, "after": after,
-              "params_ratio": after["params"] / before["params"],
-              "macs_ratio": after["macs"] / before["macs"]}
-    click.echo(f"pruned {manifest['source']['path']} at channel ratio {channels:.3f}: params "
-               f"{before['params']:,} -> {after['params']:,} ({report['params_ratio']:.3f}), MACs "
-               f"{before['macs']:,} -> {after['macs']:,} ({report['macs_ratio']:.3f}); residual "
-               f"widths {before['residual_widths']} -> {after['residual_widths']}")
-    if finetune_epochs > 0:
-        teacher = manifest["source"]["path"] if distill else None
-        for sec, key, val in (("data", "path", data), ("train", "lr", lr),
-                              ("distill", "teacher", teacher)):
-            if val is not None:
-                r[sec][key] = val
-        res = finetune(model, r, out, finetune_epochs, training.get("split"))
-        report["finetune"] = {"epochs": finetune_epochs, "best": res["best"]}
-        click.echo(f"fine-tuned {finetune_epochs} epochs: best validation MAE "
-                   f"{res['best']['val_mae']:.3f} at epoch {res['best']['epoch']}")
-    write_json(out / "prune.json", report)
+    report = prune_checkpoint(model_path, ratio, by, round_to, finetune_epochs, recipe, data, lr, distill, out,
+                              force, echo=click.echo)
+    out = report["out"]
     click.echo(f"wrote {out}: pruned.pt, prune.json"
                + (", best.pt, last.pt, metrics.json, curve.png" if finetune_epochs > 0 else ""))
