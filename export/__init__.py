@@ -1,5 +1,5 @@
-"""Export stage of edgeage: one module per format, quantizers.
-
-Each format module has ``export(model, example, out_dir, precision, spec, calib=None) -> files``;
-``artifact`` wraps it into an artifact folder (model files + manifest.json with sha256s, written
-atomically) and names the failing step; ``cli`` holds ``edgeage export``."""
+"""Export stage of edgeage, above the backends: the artifact folder (``artifact``: a target's
+exporter wrapped into model files + manifest.json, written atomically, the failing step named),
+INT8 (``quantize``, ``calibration``, ``accuracy``, ``package``), conformance (``check``,
+``report``, ``latency``, ``localize``: an exported model against the float model) and the
+Android bundle / device comparison (``android``); the ``*_cli`` modules hold the commands."""

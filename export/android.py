@@ -183,21 +183,6 @@ def _device_line(d: dict) -> str:
     return " ".join(str(d[k]) for k in ("os_name", "os_arch", "java_version") if d.get(k)) or "?"
 
 
-def report_text(r: dict) -> str:
-    from .report import check_text
-
-    lines = check_text(r).splitlines()
-    lat = r.get("device_latency_ms")
-    extra = [f"Latency on the device ({r['runtime'].get('device')}, {r['runtime'].get('runner')}), batch 1, "
-             f"{r['n']} runs after {r['runtime'].get('warmup', '?')} warm-up (ms): "
-             + (", ".join(f"{k} {lat[k]:.3f}" for k in ("p50", "p90", "p99", "mean", "min", "max") if k in lat)
-                if lat else "-") + f"; Java preprocessing p50 {r['device_preprocess_ms_p50']:.3f} ms",
-             "app readout vs edgeage.readout on the device outputs: max |diff| "
-             f"{r['app_readout_abs_diff_max']:.2g} years",
-             ""]
-    return "\n".join(lines[:-1] + extra + lines[-1:])
-
-
 # ---- adb ------------------------------------------------------------------------------------
 
 class Adb:

@@ -10,8 +10,8 @@ import click
 from edgeage.cli import force_option
 from edgeage.utils import EdgeAgeError, check_output
 
-from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, report_text, run_on_device
-from .report import write_device_report
+from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_on_device
+from .report import report_text, write_device_report
 
 
 @click.group("android")

@@ -334,9 +334,8 @@ def write_check_report(out_dir, r: dict, force: bool = False) -> list[Path]:
 
 
 def write_device_report(out_dir, report: dict, force: bool = False, result_json=None) -> list[Path]:
-    """device-check --out: report.json, report.md (``android.report_text``), report.html and a copy
+    """device-check --out: report.json, report.md (``report_text``), report.html and a copy
     of the device's check-result JSON (``result_json``, unless it already is that file)."""
-    from .android import report_text
 
     text = report_text(report)
     out = _json_md(out_dir, "report", report, text, force)
@@ -432,3 +431,16 @@ def write_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
     _savefig(fig, out / "bench_latency.png")
     page = report_html(bench_blocks(b), b["passed"], bench_failures(b), [out / "bench_latency.png"])
     return [out / "bench.json", out / "bench.md", _write_html(out / "bench.html", page), out / "bench_latency.png"]
+
+
+def report_text(r: dict) -> str:
+    lines = check_text(r).splitlines()
+    lat = r.get("device_latency_ms")
+    extra = [f"Latency on the device ({r['runtime'].get('device')}, {r['runtime'].get('runner')}), batch 1, "
+             f"{r['n']} runs after {r['runtime'].get('warmup', '?')} warm-up (ms): "
+             + (", ".join(f"{k} {lat[k]:.3f}" for k in ("p50", "p90", "p99", "mean", "min", "max") if k in lat)
+                if lat else "-") + f"; Java preprocessing p50 {r['device_preprocess_ms_p50']:.3f} ms",
+             "app readout vs edgeage.readout on the device outputs: max |diff| "
+             f"{r['app_readout_abs_diff_max']:.2g} years",
+             ""]
+    return "\n".join(lines[:-1] + extra + lines[-1:])

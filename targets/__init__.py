@@ -1,8 +1,4 @@
-"""Targets stage of edgeage: one runtime runner per target, conformance checks, latency profiling,
-one TOML spec per target.
-
-A target = ``targets/<name>.toml`` (``spec``) + an exporter module (``edgeage.export``) + a
-runner module with ``class Runner`` (``runner``). ``check`` compares an exported artifact with
-the float PyTorch model on the same tensors (``check``, ``localize``), measures latency and
-memory in fresh processes (``latency``) and writes reports (``report``); ``cli`` holds
-``edgeage check`` and ``edgeage bench``."""
+"""Backends of edgeage: one folder per target (``<name>/target.toml``, ``exporter.py``,
+``runner.py``: the protocols of ``edgeage.backend``), discovered by ``spec``; ``runner`` loads an
+artifact with its target's runner; ``int8_nncf`` / ``int8_pt2e`` / ``int8_scope`` are the INT8
+code the backends share. Imports the core only (no conformance, no training)."""

@@ -149,9 +149,9 @@ def test_report_strings_are_escaped(check_out, bench_out, tmp_path):
 
 
 def test_write_device_report(check_out, tmp_path):
-    """write_device_report: report.json, report.md (android.report_text), report.html with the
+    """write_device_report: report.json, report.md (report.report_text), report.html with the
     device lines, and an atomic copy of the device's result file; strings escaped."""
-    from edgeage.export.android import report_text
+    from edgeage.export.report import report_text
     from edgeage.export.report import write_device_report
 
     r = json.loads((check_out / "report.json").read_text())

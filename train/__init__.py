@@ -1,2 +1,2 @@
-"""Training stage of edgeage: the loop (CPU, GPU, DDP under torchrun), losses, TOML recipes,
-and later QAT and pruning fine-tunes."""
+"""Training stage of edgeage: the loop (CPU, GPU, DDP under torchrun) in small steps, losses,
+TOML recipes, the QAT fine-tune and pruning. Imports the core only."""
