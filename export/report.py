@@ -359,27 +359,31 @@ def write_device_report(out_dir, report: dict, force: bool = False, result_json=
     return files
 
 
-def bench_rows(b: dict) -> tuple[list[str], list[list]]:
+def bench_rows(b: dict, variant=None, error_chars: int = 300) -> tuple[list[str], list[list]]:
+    """The bench table: one row per float reference (per thread count) and per check row.
+    ``variant(row)``: the precision column (default: the row's variant, else its precision)."""
     headers = ["target", "precision", "size", "MAE", "MAE drift", "abs(delta age) p99", "p50 ms", "p90 ms",
                "p50 vs pytorch", "size / p50 vs fp32", "result"]
+    variant = variant or (lambda r: r.get("variant", r["precision"]))
     rows = []
     for th, fl in b["float"]["latency_ms_by_threads"].items():
         rows.append([f"pytorch eager ({th} thr)", "fp32", _mb(b["float"]["size_bytes"]), _f(b["float"]["mae"]),
                      "", "", f"{fl['p50']:.3f}", f"{fl['p90']:.3f}", "1.00x", "", "reference"])
     for r in b["rows"]:
         if "error" in r:
-            rows.append([r["target"], r["precision"]] + [""] * 8 + ["ERROR: " + " ".join(r["error"].split())[:300]])
+            rows.append([r["target"], variant(r)] + [""] * 8
+                        + ["ERROR: " + " ".join(r["error"].split())[:error_chars]])
             continue
-        lt = r["latency_ms"] or {}
+        lt = r.get("latency_ms") or {}
         vs = r.get("vs_fp32") or {}
         qat = r.get("qat_bar")
         result = "pass" if r["passed"] else "FAIL: " + "; ".join(f.split(":")[0] for f in r["failures"])
-        if qat and qat["holds"] is not None:
+        if qat and qat.get("holds") is not None:
             result += f" (QAT bar {qat['mae_drift_limit']:g}: {'holds' if qat['holds'] else 'missed'})"
-        rows.append([r["target"], r.get("variant", r["precision"]), _mb(r["size_bytes"]), _f(r["target_mae"]),
+        rows.append([r["target"], variant(r), _mb(r["size_bytes"]), _f(r["target_mae"]),
                      _f(r["mae_drift"], "+.4f"), _f(r["age_abs_diff_p99"]), _f(lt.get("p50"), ".3f"),
                      _f(lt.get("p90"), ".3f"),
-                     f"{r['latency_ratio']['p50']:.2f}x" if r["latency_ratio"] else "-",
+                     f"{r['latency_ratio']['p50']:.2f}x" if r.get("latency_ratio") else "-",
                      (f"{vs['size_ratio']:.2f}x / " + (f"{vs['p50_ratio']:.2f}x" if vs.get("p50_ratio") else "-"))
                      if vs else "", result])
     return headers, rows

@@ -28,6 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgeage.export.report import _mb, bench_rows, md_table
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 COMMAND = "python scripts/make_docs.py"
@@ -86,25 +88,12 @@ def tracked(pattern: str) -> list[str]:
     return [p for p in found if p in names]
 
 
-def md_table(headers: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-
-
 def source(*rels: str, how: str = "") -> str:
     return "Source: " + ", ".join(f"`{r}`" for r in rels) + (f" ({how})" if how else "") + "."
 
 
 def code(*lines: str) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
-
-
-def _f(v, fmt: str = ".4f") -> str:
-    return "-" if v is None else format(v, fmt)
-
-
-def _mb(n) -> str:
-    return "-" if n is None else f"{n / 2**20:.2f} MB"
 
 
 def show_path(p: str) -> str:
@@ -159,27 +148,9 @@ def bench_table(rel: str) -> str:
     """The table `edgeage bench` writes to bench.md, from its bench.json, plus what it was run on."""
     b = load(rel)
     notes: dict[str, list[str]] = {}
-    rows = []
-    for th, fl in b["float"]["latency_ms_by_threads"].items():
-        rows.append([f"pytorch eager ({th} thr)", "fp32", _mb(b["float"]["size_bytes"]), _f(b["float"]["mae"]),
-                     "", "", f"{fl['p50']:.3f}", f"{fl['p90']:.3f}", "1.00x", "", "reference"])
-    for r in b["rows"]:
-        if "error" in r:
-            rows.append([r["target"], _variant(r, notes)] + [""] * 8
-                        + ["ERROR: " + " ".join(r["error"].split())[:200].replace("|", "\\|")])
-            continue
-        lt = r.get("latency_ms") or {}
-        vs = r.get("vs_fp32") or {}
-        qat = r.get("qat_bar")
-        result = "pass" if r["passed"] else "FAIL: " + "; ".join(f.split(":")[0] for f in r["failures"])
-        if qat and qat.get("holds") is not None:
-            result += f" (QAT bar {qat['mae_drift_limit']:g}: {'holds' if qat['holds'] else 'missed'})"
-        rows.append([r["target"], _variant(r, notes), _mb(r["size_bytes"]), _f(r["target_mae"]),
-                     _f(r["mae_drift"], "+.4f"), _f(r["age_abs_diff_p99"]), _f(lt.get("p50"), ".3f"),
-                     _f(lt.get("p90"), ".3f"),
-                     f"{r['latency_ratio']['p50']:.2f}x" if r.get("latency_ratio") else "-",
-                     (f"{vs['size_ratio']:.2f}x / " + (f"{vs['p50_ratio']:.2f}x" if vs.get("p50_ratio") else "-"))
-                     if vs else "", result])
+    _, rows = bench_rows(b, variant=lambda r: _variant(r, notes), error_chars=200)
+    for row in rows:  # error messages may hold "|": escape it inside a Markdown table
+        row[-1] = row[-1].replace("|", "\\|") if row[-1].startswith("ERROR: ") else row[-1]
     lines = [md_table(BENCH_HEADERS, rows), ""]
     what = (f"Model `{show_path(b['model'])}` (sha256 `{b['model_sha256'][:12]}`); data {b['data']}; "
             f"n = {b['n']:,}")
