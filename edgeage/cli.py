@@ -241,9 +241,13 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
 @crop_option
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--annotate", type=click.Path(file_okay=False), default=None, help="Write annotated copies here.")
+@click.option("--artifact", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Run an exported artifact with its runtime alone (no PyTorch) instead of a checkpoint.")
+@click.option("--target", default=None,
+              help="With --artifact: the target TOML when the artifact's target is not installed here.")
 @force_option
 @click.pass_context
-def predict(ctx, images, model_path, crop, as_json, annotate, force):
+def predict(ctx, images, model_path, crop, as_json, annotate, artifact, target, force):
     """Detect every face in each image and estimate its age. A bad image is reported and
     skipped; the exit status is 1 when any image failed."""
     from .predict import predict_images
@@ -251,7 +255,14 @@ def predict(ctx, images, model_path, crop, as_json, annotate, force):
 
     if annotate:
         check_output(annotate, force, "--annotate")
-    results = predict_images(images, model_path, crop, annotate, force=force)
+    if artifact and model_path:
+        raise EdgeAgeError("give --model (a checkpoint, PyTorch) or --artifact (an exported model), not both")
+    estimator = None
+    if artifact:
+        from edgeage.targets.runner import artifact_estimator
+
+        estimator = artifact_estimator(artifact, target)
+    results = predict_images(images, model_path, crop, annotate, force=force, estimator=estimator)
     failed = [r for r in results if "error" in r]
     if as_json:
         emit_json({"images": results, "failed": len(failed)})

@@ -116,3 +116,12 @@ def load_runner(artifact_dir, spec: dict | str | None = None, threads: int | Non
     except Exception as e:  # noqa: BLE001 - a runtime that cannot load the file
         raise runtime_error(artifact_dir, manifest, spec, "load the model", e) from e
     return LoadedRunner(runner, artifact_dir, manifest, spec)
+
+
+def artifact_estimator(artifact_dir, spec: dict | str | None = None, threads: int | None = None, **kw):
+    """An ``AgeEstimator`` on an exported artifact: its runtime alone, no torch (the device side:
+    detector, canonical crop, the artifact's model, the readout, all from its manifest)."""
+    from edgeage.pipeline import AgeEstimator
+
+    runner = load_runner(artifact_dir, spec, threads)
+    return AgeEstimator(runner.run, runner.manifest, **kw)
