@@ -95,9 +95,9 @@ class AgeEstimator:
         ages = self.ages(self.crop_faces(img, faces))
         rec = {"width": int(img.shape[1]), "height": int(img.shape[0]), "faces": []}
         if faces:
-            rec["faces"] = [{**f.to_dict(), "age": round(float(a), 2)} for f, a in zip(faces, ages)]
+            rec["faces"] = [{**f.to_dict(), "age": round(float(a), 4)} for f, a in zip(faces, ages)]
         else:
-            rec["fallback_age"] = round(float(ages[0]), 2)
+            rec["fallback_age"] = round(float(ages[0]), 4)
             rec["note"] = ("no face found; age of the centre square" if self.crop.policy == "detect"
                            else "crop=none; age of the whole image")
         return rec
