@@ -24,11 +24,11 @@ from types import SimpleNamespace
 import numpy as np
 
 
+from edgeage.targets.device_check import RESULT_FORMAT
 from edgeage.utils import EdgeAgeError, atomic_dir, plain_name
 
 APP_ID = "org.edgeage.demo"
 DEVICE_DIR = f"/sdcard/Android/data/{APP_ID}/files"
-RESULT_FORMAT = "edgeage-check-result/1"
 DEMO = Path(__file__).resolve().parents[1] / "android-demo"   # in a source checkout
 DEFAULT_APK = DEMO / "build" / "apk" / "edgeage-demo-debug.apk"
 
@@ -53,7 +53,7 @@ def app_spec(manifest: dict, target=None) -> dict:
 
 
 def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool = True,
-                force: bool = False, target=None) -> dict:
+                force: bool = False, target=None, app: bool = True) -> dict:
     """The app's assets: model file(s) + manifest.json + BlazeFace + check/ (canonical crops as
     PNG, labels.csv, source.json)."""
     from PIL import Image
@@ -66,7 +66,12 @@ def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)  # checks every file's sha256
-    app_spec(manifest, target)
+    if app:  # the Android app runs it
+        app_spec(manifest, target)
+    else:  # the Python device side runs it with its target's runner
+        from edgeage.targets.runner import artifact_spec
+
+        artifact_spec(manifest, target)
     info = {"artifact": str(artifact), "target": manifest["artifact"]["target"],
             "precision": manifest["artifact"]["precision"], "check_images": 0}
     with atomic_dir(out, force=force, kind="android-bundle") as tmp:
@@ -238,3 +243,32 @@ def run_on_device(adb: Adb, apk, bundle, count: int, warmup: int, threads: int, 
         time.sleep(2)
     raise EdgeAgeError(f"check mode on {adb.serial} wrote no result within {timeout:.0f} s "
                        f"(adb -s {adb.serial} logcat -s edgeage shows its progress)")
+
+
+# ---- the Python device side on this machine (another interpreter / venv) ---------------------
+
+def run_local(python: str, bundle, dest, count: int, warmup: int, threads: int, timeout: float) -> Path:
+    """The device side's check mode in another Python (``python``: e.g. a torch-free venv's);
+    its result JSON at ``dest``. A missing interpreter, a device side that lacks edgeage or the
+    runtime, or a check that fails midway is one EdgeAgeError; no partial result is kept."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which(python) or (python if Path(python).is_file() else None)
+    if exe is None:
+        raise EdgeAgeError(f"--python {python}: no such interpreter")
+    # -I: the device side's own installation only (not this checkout through the working folder)
+    cmd = [exe, "-I", "-m", "edgeage.targets.device_check", str(bundle), str(dest), "--count", str(count),
+           "--warmup", str(warmup), "--threads", str(threads)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        Path(dest).unlink(missing_ok=True)
+        raise EdgeAgeError(f"the device check in {exe} wrote no result within {timeout:.0f} s") from None
+    if p.returncode != 0 or not Path(dest).is_file():
+        Path(dest).unlink(missing_ok=True)
+        tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-6:])
+        hint = (" (install the device side there: pip install --no-deps edgeage + requirements-device.txt + "
+                "the runtime)") if "No module named" in tail else ""
+        raise EdgeAgeError(f"the device check in {exe} failed (exit {p.returncode}){hint}:\n{tail}")
+    return Path(dest)

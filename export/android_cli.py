@@ -2,6 +2,7 @@
 ``edgeage.export.android``)."""
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import click
 from edgeage.cli import force_option
 from edgeage.utils import EdgeAgeError, check_output
 
-from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_on_device
+from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_local, run_on_device
 from .report import report_text, write_device_report
 
 
@@ -44,6 +45,11 @@ def bundle_cmd(artifact, check_data, check_count, out, target, force):
 @click.command("device-check")
 @click.option("--artifact", required=True, type=click.Path(exists=True, file_okay=False),
               help="The exported artifact the device runs (and the result is compared against).")
+@click.option("--device", "device", default="adb", show_default=True,
+              help="adb[:SERIAL] (the Android app's check mode) or local (the Python device side in the "
+                   "interpreter --python, e.g. a torch-free venv's: the same check, on this machine).")
+@click.option("--python", "python", default=None,
+              help="--device local: the device side's Python (default: this one).")
 @click.option("--serial", default=None, help="adb device serial (needed when several are attached).")
 @click.option("--data", type=click.Path(exists=True), default=None, help="Labelled faces to bundle as check images.")
 @click.option("--count", type=click.IntRange(min=1), default=200, show_default=True,
@@ -69,23 +75,34 @@ def bundle_cmd(artifact, check_data, check_count, out, target, force):
               help="Write report.json, report.md (and the device's check-result.json) here.")
 @force_option
 @click.pass_context
-def device_check_cmd(ctx, artifact, serial, data, count, bundle_dir, apk, from_json, model_path, target, warmup,
-                     threads, timeout, as_json, out, force):
-    """Run the app's check mode on a phone over adb (install, push the bundle, run, pull the
-    result) and report drift vs the float model on the same images and the phone's latency, like
-    `edgeage check`; exits 1 when a threshold of the target's TOML fails."""
+def device_check_cmd(ctx, artifact, device, python, serial, data, count, bundle_dir, apk, from_json, model_path,
+                     target, warmup, threads, timeout, as_json, out, force):
+    """Run the check on a device and compare its result with the float model on the same
+    images, like `edgeage check`: --device adb (the app's check mode on a phone: install, push the
+    bundle, run, pull the result) or --device local (the Python device side in another
+    interpreter). Reports drift and the device's latency; exits 1 when a threshold of the
+    target's TOML fails."""
     from edgeage.export.artifact import stdout_to_stderr
 
     from .check_cli import finish
 
     if bundle_dir is None and data is None:
         raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
+    kind, _, arg = device.partition(":")
+    if kind not in ("adb", "local"):
+        raise EdgeAgeError(f"--device {device}: unknown device kind; use adb[:SERIAL] or local "
+                           "(ssh://user@host and qemu-aarch64 are planned)")
+    serial = serial or arg or None
     if out:
         check_output(out, force)
     with tempfile.TemporaryDirectory(prefix="edgeage-device-check-") as tmp, stdout_to_stderr():
         if bundle_dir is None:
-            bundle_dir = make_bundle(artifact, Path(tmp) / "bundle", data, count, target=target)["out"]
-        if from_json is None:
+            bundle_dir = make_bundle(artifact, Path(tmp) / "bundle", data, count, target=target,
+                                     app=kind == "adb")["out"]
+        if from_json is None and kind == "local":
+            from_json = run_local(python or sys.executable, bundle_dir, Path(tmp) / "check-result.json", count,
+                                  warmup, threads, timeout)
+        elif from_json is None:
             adb = Adb(serial)
             from_json = run_on_device(adb, apk, bundle_dir, count, warmup, threads, timeout,
                                       Path(tmp) / "check-result.json")

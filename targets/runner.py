@@ -113,6 +113,9 @@ def load_runner(artifact_dir, spec: dict | str | None = None, threads: int | Non
         runner = mod.Runner(artifact_dir, manifest, spec, n)
     except EdgeAgeError:
         raise
+    except ImportError as e:  # the runtime is not installed here: not the file's fault
+        raise EdgeAgeError(f"{artifact_dir}: the {spec['name']} runtime is not installed here ({e}); install "
+                           f"it ({', '.join(spec.get('packages') or [spec['name']])}) to run this artifact") from None
     except Exception as e:  # noqa: BLE001 - a runtime that cannot load the file
         raise runtime_error(artifact_dir, manifest, spec, "load the model", e) from e
     return LoadedRunner(runner, artifact_dir, manifest, spec)

@@ -57,3 +57,45 @@ def test_predict_artifact_in_a_torch_free_venv_matches_the_desktop(device_venv, 
     p = subprocess.run([str(device_venv / "bin" / "edgeage"), "predict", "--artifact", str(art), "--model",
                         str(tiny_ckpt), str(images[0])], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert p.returncode != 0 and "not both" in p.stderr
+
+
+def test_device_check_local_runs_the_device_side_and_compares(device_venv, exported, tiny_ckpt, face_dir,
+                                                             edgeage_env, tmp_path):
+    """device-check --device local: the bundle is checked by the torch-free venv's Python (the
+    Android app's result format), compared on the host with the float model on the same crops."""
+    py = device_venv / "bin" / "python"
+    art = exported("onnx")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "edgeage.cli", "device-check", "--artifact", str(art),
+                               "--model", str(tiny_ckpt), *map(str, args)], capture_output=True, text=True,
+                              env=edgeage_env)
+
+    p = cli("--device", "local", "--python", py, "--data", face_dir, "--count", 12, "--json", "--out",
+            tmp_path / "rep")
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert r["passed"] and r["n"] == 12 and r["age_abs_diff_max"] < 1e-3 and abs(r["mae_drift"]) < 1e-3
+    assert r["device"]["os_name"] == "Linux" and r["device"]["cpus"] >= 1 and r["device"].get("isa_features")
+    assert r["device_latency_ms"]["p50"] > 0 and "onnxruntime" in r["runtime"]["versions"]
+    assert (tmp_path / "rep" / "check-result.json").is_file() and (tmp_path / "rep" / "report.html").is_file()
+    # a device without the runtime: one clear error, nothing written
+    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "device-check", "--artifact", str(exported("openvino")),
+                        "--model", str(tiny_ckpt), "--device", "local", "--python", str(py), "--data", face_dir,
+                        "--count", "4", "--out", str(tmp_path / "rep2")], capture_output=True, text=True, env=edgeage_env)
+    assert p.returncode != 0 and "openvino" in p.stderr and "Traceback" not in p.stderr.split("failed")[0]
+    assert not (tmp_path / "rep2").exists()
+    # a check that the device aborts midway (a damaged check image): a clear error, no partial result
+    from edgeage.export.android import make_bundle
+
+    bundle = tmp_path / "bundle"
+    make_bundle(art, bundle, face_dir, 4, progress=False, app=False)
+    files = sorted((bundle / "check").glob("*.png"))
+    files[2].write_bytes(files[2].read_bytes()[:40])
+    p = subprocess.run([str(py), "-m", "edgeage.targets.device_check", str(bundle), str(tmp_path / "res.json")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode != 0 and not (tmp_path / "res.json").exists()
+    assert p.stderr.startswith("Error: ") and files[2].name in p.stderr and "Traceback" not in p.stderr
+    # an interpreter that is not there
+    p = cli("--device", "local", "--python", tmp_path / "no-python", "--data", face_dir, "--count", 2)
+    assert p.returncode != 0 and "no such interpreter" in p.stderr
