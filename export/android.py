@@ -243,32 +243,3 @@ def run_on_device(adb: Adb, apk, bundle, count: int, warmup: int, threads: int, 
         time.sleep(2)
     raise EdgeAgeError(f"check mode on {adb.serial} wrote no result within {timeout:.0f} s "
                        f"(adb -s {adb.serial} logcat -s edgeage shows its progress)")
-
-
-# ---- the Python device side on this machine (another interpreter / venv) ---------------------
-
-def run_local(python: str, bundle, dest, count: int, warmup: int, threads: int, timeout: float) -> Path:
-    """The device side's check mode in another Python (``python``: e.g. a torch-free venv's);
-    its result JSON at ``dest``. A missing interpreter, a device side that lacks edgeage or the
-    runtime, or a check that fails midway is one EdgeAgeError; no partial result is kept."""
-    import shutil
-    import subprocess
-
-    exe = shutil.which(python) or (python if Path(python).is_file() else None)
-    if exe is None:
-        raise EdgeAgeError(f"--python {python}: no such interpreter")
-    # -I: the device side's own installation only (not this checkout through the working folder)
-    cmd = [exe, "-I", "-m", "edgeage.targets.device_check", str(bundle), str(dest), "--count", str(count),
-           "--warmup", str(warmup), "--threads", str(threads)]
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        Path(dest).unlink(missing_ok=True)
-        raise EdgeAgeError(f"the device check in {exe} wrote no result within {timeout:.0f} s") from None
-    if p.returncode != 0 or not Path(dest).is_file():
-        Path(dest).unlink(missing_ok=True)
-        tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-6:])
-        hint = (" (install the device side there: pip install --no-deps edgeage + requirements-device.txt + "
-                "the runtime)") if "No module named" in tail else ""
-        raise EdgeAgeError(f"the device check in {exe} failed (exit {p.returncode}){hint}:\n{tail}")
-    return Path(dest)

@@ -11,7 +11,8 @@ import click
 from edgeage.cli import force_option
 from edgeage.utils import EdgeAgeError, check_output
 
-from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_local, run_on_device
+from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_on_device
+from .devices import SshDevice, run_local, run_ssh
 from .report import report_text, write_device_report
 
 
@@ -46,10 +47,16 @@ def bundle_cmd(artifact, check_data, check_count, out, target, force):
 @click.option("--artifact", required=True, type=click.Path(exists=True, file_okay=False),
               help="The exported artifact the device runs (and the result is compared against).")
 @click.option("--device", "device", default="adb", show_default=True,
-              help="adb[:SERIAL] (the Android app's check mode) or local (the Python device side in the "
-                   "interpreter --python, e.g. a torch-free venv's: the same check, on this machine).")
+              help="adb[:SERIAL] (the Android app's check mode), local (the Python device side in the "
+                   "interpreter --python, e.g. a torch-free venv's) or ssh://user@host[:port] (the Python "
+                   "device side on a Linux device, with its --python).")
 @click.option("--python", "python", default=None,
-              help="--device local: the device side's Python (default: this one).")
+              help="The device side's Python: --device local (default: this one), ssh:// (default: python3 "
+                   "on the device).")
+@click.option("--identity", default=None, type=click.Path(dir_okay=False),
+              help="ssh://: the private key to log in with (ssh -i).")
+@click.option("--ssh-option", "ssh_options", multiple=True,
+              help="ssh://: an extra ssh -o KEY=VALUE (repeatable), e.g. StrictHostKeyChecking=accept-new.")
 @click.option("--serial", default=None, help="adb device serial (needed when several are attached).")
 @click.option("--data", type=click.Path(exists=True), default=None, help="Labelled faces to bundle as check images.")
 @click.option("--count", type=click.IntRange(min=1), default=200, show_default=True,
@@ -75,8 +82,8 @@ def bundle_cmd(artifact, check_data, check_count, out, target, force):
               help="Write report.json, report.md (and the device's check-result.json) here.")
 @force_option
 @click.pass_context
-def device_check_cmd(ctx, artifact, device, python, serial, data, count, bundle_dir, apk, from_json, model_path,
-                     target, warmup, threads, timeout, as_json, out, force):
+def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, serial, data, count, bundle_dir, apk,
+                     from_json, model_path, target, warmup, threads, timeout, as_json, out, force):
     """Run the check on a device and compare its result with the float model on the same
     images, like `edgeage check`: --device adb (the app's check mode on a phone: install, push the
     bundle, run, pull the result) or --device local (the Python device side in another
@@ -89,19 +96,23 @@ def device_check_cmd(ctx, artifact, device, python, serial, data, count, bundle_
     if bundle_dir is None and data is None:
         raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
     kind, _, arg = device.partition(":")
-    if kind not in ("adb", "local"):
-        raise EdgeAgeError(f"--device {device}: unknown device kind; use adb[:SERIAL] or local "
-                           "(ssh://user@host and qemu-aarch64 are planned)")
-    serial = serial or arg or None
+    if kind not in ("adb", "local", "ssh"):
+        raise EdgeAgeError(f"--device {device}: unknown device kind; use adb[:SERIAL], local or "
+                           "ssh://user@host[:port] (qemu-aarch64 is planned)")
+    ssh = SshDevice.parse(device, identity, ssh_options) if kind == "ssh" else None
+    serial = serial or (arg if kind == "adb" else None) or None
     if out:
         check_output(out, force)
     with tempfile.TemporaryDirectory(prefix="edgeage-device-check-") as tmp, stdout_to_stderr():
         if bundle_dir is None:
             bundle_dir = make_bundle(artifact, Path(tmp) / "bundle", data, count, target=target,
-                                     app=kind == "adb")["out"]
+                                     app=kind == "adb", progress=False)["out"]
         if from_json is None and kind == "local":
             from_json = run_local(python or sys.executable, bundle_dir, Path(tmp) / "check-result.json", count,
                                   warmup, threads, timeout)
+        elif from_json is None and kind == "ssh":
+            from_json = run_ssh(ssh, python or "python3", bundle_dir, Path(tmp) / "check-result.json", count,
+                                warmup, threads, timeout)
         elif from_json is None:
             adb = Adb(serial)
             from_json = run_on_device(adb, apk, bundle_dir, count, warmup, threads, timeout,
