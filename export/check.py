@@ -328,6 +328,7 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
         report["localize"] = localize_drift(ref.model, runner, ref.inputs.x[:LOCALIZE_N])
     if op_profile:
         report["op_profile"] = runner.op_profile(ref.inputs.x[:1], max(10, latency.runs))
+    report["coverage"] = runner.coverage()
     return report
 
 

@@ -131,6 +131,8 @@ def check_blocks(r: dict) -> list[Block]:
         blocks += localize_blocks(r["localize"])
     if "op_profile" in r:
         blocks += op_profile_blocks(r["op_profile"])
+    if r.get("coverage"):
+        blocks += coverage_blocks(r["coverage"])
     return blocks
 
 
@@ -155,6 +157,25 @@ def op_profile_blocks(p: dict, top: int = 15) -> list[Block]:
                   "per inference in the ops (profiling adds its own overhead per op: read the shares, "
                   "compare absolute times with the latency table)"]),
             Table(["op type", "ms / inference", "share"], rows)]
+
+
+def coverage_blocks(c: dict) -> list[Block]:
+    """Delegation / op coverage: what the runtime runs on its fast path, where it tells."""
+    if not c.get("available"):
+        return [Para([f"Delegation / op coverage: {c.get('note', 'not reported')}"])]
+    if "segments" in c:
+        outside = ", ".join(f"{k} x{v}" for k, v in c["ops_outside_delegate"].items()) or "none"
+        return [Para([f"Delegation: {c['segments']} {c['delegate']} segment(s); ops outside the delegate: "
+                      f"{outside}"])]
+    if "runtime_precisions" in c:
+        parts = [f"{p}: " + ", ".join(f"{k} {n}" for k, n in sorted(ops.items(), key=lambda kv: -kv[1]))
+                 for p, ops in c["runtime_precisions"].items()]
+        return [Para(["Ops by the precision the runtime runs them in: " + "; ".join(parts)])]
+    if "note" in c:
+        return [Para([f"Delegation / op coverage: {c['note']}"])]
+    ops = ", ".join(f"{k} {n}" for k, n in list(c.get("op_types", {}).items())[:12])
+    return [Para([f"Execution providers: {', '.join(c.get('execution_providers', []))}"
+                  + (f"; op types: {ops}" if ops else "")])]
 
 
 def op_profile_text(p: dict, top: int = 15) -> list[str]:

@@ -71,6 +71,14 @@ class LoadedRunner:
     def intermediates(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return self.runner.intermediates(np.ascontiguousarray(x, np.float32))
 
+    def coverage(self) -> dict:
+        """Which ops the runtime runs on its fast path (delegate / precision), where it tells:
+        the runner's ``coverage()``, else a note saying the runtime does not."""
+        fn = getattr(self.runner, "coverage", None)
+        if not callable(fn):
+            return {"available": False, "note": f"{self.spec['name']}: the runtime does not report it"}
+        return {"available": True, **fn()}
+
     def op_profile(self, x1: np.ndarray, runs: int = 50) -> dict:
         """The runtime's own per-op timing of ``runs`` batch-1 inferences, summed by op type
         (ms per inference, largest first), or a note where the runtime exposes none."""

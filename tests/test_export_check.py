@@ -259,3 +259,21 @@ def test_int8_per_image_limits_are_judged_on_faces_only():
     fp32 = judge({"mae_drift": None, "age_abs_diff_max": 1.0, "age_abs_diff_p99": 1.0,
                   "argmax_agreement": 1.0}, spec, "fp32", faces=False)
     assert not fp32["passed"]  # fp32 limits hold on any input
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_check_reports_delegation_and_op_coverage(target, exported, tiny_ckpt):
+    """Every check report says what the runtime runs on its fast path, where the runtime tells:
+    ExecuTorch's XNNPACK segments (one: nothing outside), OpenVINO's ops by runtime precision,
+    ONNX Runtime's providers and op types; LiteRT says it does not report it."""
+    res = cli("check", "--artifact", exported(target), "--model", tiny_ckpt, "--runs", 0, "--limit", 4, "--json")
+    assert res.exit_code == 0, res.output
+    c = json.loads(res.stdout)["coverage"]
+    if target == "executorch":
+        assert c["available"] and c["segments"] == 1 and c["ops_outside_delegate"] == {}
+    elif target == "openvino":
+        assert c["available"] and c["runtime_precisions"]["f32"]["Convolution"] > 0
+    elif target == "onnx":
+        assert c["available"] and c["execution_providers"] == ["CPUExecutionProvider"] and c["op_types"]["Conv"] > 0
+    else:
+        assert not c["available"] and "does not report" in c["note"]

@@ -175,6 +175,9 @@ def test_ptq_export_from_and_check(backend, ptq, ckpt, faces, tmp_path, edgeage_
     man = json.loads((art / "manifest.json").read_text())
     assert man["artifact"]["precision"] == "int8" and man["quantize"]["method"] == "ptq"
     assert int8_evidence(target, art) > 10
+    if target == "executorch":  # INT8 lowers to one XNNPACK segment too
+        low = json.loads((art / "lowering.json").read_text())
+        assert low["segments"] == 1 and low["ops_outside_delegate"] == {}, low
 
     model, manifest = load_model(ckpt)
     fp32 = export_artifact(model, manifest, load_spec(target), "fp32", tmp_path / "fp32")

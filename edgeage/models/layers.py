@@ -105,7 +105,10 @@ class SoftPool(nn.Module):
 class GeM(nn.Module):
     """Generalised mean pooling over k x k windows: (mean(x^p))^(1/p).
 
-    p=1 is average pooling, p=inf is max pooling (both exact), other p clamp x at eps."""
+    p=1 is average pooling, p=inf is max pooling (both exact), other p clamp x at eps. The p-th
+    root is written exp(log(m) / p) (m >= eps^p > 0): XNNPACK delegates exp and log but not pow
+    with a fractional exponent, which split the ExecuTorch graph into 4 segments (logits change
+    by at most 2.6e-6 on the shipped model against ``m.pow(1 / p)``)."""
 
     def __init__(self, p: float, kernel_size: int = 2, eps: float = 1e-6):
         super().__init__()
@@ -118,7 +121,7 @@ class GeM(nn.Module):
             return F.max_pool2d(x, self.k, self.k)
         y = x.clamp(min=self.eps)
         yp = y * y * y if self.p == 3.0 else y.pow(self.p)
-        return F.avg_pool2d(yp, self.k, self.k).pow(1.0 / self.p)
+        return torch.exp(torch.log(F.avg_pool2d(yp, self.k, self.k)) / self.p)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:

@@ -43,6 +43,13 @@ class Runner(BaseRunner):
             rep = json.loads(lowering.read_text())
             self.info.update(xnnpack_segments=rep["segments"], ops_outside_delegate=rep["ops_outside_delegate"])
 
+    def coverage(self) -> dict:
+        """XNNPACK segments and the ops left outside them (the exporter's lowering.json)."""
+        if "xnnpack_segments" not in self.info:
+            return {"note": "the artifact has no lowering.json (exported before edgeage recorded it)"}
+        return {"delegate": "XnnpackBackend", "segments": self.info["xnnpack_segments"],
+                "ops_outside_delegate": self.info["ops_outside_delegate"]}
+
     def run(self, x: np.ndarray) -> np.ndarray:
         import torch
 

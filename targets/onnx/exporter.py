@@ -27,7 +27,7 @@ ACCURACY_CONTROL = "nncf.quantize_with_accuracy_control"
 
 # Ops NNCF leaves in float: only Conv and MatMul/Gemm run int8 (measured: see targets/openvino/exporter.py).
 FLOAT_TYPES = ["Mul", "Add", "Concat", "AveragePool", "MaxPool", "Div", "Sub", "Exp", "Sigmoid", "ReduceMean",
-               "ReduceMax", "Pow"]
+               "ReduceMax", "Pow", "Log"]
 
 
 def ignored_scope(model, names: list[str]):

@@ -35,6 +35,20 @@ class Runner(BaseRunner):
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: x})[0]
 
+    def coverage(self) -> dict:
+        """The execution providers the session runs on and the graph's op types (ONNX Runtime does
+        not say per node which kernels are its fast ones; on CPU every node runs on the CPU EP)."""
+        out = {"execution_providers": self.session.get_providers()}
+        try:
+            import onnx
+        except ImportError:  # the device side may not have the onnx package
+            return out
+        counts: dict[str, int] = {}
+        for node in onnx.load(str(self.model_path), load_external_data=False).graph.node:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        out["op_types"] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+        return out
+
     def intermediates(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every node's output exposed as an extra graph output, mapped to torch module names
         through the ``edgeage.module`` node metadata (the exporter's name scopes, slimmed)."""

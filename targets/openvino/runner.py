@@ -162,6 +162,12 @@ class Runner(BaseRunner):
         return {mod: np.asarray(res[compiled.output(names[op.get_friendly_name()])], np.float32)
                 for mod, op in mapping.items()}
 
+    def coverage(self) -> dict:
+        """Ops of the compiled model by the precision the CPU plugin runs them in (for INT8:
+        what stays outside the integer kernels)."""
+        return {"runtime_precisions": self.info.get("runtime_op_precisions", {}),
+                "applied_precision": self.info.get("inference_precision_applied")}
+
     def op_profile(self, x1: np.ndarray, runs: int) -> dict[str, float]:
         """CPU plugin performance counters (PERF_COUNT), by "layer type / kernel" (e.g.
         "Convolution / brgconv_avx512_I8"), same settings as the timed model."""

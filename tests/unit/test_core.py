@@ -161,3 +161,18 @@ def test_typed_configs_round_trip(tmp_path):
     assert typed.model["name"] == "mgpnet-xs" and typed.to_dict() == r
     with pytest.raises(EdgeAgeError, match="epochs"):
         Recipe.from_dict({**r, "train": {**r["train"], "epochs": 0}})
+
+
+@pytest.mark.parametrize("p", [3.0, 2.5])
+def test_gem_root_by_exp_log_matches_pow(p):
+    """GeM's p-th root as exp(log(m) / p) (one XNNPACK segment) equals m ** (1 / p) to 1e-5."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgeage.models.layers import GeM
+
+    g = GeM(p)
+    x = torch.randn(2, 8, 16, 16, generator=torch.Generator().manual_seed(0)) * 3
+    y = x.clamp(min=g.eps)
+    ref = F.avg_pool2d(y.pow(p), 2, 2).pow(1.0 / p)
+    assert torch.allclose(g(x), ref, rtol=1e-5, atol=1e-6)
