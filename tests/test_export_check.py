@@ -259,6 +259,11 @@ def test_int8_per_image_limits_are_judged_on_faces_only():
     fp32 = judge({"mae_drift": None, "age_abs_diff_max": 1.0, "age_abs_diff_p99": 1.0,
                   "argmax_agreement": 1.0}, spec, "fp32", faces=False)
     assert not fp32["passed"]  # fp32 limits hold on any input
+    noisy = {"mae_drift": None, "age_abs_diff_max": 5.0, "age_abs_diff_p99": 1.2, "argmax_agreement": 0.8}
+    bf16 = judge(noisy, spec, "bf16", faces=False)  # reduced precisions: limits set for faces
+    assert bf16["passed"] and {"age_abs_diff_p99", "age_abs_diff_max", "argmax_agreement_min"} <= set(
+        bf16["skipped_thresholds"])
+    assert not judge(noisy, spec, "bf16", faces=True)["passed"]
 
 
 @pytest.mark.parametrize("target", TARGETS)
