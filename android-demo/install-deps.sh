@@ -11,6 +11,9 @@ source "$(dirname "$0")/tools/common.sh"
 SUDO=; [[ $(id -u) == 0 ]] || SUDO=sudo
 APT_PKGS=(openjdk-17-jdk-headless aapt zipalign apksigner junit4 libopencv-java zip unzip)
 command -v npm >/dev/null || APT_PKGS+=(npm)  # any npm will do (e.g. the one bundled with node)
+# more Debian packages a caller needs installed in the same apt run (scripts/install-test-deps.sh)
+read -r -a EXTRA <<< "${EXTRA_APT_PKGS:-}"
+APT_PKGS+=("${EXTRA[@]}")
 ET_VERSION=0.8.5
 
 missing=()
