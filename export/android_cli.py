@@ -86,9 +86,10 @@ def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, seria
                      from_json, model_path, target, warmup, threads, timeout, as_json, out, force):
     """Run the check on a device and compare its result with the float model on the same
     images, like `edgeage check`: --device adb (the app's check mode on a phone: install, push the
-    bundle, run, pull the result) or --device local (the Python device side in another
-    interpreter). Reports drift and the device's latency; exits 1 when a threshold of the
-    target's TOML fails."""
+    bundle, run, pull the result), --device local (the Python device side in another
+    interpreter) or --device ssh://user@host (the Python device side on a Linux device). Reports
+    drift and the device's latency and identity; exits 1 when a threshold of the target's TOML
+    fails."""
     from edgeage.export.artifact import stdout_to_stderr
 
     from .check_cli import finish
