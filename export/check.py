@@ -43,6 +43,18 @@ class Latency:
     warmup: int = 10
     runs: int = 100     # 0 = do not measure latency
     rounds: int = 3
+    threads: tuple = ()  # throughput grid: thread counts x batch sizes (empty: none)
+    batches: tuple = ()
+
+    def grid(self, default_threads: int) -> list[tuple[int, int]]:
+        if self.runs <= 0 or not (self.threads or self.batches):
+            return []
+        return [(t, b) for t in (self.threads or (default_threads,)) for b in (self.batches or (1,))]
+
+
+def throughput_row(res: dict, threads: int, batch: int) -> dict:
+    return {"threads": threads, "batch": batch, "p50_ms": res["p50"], "p90_ms": res["p90"],
+            "faces_per_s": batch / res["p50"] * 1e3}
 
 
 @dataclasses.dataclass
@@ -205,13 +217,13 @@ class Reference:
             if manifest[key] != self.manifest[key]:
                 raise EdgeAgeError(f"{artifact_dir}: manifest {key} differs from {self.source['path']}'s; re-export it")
 
-    def latency(self, threads: int, cfg: Latency) -> dict | None:
+    def latency(self, threads: int, cfg: Latency, batch: int = 1) -> dict | None:
         if cfg.runs <= 0:
             return None
-        key = (threads, cfg.warmup, cfg.runs, cfg.rounds)
+        key = (threads, cfg.warmup, cfg.runs, cfg.rounds, batch)
         if key not in self._latency:
             job = {"kind": "torch", "checkpoint": self.source["path"], "threads": threads}
-            self._latency[key] = lat.measure(job, self.inputs.x, cfg.warmup, cfg.runs, cfg.rounds)
+            self._latency[key] = lat.measure(job, self.inputs.x, cfg.warmup, cfg.runs, cfg.rounds, batch)
         return self._latency[key]
 
 
@@ -328,6 +340,13 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
             f"--data with face images to check a {art['precision']} model" if art["precision"] != "fp32" else "")
     if localize:
         report["localize"] = localize_drift(ref.model, runner, ref.inputs.x[:LOCALIZE_N])
+    grid = latency.grid(threads)
+    if grid:  # throughput: faces/s per thread count and batch size, the float model's beside
+        report["throughput"] = {"target": [], "float": []}
+        for t, b in grid:
+            res = lat.measure(dict(job, threads=t), ref.inputs.x, latency.warmup, latency.runs, latency.rounds, b)
+            report["throughput"]["target"].append(throughput_row(res, t, b))
+            report["throughput"]["float"].append(throughput_row(ref.latency(t, latency, b), t, b))
     if op_profile:
         report["op_profile"] = runner.op_profile(ref.inputs.x[:1], max(10, latency.runs))
     report["coverage"] = runner.coverage()

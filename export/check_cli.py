@@ -35,10 +35,23 @@ def data_options(f):
     return f
 
 
-def _latency(warmup, runs, rounds):
+def _latency(warmup, runs, rounds, threads=None, batches=None):
     from .check import Latency
 
-    return Latency(warmup=warmup, runs=runs, rounds=rounds)
+    return Latency(warmup=warmup, runs=runs, rounds=rounds, threads=tuple(threads or ()), batches=tuple(batches or ()))
+
+
+def int_list(ctx, param, value):
+    """A comma-separated list of integers >= 1 (click callback), or None."""
+    if not value:
+        return None
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 1,2") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"{value!r}: every value must be >= 1")
+    return out
 
 
 @click.command("check")
@@ -95,11 +108,16 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
 @click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
               help="Write bench.json, bench.md, bench.html (one page, plot embedded), bench_latency.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.option("--threads", "threads", callback=int_list, default=None,
+              help="Throughput grid: comma-separated thread counts (e.g. 1,2); with --batch, faces/s and "
+                   "latency per thread count and batch size for every row and the float model.")
+@click.option("--batch", "batches", callback=int_list, default=None,
+              help="Throughput grid: comma-separated batch sizes (e.g. 1,8,32).")
 @latency_options
 @force_option
 @click.pass_context
 def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, precisions, artifacts, out, as_json,
-              warmup, runs, rounds, force):
+              threads, batches, warmup, runs, rounds, force):
     """Every target x precision: size, accuracy, drift, latency vs PyTorch eager, pass/fail."""
     from .artifact import stdout_to_stderr
     from edgeage.utils import check_output
@@ -114,7 +132,7 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
         bench = run_bench(model_path, data, limit, [] if targets == "none" else split(targets), split(precisions),
                           progress=True,
                           split=split_part, artifacts=split(artifacts), calib_data=calib_data,
-                          latency=_latency(warmup, runs, rounds))
+                          latency=_latency(warmup, runs, rounds, threads, batches))
         files = write_bench(out, bench, force)
     if as_json:
         emit_json(dict(bench, rows=[compact(r) for r in bench["rows"]]))

@@ -61,13 +61,15 @@ def _status_mb(key: str) -> float:
     raise RuntimeError(f"{key} not in /proc/self/status")
 
 
-def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int) -> dict:
+def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int, batch: int = 1) -> dict:
     """job: {"kind": "artifact", "artifact": dir, "spec": toml path, "threads": n} or
-    {"kind": "torch", "checkpoint": path, "threads": n}."""
+    {"kind": "torch", "checkpoint": path, "threads": n}. ``batch``: images per timed call (the
+    inputs repeated when there are fewer)."""
     from edgeage.utils import EdgeAgeError
 
     with tempfile.TemporaryDirectory(prefix="edgeage-latency-") as tmp:
-        np.save(Path(tmp) / "x.npy", np.ascontiguousarray(x1[:1], np.float32))
+        xb = np.concatenate([x1] * -(-batch // len(x1)))[:batch]
+        np.save(Path(tmp) / "x.npy", np.ascontiguousarray(xb, np.float32))
         args = dict(job, x=str(Path(tmp) / "x.npy"), out=str(Path(tmp) / "res.json"),
                     warmup=warmup, runs=runs, rounds=rounds)
         (Path(tmp) / "args.json").write_text(json.dumps(args))

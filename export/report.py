@@ -420,7 +420,27 @@ def bench_blocks(b: dict) -> list[Block]:
         blocks.append(Para(["Skipped (precision not supported by the target's TOML): " + "; ".join(b["skipped"])]))
     blocks.append(Para(["Latency: batch 1, thread count from each TOML, each model in a fresh process; "
                         "'p50 vs pytorch' = target p50 / PyTorch eager p50 measured in the same run."]))
+    blocks += throughput_blocks(b)
     return blocks
+
+
+def throughput_blocks(b: dict) -> list[Block]:
+    """bench --threads / --batch: faces per second (p50 ms per call) for every row and the float
+    model, per thread count and batch size."""
+    rows_with = [r for r in b["rows"] if r.get("throughput")]
+    if not rows_with:
+        return []
+    grid = [(g["threads"], g["batch"]) for g in rows_with[0]["throughput"]["target"]]
+    headers = ["model", "precision"] + [f"{t} thr, batch {bs}" for t, bs in grid]
+
+    def cells(entries):
+        by = {(g["threads"], g["batch"]): g for g in entries}
+        return [f"{by[k]['faces_per_s']:.0f} ({by[k]['p50_ms']:.2f} ms)" if k in by else "" for k in grid]
+
+    rows = [["pytorch eager", "fp32"] + cells(rows_with[0]["throughput"]["float"])]
+    rows += [[r["target"], r.get("variant", r["precision"])] + cells(r["throughput"]["target"]) for r in rows_with]
+    return [Para(["Throughput: faces/s (p50 ms per call), per thread count and batch size; each model in a "
+                  "fresh process, the same timing as the latency table."]), Table(headers, rows)]
 
 
 def bench_text(b: dict) -> str:

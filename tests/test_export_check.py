@@ -282,3 +282,20 @@ def test_check_reports_delegation_and_op_coverage(target, exported, tiny_ckpt):
         assert c["available"] and c["execution_providers"] == ["CPUExecutionProvider"] and c["op_types"]["Conv"] > 0
     else:
         assert not c["available"] and "does not report" in c["note"]
+
+
+def test_bench_throughput_grid_over_threads_and_batch(tiny_ckpt, tmp_path):
+    """bench --threads --batch: faces/s and p50 per thread count and batch size, for every row and
+    the float model, in bench.json and as a table in bench.md."""
+    res = cli("bench", "--model", tiny_ckpt, "--targets", "onnx", "--precisions", "fp32", "--threads", "1,2",
+              "--batch", "1,4", "--limit", 4, "--runs", 3, "--rounds", 1, "--warmup", 1, "--out", tmp_path / "b")
+    assert res.exit_code == 0, res.output
+    row = json.loads((tmp_path / "b" / "bench.json").read_text())["rows"][0]
+    for side in ("target", "float"):
+        grid = row["throughput"][side]
+        assert [(g["threads"], g["batch"]) for g in grid] == [(1, 1), (1, 4), (2, 1), (2, 4)]
+        assert all(g["faces_per_s"] == pytest.approx(g["batch"] / g["p50_ms"] * 1e3) for g in grid)
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert "Throughput: faces/s" in md and "2 thr, batch 4" in md
+    bad = cli("bench", "--model", tiny_ckpt, "--batch", "0,8")
+    assert bad.exit_code == 2 and "--batch" in bad.output
