@@ -319,5 +319,18 @@ def plain_name(name: Any, where: str) -> str:
     return name
 
 
+def package_versions(packages) -> dict:
+    """Installed version of each distribution (None where it is not installed)."""
+    import importlib.metadata
+
+    out = {}
+    for pkg in packages:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
 def resolve_threads(n: int | None) -> int:
     return int(n) if n else max(1, os.cpu_count() or 1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.metadata
 import json
 import os
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from edgeage.artifact import ARTIFACT_FORMAT, MANIFEST
 from edgeage.backend import ExportError, describe, step
-from edgeage.utils import EdgeAgeError, atomic_dir, sha256_file
+from edgeage.utils import EdgeAgeError, atomic_dir, package_versions, sha256_file
 
 
 @contextlib.contextmanager
@@ -42,13 +41,7 @@ def default_artifact_dir(model_name: str, target: str, precision: str) -> Path:
 
 
 def versions(spec: dict) -> dict:
-    out = {}
-    for pkg in ["torch", "edgeage", *spec.get("packages", [])]:
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return package_versions(["torch", "edgeage", *spec.get("packages", [])])
 
 
 def example_input(manifest: dict, batch: int = 2) -> torch.Tensor:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeage.utils import EdgeAgeError, plain_name, write_json
+from edgeage.utils import EdgeAgeError, package_versions, plain_name, write_json
 
 RESULT_FORMAT = "edgeage-check-result/1"
 
@@ -45,15 +45,7 @@ def device_info() -> dict:
 
 
 def runtime_versions(spec: dict) -> dict:
-    import importlib.metadata
-
-    out = {}
-    for pkg in ["edgeage", "numpy", *spec.get("packages", [])]:
-        try:
-            out[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return package_versions(["edgeage", "numpy", *spec.get("packages", [])])
 
 
 def run_check(bundle, result_path, warmup: int = 3, threads: int = 1, count: int | None = None) -> dict:
