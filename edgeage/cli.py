@@ -144,8 +144,8 @@ def models_cmd(input_size):
     from .profile import count_macs, count_params
 
     for name in list_models():
-        m = create(name)
-        click.echo(f"{name:10s} params {count_params(m) / 1e6:6.2f} M   MACs "
+        m = create(name, input_size=input_size)  # transformers size their position tables by it
+        click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs "
                    f"{count_macs(m, input_size) / 1e6:8.1f} M  @ {input_size}x{input_size}")
 
 

@@ -12,10 +12,13 @@ Losses (each ``loss(spec, **opts) -> fn(out, ages) -> scalar``):
   the bins outside the top K) (Zhao et al. 2020).
 - regression: L1. coral: binary cross-entropy over the K-1 ordered thresholds (Cao et al. 2020).
 - daa: smooth-L1 of every reference age's prediction a - delta_a against y (Chen et al. 2023).
+- drf: negative log-likelihood of the age under the regression forest's mixture (Shen et al.
+  2018; ``DRFHead``).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import torch
@@ -123,6 +126,26 @@ def daa_loss(spec: dict, **_):
     return lambda out, ages: F.smooth_l1_loss(out.float(), ages[:, None].float().expand_as(out))
 
 
+def drf_loss(spec: dict, **_):
+    """Negative log-likelihood of the age under the forest's (discretised) mixture: ``out`` are
+    the log mixture probabilities over the age bins (``DRFHead``), so this is cross-entropy at the
+    true age; a non-integer age splits its mass between the two neighbouring bins."""
+    lo, hi = _range(spec)
+
+    def fn(out, ages):
+        out = out.float()
+        y = (ages.float().clamp(lo, hi) - lo)
+        k0 = y.floor().clamp(0, out.shape[1] - 1)
+        w1 = y - k0
+        k1 = (k0 + 1).clamp(max=out.shape[1] - 1)
+        logp = F.log_softmax(out, dim=1)
+        nll = -((1 - w1) * logp.gather(1, k0.long()[:, None])[:, 0]
+                + w1 * logp.gather(1, k1.long()[:, None])[:, 0])
+        return nll.mean()
+
+    return fn
+
+
 class _Pooled(nn.Module):
     def __init__(self, channels: int, outputs: int, dropout: float):
         super().__init__()
@@ -217,6 +240,81 @@ class DAAHead(nn.Module):
         return self.ref_ages - delta
 
 
+class DRFHead(_Pooled):
+    """Deep regression forest (Shen et al., CVPR 2018) on any backbone's feature map.
+
+    GAP -> one linear layer gives every split node of ``trees`` complete binary trees of
+    ``depth`` levels a logit; a node sends a sample left with probability sigmoid(logit), so the
+    probability mu_l of reaching leaf l is the product of the split probabilities on its path
+    (static shapes: one stack/reshape per level, no data-dependent control flow). Leaf l holds a
+    Gaussian N(m_l, s_l^2) over age.
+
+    Output: the log of the forest's predictive distribution over the integer age bins
+    age_min..age_max, p(k|x) = mean over trees of sum_l mu_l(x) G_l(k), where G_l is leaf l's
+    Gaussian discretised and normalised over the bins. So the registered readout is the standard
+    ``expectation`` (softmax + expectation over bins, outside the graph, numpy-first in
+    ``edgeage/readout.py`` and the Android core): softmax(log p) = p, and its expectation is the
+    routed mixture mean sum_l mu_l E[G_l] -- the paper's prediction sum_l mu_l m_l, with each
+    leaf's mean taken over the bins (identical when the leaf lies inside the age range). The
+    mixture is the routing [N, T*L] times the leaf table [T*L, K] (a constant once trained),
+    written as a broadcast product + sum so it stays float32 under autocast.
+
+    Leaf update: the paper alternates SGD on the splits with a variational-bounding fixed point
+    for the leaf Gaussians over the whole training set. Here the leaf means and log standard
+    deviations are ordinary parameters learned jointly with the splits by gradient on the same
+    negative log-likelihood (``drf_loss``), because edgeage's single training loop has no
+    per-epoch hook for a closed-form leaf pass over the data and a loss never sees the model's
+    parameters (a loss is built from the readout spec only); joint gradient training of the
+    leaves is the usual simplification of DRF implementations and needs no second data pass."""
+
+    def __init__(self, channels: int, age_min: int, age_max: int, dropout: float,
+                 trees: int = 5, depth: int = 5, init_sigma: float = 6.0):
+        super().__init__(channels, trees * (2 ** depth - 1), dropout)
+        self.kind = "drf"
+        self.spec = {"type": "expectation", "age_min": age_min, "age_max": age_max}
+        self.trees, self.depth = trees, depth
+        leaves = 2 ** depth
+        self.register_buffer("bins", torch.arange(age_min, age_max + 1).float(), persistent=False)
+        # leaf means spread over the range (shuffled per tree), sigma a few years
+        g = torch.Generator().manual_seed(0)
+        means = torch.stack([torch.linspace(age_min, age_max, leaves)[torch.randperm(leaves, generator=g)]
+                             for _ in range(trees)])
+        # parameters are offsets from the initial leaves, so AdamW's weight decay pulls towards
+        # the initial spread of means and sigmas, not towards age 0 and sigma 1
+        self.register_buffer("leaf_mean0", means)                                   # [T, L]
+        self.leaf_mean = nn.Parameter(torch.zeros(trees, leaves))
+        self.log_sigma0 = math.log(init_sigma)
+        self.leaf_log_sigma = nn.Parameter(torch.zeros(trees, leaves))
+
+    def routing(self, f: torch.Tensor) -> torch.Tensor:
+        """Leaf probabilities mu [N, T, L] (each tree's row sums to 1)."""
+        d = torch.sigmoid(self.fc(self.pooled(f)))                                # [N, T*(L-1)]
+        n = d.shape[0]
+        d = d.reshape(n, self.trees, 2 ** self.depth - 1)
+        mu = torch.ones_like(d[:, :, :1])
+        start = 0
+        for level in range(self.depth):  # nodes of a level are contiguous (breadth-first)
+            width = 2 ** level
+            dl = d[:, :, start:start + width]
+            mu = torch.stack([mu * dl, mu * (1 - dl)], dim=3).reshape(n, self.trees, 2 * width)
+            start += width
+        return mu
+
+    def leaf_table(self) -> torch.Tensor:
+        """Each leaf's Gaussian discretised over the age bins: [T*L, K], rows sum to 1."""
+        sigma = torch.exp(self.leaf_log_sigma + self.log_sigma0).clamp(min=0.5)
+        mean = self.leaf_mean0 + self.leaf_mean
+        z = (self.bins.reshape(1, 1, -1) - mean.unsqueeze(2)) / sigma.unsqueeze(2)
+        return torch.softmax(-0.5 * z * z, dim=2).reshape(-1, self.bins.shape[0])
+
+    def forward(self, f):
+        mu = self.routing(f).float()
+        n = mu.shape[0]
+        # sum_l mu_l G_l as a broadcast product + sum (float32 under autocast, unlike a matmul)
+        p = (mu.reshape(n, -1, 1) * self.leaf_table().unsqueeze(0)).sum(1) * (1.0 / self.trees)
+        return torch.log(p + 1e-9)
+
+
 # ------------------------------------------------------------------------------ registry
 
 register_head("sord", "expectation", sord_loss)(BinsHead)
@@ -225,6 +323,7 @@ register_head("mean_residue", "expectation", mean_residue_loss)(BinsHead)
 register_head("regression", "identity", regression_loss)(lambda kind, *a: RegressionHead(*a))
 register_head("coral", "coral", coral_loss)(lambda kind, *a: CoralHead(*a))
 register_head("daa", "mean", daa_loss)(lambda kind, *a: DAAHead(*a))
+register_head("drf", "expectation", drf_loss)(lambda kind, *a: DRFHead(*a))
 HEADS = tuple(_HEADS)
 
 

@@ -53,7 +53,7 @@ def test_every_registered_head_has_its_loss_and_readout():
 
     from edgeage.models.heads import HEADS, head_entry, make_head, register_head
 
-    assert set(HEADS) == {"sord", "dex", "mean_residue", "regression", "coral", "daa"}
+    assert set(HEADS) == {"sord", "dex", "mean_residue", "regression", "coral", "daa", "drf"}
     for name in HEADS:
         e = head_entry(name)
         head = make_head(name, 8)

@@ -1,0 +1,248 @@
+"""MiVOLO (Kuprashevich & Tolstykh 2023), small enough for the edge at 64 px.
+
+``mivolo-face``: conv patch embedding (stride 4 -> 16x16 tokens) -> VOLO outlooker blocks
+(outlook attention, kernel 3, stride 1) -> 2x2 patch merging (8x8 tokens) -> transformer blocks
+(multi-head self attention) -> CaiT class-attention blocks (a class token attends over the
+tokens) -> the class token as a [N, C, 1, 1] map for any registered head.
+
+``mivolo``: the dual-input form. ``forward(face, context)``: the face crop and a wider context
+crop of the same photo (the canonical crop with margin ``context_margin`` instead of the
+canonical margin, resized to the same ``input_size``; MiVOLO's body crop, for face-only
+datasets). Each input has its own patch embedding and outlooker stage; a feature enhancer
+(cross attention face -> context and context -> face, as MiVOLO's) then a concat + linear merge
+gives one token set for the shared transformer and class-attention stages.
+
+Export forms: outlook attention's unfold / fold (im2col / col2im) are written as 9 static shifted
+slices of a padded map and 9 pads + adds, attention as explicit matmul + softmax, so the graph
+has no Unfold / Col2Im / fused attention op; all shapes are fixed by ``input_size``."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import register_model
+from .heads import AgeModel, make_head
+
+
+def _shifts(x: torch.Tensor, k: int) -> list[torch.Tensor]:
+    """The k*k neighbours of every pixel of x [N, C, H, W] (zero padded), row-major offsets."""
+    h, w = x.shape[2], x.shape[3]
+    p = k // 2
+    xp = F.pad(x, (p, p, p, p))
+    return [xp[:, :, dy:dy + h, dx:dx + w] for dy in range(k) for dx in range(k)]
+
+
+class OutlookAttention(nn.Module):
+    """VOLO outlook attention (stride 1): each pixel's k*k attention weights come straight from
+    its own feature (a linear layer); they mix the values of its k x k window, and every window's
+    k*k outputs are summed back onto the pixels they came from (fold)."""
+
+    def __init__(self, dim: int, heads: int, k: int = 3):
+        super().__init__()
+        self.heads, self.k, self.hd = heads, k, dim // heads
+        self.scale = self.hd ** -0.5
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.attn = nn.Linear(dim, heads * k ** 4)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [N, H, W, C]
+        n, h, w, c = x.shape
+        k2 = self.k * self.k
+        v = self.v(x).permute(0, 3, 1, 2)                                     # [N, C, H, W]
+        v = torch.stack(_shifts(v, self.k), dim=2)                            # [N, C, k2, H, W]
+        v = v.reshape(n, self.heads, self.hd, k2, h * w).permute(0, 1, 4, 3, 2)  # [N, h, HW, k2, hd]
+        a = self.attn(x).reshape(n, h * w, self.heads, k2, k2).permute(0, 2, 1, 3, 4)
+        a = torch.softmax(a * self.scale, dim=-1)
+        o = torch.matmul(a, v)                                                # [N, h, HW, k2, hd]
+        o = o.permute(0, 1, 4, 3, 2).reshape(n, c, k2, h, w)
+        p = self.k // 2
+        out = None
+        for i in range(k2):  # fold: window output i of pixel q lands on q + offset_i
+            dy, dx = divmod(i, self.k)
+            t = F.pad(o[:, :, i], (dx, self.k - 1 - dx, dy, self.k - 1 - dy))
+            out = t if out is None else out + t
+        out = out[:, :, p:p + h, p:p + w].permute(0, 2, 3, 1)
+        return self.proj(out)
+
+
+class Attention(nn.Module):
+    """Multi-head attention, explicit matmul + softmax; cross attention when ``kv`` is given."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads, self.hd = heads, dim // heads
+        self.scale = self.hd ** -0.5
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+        kv = x if kv is None else kv
+        n, lq, c = x.shape
+        lk = kv.shape[1]
+        q = self.q(x).reshape(n, lq, self.heads, self.hd).transpose(1, 2)
+        kvp = self.kv(kv).reshape(n, lk, 2, self.heads, self.hd)
+        k = kvp[:, :, 0].transpose(1, 2)
+        v = kvp[:, :, 1].transpose(1, 2)
+        a = torch.softmax(torch.matmul(q, k.transpose(2, 3)) * self.scale, dim=-1)
+        return self.proj(torch.matmul(a, v).transpose(1, 2).reshape(n, lq, c))
+
+
+def mlp(dim: int, ratio: float) -> nn.Sequential:
+    hidden = int(dim * ratio)
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+
+class Outlooker(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.n1, self.attn = nn.LayerNorm(dim), OutlookAttention(dim, heads)
+        self.n2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
+
+    def forward(self, x):  # [N, H, W, C]
+        x = x + self.attn(self.n1(x))
+        return x + self.mlp(self.n2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.n1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.n2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
+
+    def forward(self, x):  # [N, L, C]
+        x = x + self.attn(self.n1(x))
+        return x + self.mlp(self.n2(x))
+
+
+class ClassAttentionBlock(nn.Module):
+    """CaiT class attention: only the class token queries; it attends over [cls, tokens]."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.n1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.n2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
+
+    def forward(self, cls, tokens):  # cls [N, 1, C], tokens [N, L, C]
+        u = self.n1(torch.cat([cls, tokens], dim=1))
+        cls = cls + self.attn(u[:, :1], u)
+        return cls + self.mlp(self.n2(cls))
+
+
+class Stem(nn.Module):
+    """Conv patch embedding (stride 4) + outlooker stage at input/4, -> tokens [N, H/4, W/4, d1]."""
+
+    def __init__(self, d1: int, heads1: int, depth1: int, mlp_ratio: float):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, d1 // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(d1 // 2),
+                                  nn.ReLU(), nn.Conv2d(d1 // 2, d1, 3, 2, 1, bias=False),
+                                  nn.BatchNorm2d(d1), nn.ReLU(), nn.Conv2d(d1, d1, 1))
+        self.blocks = nn.Sequential(*[Outlooker(d1, heads1, mlp_ratio) for _ in range(depth1)])
+
+    def forward(self, x):
+        return self.blocks(self.conv(x).permute(0, 2, 3, 1))
+
+
+class Merge(nn.Module):
+    """2x2 patch merging [N, H, W, C1] -> tokens [N, HW/4, C2] + learned position embedding."""
+
+    def __init__(self, d1: int, d2: int, tokens: int):
+        super().__init__()
+        self.proj = nn.Conv2d(d1, d2, 2, 2)
+        self.pos = nn.Parameter(torch.zeros(1, tokens, d2))
+        nn.init.trunc_normal_(self.pos, std=0.02)
+
+    def forward(self, x):
+        y = self.proj(x.permute(0, 3, 1, 2))
+        return y.flatten(2).transpose(1, 2) + self.pos
+
+
+class MiVOLOFeatures(nn.Module):
+    def __init__(self, dims, heads, depths, mlp_ratio: float, input_size: int, dual: bool):
+        super().__init__()
+        d1, d2 = dims
+        h1, h2 = heads
+        n_out, n_mid, n_ca = depths
+        if input_size % 8:
+            raise ValueError(f"input_size {input_size} must be a multiple of 8")
+        tokens = (input_size // 8) ** 2
+        self.dual = dual
+        self.face = Stem(d1, h1, n_out, mlp_ratio)
+        self.face_merge = Merge(d1, d2, tokens)
+        if dual:
+            self.context = Stem(d1, h1, n_out, mlp_ratio)
+            self.context_merge = Merge(d1, d2, tokens)
+            self.fe_norm_f, self.fe_norm_c = nn.LayerNorm(d2), nn.LayerNorm(d2)
+            self.face_from_context = Attention(d2, h2)
+            self.context_from_face = Attention(d2, h2)
+            self.merge = nn.Linear(2 * d2, d2)
+        self.blocks = nn.Sequential(*[Transformer(d2, h2, mlp_ratio) for _ in range(n_mid)])
+        self.cls = nn.Parameter(torch.zeros(1, 1, d2))
+        nn.init.trunc_normal_(self.cls, std=0.02)
+        self.ca = nn.ModuleList([ClassAttentionBlock(d2, h2, mlp_ratio) for _ in range(n_ca)])
+        self.norm = nn.LayerNorm(d2)
+        self.out_channels = d2
+        self.apply(_init)
+
+    def tokens(self, face: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        t = self.face_merge(self.face(face))
+        if not self.dual:
+            return t
+        u = self.context_merge(self.context(context))
+        nf, nc = self.fe_norm_f(t), self.fe_norm_c(u)
+        t2 = t + self.face_from_context(nf, nc)
+        u2 = u + self.context_from_face(nc, nf)
+        return self.merge(torch.cat([t2, u2], dim=2))
+
+    def forward(self, face: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        t = self.blocks(self.tokens(face, context))
+        cls = self.cls.expand(t.shape[0], -1, -1)
+        for blk in self.ca:
+            cls = blk(cls, t)
+        cls = self.norm(cls)
+        return cls.reshape(cls.shape[0], cls.shape[2], 1, 1)
+
+
+def _init(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class DualAgeModel(AgeModel):
+    """AgeModel with two image inputs: forward(face, context) -> the head's raw outputs."""
+
+    input_names = ("face", "context")
+
+    def forward(self, face: torch.Tensor, context: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if context is None or context.shape != face.shape:
+            raise ValueError("mivolo takes two inputs of the same shape: forward(face, context), the "
+                             "context being the canonical crop with margin context_margin")
+        return self.head(self.backbone(face, context))
+
+    def predict_age(self, face: torch.Tensor, context: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.readout(self(face, context))
+
+
+_COMMON = dict(dims=(96, 160), heads=(3, 5), depths=(2, 4, 2), mlp_ratio=3.0, head="sord",
+               age_min=0, age_max=100, dropout=0.1, input_size=64)
+
+
+@register_model("mivolo-face", **_COMMON)
+def mivolo_face(dims, heads, depths, mlp_ratio, head, age_min, age_max, dropout, input_size):
+    """Face-only MiVOLO: 2 outlookers @16x16 (96), 4 transformers @8x8 (160), 2 class attention."""
+    f = MiVOLOFeatures(tuple(dims), tuple(heads), tuple(depths), mlp_ratio, input_size, dual=False)
+    return AgeModel(f, make_head(head, f.out_channels, age_min, age_max, dropout))
+
+
+@register_model("mivolo", context_margin=2.0, **_COMMON)
+def mivolo(dims, heads, depths, mlp_ratio, head, age_min, age_max, dropout, input_size,
+           context_margin):
+    """Dual-input MiVOLO: face crop + context crop (canonical crop at margin ``context_margin``,
+    the same input_size); forward(face, context)."""
+    if not context_margin > 0:
+        raise ValueError(f"context_margin must be > 0, got {context_margin}")
+    f = MiVOLOFeatures(tuple(dims), tuple(heads), tuple(depths), mlp_ratio, input_size, dual=True)
+    return DualAgeModel(f, make_head(head, f.out_channels, age_min, age_max, dropout))
