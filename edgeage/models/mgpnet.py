@@ -19,14 +19,18 @@ class Backbone(nn.Module):
     """Stem conv3x3 -> stages of BasicBlocks. Stages 2-4 halve the resolution with
     ``downsample``: ``stride`` (a stride-2 first block, plain ResNet) or a pooling layer in front
     of the stage (``mgpool`` for MGP-Net; max / avg / softpool for ablations). ``attention``
-    makes every block an MGPBlock (ECA or SE + spatial attention)."""
+    makes every block an MGPBlock (ECA or SE + spatial attention); ``attention="last"`` only the
+    last block of each stage (fewer gates for the edge: each gate is a float island of several
+    small ops that INT8 kernels do not fuse)."""
 
     def __init__(self, widths=(64, 128, 256, 512), depths=(2, 2, 6, 2), stem_stride: int = 1,
                  downsample: str = "mgpool", gem_ps=(1.0, 3.0, math.inf), softpool: bool = True,
-                 shuffle_groups: int = 4, gate: str = "eca", attention: bool = True):
+                 shuffle_groups: int = 4, gate: str = "eca", attention: bool | str = True):
         super().__init__()
         if len(widths) != len(depths):
             raise ValueError(f"widths {widths} and depths {depths} differ in length")
+        if attention not in (True, False, "last"):
+            raise ValueError(f"attention = {attention!r}: true, false or 'last'")
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, stem_stride, 1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
         stages, cin = [], widths[0]
@@ -39,8 +43,9 @@ class Backbone(nn.Module):
             elif i > 0 and downsample != "stride":
                 layers.append(make_downsample(downsample, cin))
             for j in range(d):
+                att = attention is True or (attention == "last" and j == d - 1)
                 layers.append(BasicBlock(cin if j == 0 else w, w, stride if j == 0 else 1,
-                                         attention=attention, gate=gate))
+                                         attention=att, gate=gate))
             cin = w
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
@@ -102,4 +107,14 @@ def mgpnet_xs(**cfg):
                 **_COMMON)
 def mgpnet_t(**cfg):
     """Smallest edge variant: quarter widths, stride-2 stem."""
+    return _build(**cfg)
+
+
+@register_model("mgpnet-e", widths=(32, 64, 128, 256), depths=(1, 1, 2, 1), stem_stride=2,
+                **{**_COMMON, "input_size": 32, "attention": "last"})
+def mgpnet_e(**cfg):
+    """Edge model v2: MGPBlocks and MGPool sized for INT8 CPU kernels: widths in multiples of 16,
+    one MGPBlock (ECA + spatial attention) per stage, the others plain basic blocks, 32 px input.
+    Each gate is a float island of several small ops; at batch 1 their count, not the MACs, sets
+    OpenVINO INT8 latency (scripts/arch_latency.py)."""
     return _build(**cfg)

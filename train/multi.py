@@ -1,0 +1,170 @@
+"""Several recipes trained side by side on one augmented stream (one GPU, or the CPU).
+
+The degradation model runs per image on the CPU (blur, resampling, noise, JPEG, ...): on a GPU
+it, not the model, sets the pace (~1,800 images/s from 14 loader workers on the H100 lease).
+Models that share the augmentation recipe can share its output: one loader, and every batch
+goes through each model's own optimiser step, at its own input size, loss, distillation targets,
+learning-rate schedule and EMA. Each run writes the same folder ``edgeage train`` writes
+(best.pt, last.pt, metrics.json, curve.png), through the same steps of ``train.loop``.
+
+``budget_s``: the epoch count is set after the first epoch (pure warm-up when the recipes'
+``warmup_epochs`` >= 1, so its learning rates do not depend on the total) so that the cosine
+schedules end by the budget; a run that would overrun stops after the epoch in progress."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from edgeage.preprocess import model_input
+from edgeage.utils import EdgeAgeError
+
+from .loop import (_build_model, _check_split, _distillation, _load_data, _loader, _lr_lambda, _optimiser,
+                   _setup, _validate_and_checkpoint, distill_loss, distill_to_probs)
+from .recipes import load_recipe
+
+# what must agree between recipes for one augmented stream to serve them all
+SHARED = {"data": None, "degrade": None,
+          "train": ("batch_size", "seed", "jitter", "flip", "erasing", "rotate", "num_workers")}
+
+
+def check_shared(recipes: list[dict], names: list[str]) -> None:
+    first = recipes[0]
+    for r, name in zip(recipes[1:], names[1:]):
+        for sec, keys in SHARED.items():
+            for k in keys or sorted(set(first[sec]) | set(r[sec])):
+                if first[sec].get(k) != r[sec].get(k):
+                    raise EdgeAgeError(f"{name}: [{sec}] {k} = {r[sec].get(k)!r} differs from {names[0]}'s "
+                                       f"{first[sec].get(k)!r}; recipes trained together share one "
+                                       "augmented stream, so these must agree")
+
+
+def train_together(recipes: list[str | dict], outs: list[str | Path], overrides: dict | None = None,
+                   budget_s: float | None = None, progress: bool = True, force: bool = False,
+                   log=print, val_every: int = 1) -> dict:
+    if len(recipes) != len(outs) or not recipes:
+        raise EdgeAgeError("train_together: give one output folder per recipe")
+    t_start = time.time()
+    loaded = [load_recipe(r, overrides) if not isinstance(r, dict) else r for r in recipes]
+    names = [str(r) if not isinstance(r, dict) else r.get("name", "recipe") for r in recipes]
+    check_shared(loaded, names)
+    if budget_s is not None:  # provisional: set after the first epoch
+        for r in loaded:
+            r["train"]["epochs"] = 1000
+    elif len({int(r["train"]["epochs"]) for r in loaded}) > 1:
+        raise EdgeAgeError("train_together: the recipes' [train] epochs differ; override them with one value")
+    runs = [_setup(r, o, progress, force) for r, o in zip(loaded, outs)]
+    prep, parts, split_rec = _load_data(runs[0].recipe, progress)
+    _check_split(runs[0].recipe, prep, parts)
+    for run in runs:
+        torch.manual_seed(run.tc["seed"])
+        _build_model(run, None, force)
+        _distillation(run, None, prep, parts)
+        if run.device.type == "cuda":
+            run.model = run.model.to(memory_format=torch.channels_last)
+    cv_threads = _loader(runs[0], prep, parts)
+    for run in runs[1:]:
+        run.ds, run.sampler, run.loader = runs[0].ds, runs[0].sampler, runs[0].loader
+    for run in runs:
+        _optimiser(run)
+    steps = len(runs[0].loader)
+    epochs = int(runs[0].tc["epochs"])
+    log(f"training {len(runs)} models on one stream: {steps} steps per epoch, batch {runs[0].tc['batch_size']}")
+    epoch, val_s, last_epoch_s = 0, 0.0, 0.0
+    while epoch < epochs:
+        t0 = time.time()
+        recs = _epoch(runs, epoch, epochs)
+        dt = time.time() - t0
+        if epoch == 0 or validate_now(epoch, epochs, val_every):
+            for run, rec in zip(runs, recs):
+                rec["epoch_s"] = dt
+                _validate_and_checkpoint(run, epoch, rec, prep, parts, split_rec)
+            val_s = time.time() - t0 - dt
+        last_epoch_s = time.time() - t0
+        epoch += 1
+        if budget_s is not None and epoch == 1:  # size the schedule to the budget
+            left = budget_s - (time.time() - t_start)
+            per_epoch = dt + val_s * min(1.0, 0.5 + 1.0 / val_every)
+            new = max(2, 1 + int(left / per_epoch))
+            min_warm = min(float(r.tc["warmup_epochs"]) for r in runs)
+            if min_warm < 1:
+                log(f"warning: warmup_epochs {min_warm} < 1: epoch 1 already followed the provisional schedule")
+            for run in runs:
+                run.tc["epochs"] = new
+                run.sched.lr_lambdas = [_lr_lambda(new * steps, int(run.tc["warmup_epochs"] * steps))]
+            log(f"epoch 1: {dt:.1f} s training, {val_s:.1f} s validation; {left:.0f} s left -> {new} epochs")
+            epochs = new
+        elif budget_s is not None and time.time() - t_start + last_epoch_s > budget_s and epoch < epochs:
+            log(f"budget reached after epoch {epoch}/{epochs}: stopping (best.pt is saved)")
+            break
+    if cv_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(cv_threads)
+    return {r.recipe["name"]: {"best": r.best, "out": str(r.out), "epochs_run": epoch} for r in runs}
+
+
+def validate_now(epoch: int, epochs: int, val_every: int) -> bool:
+    """Validation (and checkpoints) every ``val_every`` epochs, and every epoch of the last half
+    of the schedule, where the best one is chosen."""
+    return (epoch + 1) % val_every == 0 or epoch + 1 >= epochs // 2 or epoch + 1 == epochs
+
+
+def _epoch(runs, epoch: int, epochs: int) -> list[dict]:
+    from tqdm import tqdm
+
+    first = runs[0]
+    device = first.device
+    first.sampler.set_epoch(epoch)
+    first.ds.set_epoch(epoch)
+    for run in runs:
+        run.net.train()
+    sums = [0.0] * len(runs)
+    seen = 0
+    t0 = time.time()
+    bar = tqdm(first.loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not first.progress,
+               mininterval=10.0, leave=False)
+    for imgs, ages, pos in bar:
+        imgs = imgs.to(device, non_blocking=True)
+        ages = ages.to(device, non_blocking=True)
+        xs = {}
+        for k, run in enumerate(runs):
+            key = run.normalize.input_size
+            if key not in xs:
+                x = model_input(imgs, run.normalize)
+                xs[key] = x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+            sums[k] += _step(run, xs[key], ages, pos) * len(ages)
+        seen += len(ages)
+    dt = time.time() - t0
+    losses = [float(s) / max(seen, 1) for s in sums]
+    for r, v in zip(runs, losses):
+        if not math.isfinite(v):
+            raise EdgeAgeError(f"{r.recipe['name']}: training loss is {v} in epoch {epoch + 1}; lower its [train] lr")
+    return [{"epoch": epoch + 1, "train_loss": v, "lr": r.sched.get_last_lr()[0],
+             "images_per_s": seen / dt} for v, r in zip(losses, runs)]
+
+
+def _step(run, x, ages, pos) -> torch.Tensor:
+    """One optimiser step of one run (the same step as ``train.loop._train_epoch``)."""
+    tc = run.tc
+    use_amp = run.device.type == "cuda" and tc["amp"]
+    a, temp = run.recipe["distill"]["alpha"], run.recipe["distill"]["temperature"]
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        outp = run.net(x)
+        loss = run.loss_fn(outp, ages)
+        if run.teacher is not None:
+            with torch.no_grad():
+                t_out = run.teacher(x)
+            loss = (1 - a) * loss + a * distill_loss(outp, t_out, run.model.head.spec, temp)
+        elif run.soft is not None:
+            loss = (1 - a) * loss + a * distill_to_probs(outp, run.soft[pos].to(run.device), temp)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc["grad_clip"])
+    run.opt.step()
+    run.sched.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+    return loss.detach()  # summed on the device: no host sync per step
