@@ -24,6 +24,7 @@ STAGE_COMMANDS = {
     "bench": "edgeage.export.check_cli:bench_cmd",
     "android": "edgeage.export.android_cli:android_group",
     "device-check": "edgeage.export.android_cli:device_check_cmd",
+    "device": "edgeage.export.android_cli:device_group",
 }
 
 

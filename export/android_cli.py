@@ -1,5 +1,5 @@
-"""``edgeage android bundle`` and ``edgeage device-check`` (commands only; the work is in
-``edgeage.export.android``)."""
+"""``edgeage android bundle``, ``edgeage device-check`` and ``edgeage device setup`` (commands
+only; the work is in ``edgeage.export.android``, ``.devices`` and ``.qemu``)."""
 from __future__ import annotations
 
 import sys
@@ -12,7 +12,7 @@ from edgeage.cli import force_option
 from edgeage.utils import EdgeAgeError, check_output
 
 from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_on_device
-from .devices import SshDevice, run_local, run_ssh
+from .devices import SshDevice, run_local, run_qemu, run_ssh
 from .report import report_text, write_device_report
 
 
@@ -48,8 +48,10 @@ def bundle_cmd(artifact, check_data, check_count, out, target, force):
               help="The exported artifact the device runs (and the result is compared against).")
 @click.option("--device", "device", default="adb", show_default=True,
               help="adb[:SERIAL] (the Android app's check mode), local (the Python device side in the "
-                   "interpreter --python, e.g. a torch-free venv's) or ssh://user@host[:port] (the Python "
-                   "device side on a Linux device, with its --python).")
+                   "interpreter --python, e.g. a torch-free venv's), ssh://user@host[:port] (the Python "
+                   "device side on a Linux device, with its --python) or qemu-aarch64[:CPU] (the Python device "
+                   "side as aarch64 code under qemu, CPU a qemu model, default cortex-a76: correctness only, "
+                   "no latency; `edgeage device setup qemu-aarch64` first).")
 @click.option("--python", "python", default=None,
               help="The device side's Python: --device local (default: this one), ssh:// (default: python3 "
                    "on the device).")
@@ -87,9 +89,10 @@ def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, seria
     """Run the check on a device and compare its result with the float model on the same
     images, like `edgeage check`: --device adb (the app's check mode on a phone: install, push the
     bundle, run, pull the result), --device local (the Python device side in another
-    interpreter) or --device ssh://user@host (the Python device side on a Linux device). Reports
-    drift and the device's latency and identity; exits 1 when a threshold of the target's TOML
-    fails."""
+    interpreter), --device ssh://user@host (the Python device side on a Linux device) or
+    --device qemu-aarch64[:CPU] (the Python device side as aarch64 code under qemu user-mode
+    emulation). Reports drift and the device's latency (none for an emulated device) and
+    identity; exits 1 when a threshold of the target's TOML fails."""
     from edgeage.export.artifact import stdout_to_stderr
 
     from .check_cli import finish
@@ -97,10 +100,18 @@ def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, seria
     if bundle_dir is None and data is None:
         raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
     kind, _, arg = device.partition(":")
-    if kind not in ("adb", "local", "ssh"):
-        raise EdgeAgeError(f"--device {device}: unknown device kind; use adb[:SERIAL], local or "
-                           "ssh://user@host[:port] (qemu-aarch64 is planned)")
+    if kind not in ("adb", "local", "ssh", "qemu-aarch64"):
+        raise EdgeAgeError(f"--device {device}: unknown device kind; use adb[:SERIAL], local, "
+                           "ssh://user@host[:port] or qemu-aarch64[:CPU]")
     ssh = SshDevice.parse(device, identity, ssh_options) if kind == "ssh" else None
+    if kind == "qemu-aarch64":
+        from edgeage.artifact import read_manifest
+
+        from . import qemu
+
+        arg = qemu.parse_cpu(arg or None)
+        qemu.check_runtime(read_manifest(artifact)["artifact"]["target"])
+        qemu.cpu_root(arg)  # set up? (a clear error before the bundle is made)
     serial = serial or (arg if kind == "adb" else None) or None
     if out:
         check_output(out, force)
@@ -111,6 +122,8 @@ def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, seria
         if from_json is None and kind == "local":
             from_json = run_local(python or sys.executable, bundle_dir, Path(tmp) / "check-result.json", count,
                                   warmup, threads, timeout)
+        elif from_json is None and kind == "qemu-aarch64":
+            from_json = run_qemu(arg, bundle_dir, Path(tmp) / "check-result.json", count, warmup, threads, timeout)
         elif from_json is None and kind == "ssh":
             from_json = run_ssh(ssh, python or "python3", bundle_dir, Path(tmp) / "check-result.json", count,
                                 warmup, threads, timeout)
@@ -122,3 +135,26 @@ def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, seria
         if out:
             write_device_report(out, report, force, result_json=from_json)
     finish(ctx, report, as_json, report_text, "device-check")
+
+
+@click.group("device")
+def device_group():
+    """Devices that device-check drives and that edgeage builds itself (qemu-aarch64)."""
+
+
+@device_group.command("setup")
+@click.argument("kind", type=click.Choice(["qemu-aarch64"]))
+@click.option("--cpu", "cpus", multiple=True, help="Also prepare this qemu CPU model's root (repeatable; "
+              "cortex-a76, the default CPU, always).")
+@click.option("--force", is_flag=True, help="Rebuild even when it is set up.")
+def device_setup_cmd(kind, cpus, force):
+    """Build and cache an emulated device (once; a re-run is a no-op): qemu-aarch64 = Debian's
+    qemu-user-static, an arm64 Debian sysroot with python3.11 (private apt state, dpkg -x, nothing
+    installed system-wide) and the runtimes' aarch64 wheels, under EDGEAGE_DEVICES (default
+    ~/.cache/edgeage/devices). Needs the network and Debian's apt-get / dpkg."""
+    from . import qemu
+
+    cpus = [qemu.parse_cpu(c) for c in cpus]
+    rec = qemu.setup(progress=True, cpus=[qemu.DEFAULT_CPU, *cpus], force=force)
+    click.echo(f"qemu-aarch64: {qemu.home()} ({rec['size_bytes'] / 1e6:.0f} MB; {rec['qemu']}; "
+               + ", ".join(f"{k} {v}" for k, v in rec["installed"].items()) + ")")

@@ -4,13 +4,17 @@
 - ``local``: another interpreter on this machine (e.g. a torch-free venv), ``--python``;
 - ``ssh://user@host[:port]``: a Linux device over OpenSSH: the bundle is streamed over ssh (tar),
   the check runs there with the device's Python (``--python``, default python3), the result is
-  read back, the remote folder removed.
+  read back, the remote folder removed;
+- ``qemu-aarch64[:CPU]``: the device side as real aarch64 code under qemu user-mode emulation
+  (``edgeage.export.qemu``; ``edgeage device setup qemu-aarch64`` builds it), through the same
+  code path as ``local``; its result is marked emulated and holds no latency.
 
 Every failure (no interpreter, unreachable host, a refused key, a device without the runtime, a
 check that stops midway) is one EdgeAgeError, and no partial result is left on the host: the
 result file appears only when the device's check completed."""
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import tarfile
@@ -23,10 +27,21 @@ from edgeage.utils import EdgeAgeError
 MODULE = "edgeage.targets.device_check"
 
 
-def _check_cmd(python: str, bundle: str, result: str, count: int, warmup: int, threads: int) -> list[str]:
+# -I ignores PYTHONPATH: a device side that is a folder (qemu's copy) goes first on sys.path by hand
+_BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+         f"runpy.run_module({MODULE!r}, run_name='__main__', alter_sys=True)")
+
+
+def _check_cmd(python, bundle: str, result: str, count: int, warmup: int, threads: int, path: str | None = None,
+               emulated: dict | None = None) -> list[str]:
+    """The device side's check-mode command. ``python``: the interpreter (a path, or a command
+    list such as qemu + the emulated interpreter); ``path``: a folder holding the device side
+    (else the interpreter's own installation); ``emulated``: the emulator's description."""
     # -I: the device side's own installation only (never a checkout in the working folder)
-    return [python, "-I", "-m", MODULE, bundle, result, "--count", str(count), "--warmup", str(warmup),
-            "--threads", str(threads)]
+    head = [python] if isinstance(python, str) else list(python)
+    head += ["-I", "-m", MODULE] if path is None else ["-I", "-c", _BOOT, path]
+    return head + [bundle, result, "--count", str(count), "--warmup", str(warmup), "--threads", str(threads)] + (
+        ["--emulated", json.dumps(emulated)] if emulated else [])
 
 
 def _tail(text: str, n: int = 6) -> str:
@@ -47,17 +62,39 @@ def run_local(python: str, bundle, dest, count: int, warmup: int, threads: int, 
     exe = shutil.which(python) or (python if Path(python).is_file() else None)
     if exe is None:
         raise EdgeAgeError(f"--python {python}: no such interpreter")
-    cmd = _check_cmd(exe, str(bundle), str(dest), count, warmup, threads)
+    return run_check_command(_check_cmd(exe, str(bundle), str(dest), count, warmup, threads), exe, dest, timeout)
+
+
+def run_check_command(cmd: list[str], where: str, dest, timeout: float, hint=_hint) -> Path:
+    """Run a device-side check command on this machine (``local``, ``qemu-aarch64``); its result
+    JSON at ``dest``, or one EdgeAgeError and no result."""
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         Path(dest).unlink(missing_ok=True)
-        raise EdgeAgeError(f"the device check in {exe} wrote no result within {timeout:.0f} s") from None
+        raise EdgeAgeError(f"the device check in {where} wrote no result within {timeout:.0f} s (--timeout)") from None
     if p.returncode != 0 or not Path(dest).is_file():
         Path(dest).unlink(missing_ok=True)
         tail = _tail(p.stderr or p.stdout)
-        raise EdgeAgeError(f"the device check in {exe} failed (exit {p.returncode}){_hint(tail)}:\n{tail}")
+        raise EdgeAgeError(f"the device check in {where} failed (exit {p.returncode}){hint(tail)}:\n{tail}")
     return Path(dest)
+
+
+def run_qemu(cpu: str | None, bundle, dest, count: int, warmup: int, threads: int, timeout: float) -> Path:
+    """The device side's check mode as aarch64 code under qemu user-mode emulation (``-cpu
+    cpu``, default cortex-a76), through ``run_check_command`` like ``local``. An artifact whose
+    runtime the emulated device lacks (ExecuTorch) is one EdgeAgeError before anything runs."""
+    from edgeage.artifact import read_manifest
+
+    from . import qemu
+
+    target = read_manifest(bundle)["artifact"]["target"]
+    qemu.check_runtime(target)
+    python, path, emu = qemu.check_command(cpu)
+    qemu.temp_dir_for_qemu()
+    where = f"qemu-aarch64 -cpu {emu['qemu_cpu']}"
+    return run_check_command(_check_cmd(python, str(bundle), str(dest), count, warmup, threads, path, emu), where,
+                             dest, timeout, hint=lambda tail: qemu.hint(tail, target))
 
 
 @dataclass

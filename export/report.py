@@ -488,4 +488,8 @@ def report_text(r: dict) -> str:
              "app readout vs edgeage.readout on the device outputs: max |diff| "
              f"{r['app_readout_abs_diff_max']:.2g} years",
              ""]
+    dev = r.get("device") or {}
+    if dev.get("emulated"):  # an emulator's run times are no device latency: never shown as one
+        extra[0] = (f"Emulated device ({dev.get('emulator', '?')}, -cpu {dev.get('qemu_cpu', '?')}): correctness "
+                    "only, no latency (run times under emulation are kept as emulated_time_ms in the check result)")
     return "\n".join(lines[:-1] + extra + lines[-1:])
