@@ -5,7 +5,7 @@ model (drift, the target TOML's thresholds), plus the drift between the arm64 an
 outputs of the same artifact. OpenVINO under ``-cpu max`` (SME) is added to show the wrong case.
 
     python scripts/qemu_table.py [--data ../shared/datasets/utkface] [--count 100] \
-        [--cpus cortex-a76,neoverse-n1,cortex-a53] [--out bench/qemu]
+        [--cpus cortex-a76,cortex-a53] [--out bench/qemu] [--work DIR]
 
 Writes OUT/table.md and OUT/table.json (run times under emulation are not latencies and are not
 in the table). Needs `edgeage device setup qemu-aarch64` first."""
@@ -44,7 +44,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "utkface"))
     ap.add_argument("--count", type=int, default=100, help="test-split faces per check")
-    ap.add_argument("--cpus", default="cortex-a76,neoverse-n1,cortex-a53", help="qemu CPU models (comma list)")
+    ap.add_argument("--cpus", default="cortex-a76,cortex-a53", help="qemu CPU models (comma list)")
     ap.add_argument("--sme-row", default="openvino:fp32", help="target:precision also run under -cpu max ('' = none)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "qemu"))
     ap.add_argument("--work", default=None, help="keep artifacts, bundles and results here (default: a temp folder)")
@@ -92,12 +92,15 @@ def main() -> int:
                 rep = work / f"rep-{target}-{precision}-{dev.replace(':', '-').replace(',', '-')}"
                 t0 = time.time()
                 print(f"{target} {precision} on {isa}", file=sys.stderr, flush=True)
-                p = sh("device-check", "--device", dev, "--artifact", art, "--bundle", bundle, "--count", a.count,
-                       "--threads", 1, "--json", "--out", rep, "--force", check=False)
-                if not p.stdout.strip():
-                    rows.append({"target": target, "precision": precision, "isa": isa, "error": p.stderr[-500:]})
-                    continue
-                r = json.loads(p.stdout)
+                if (rep / "report.json").is_file() and (rep / "check-result.json").is_file():  # --work: kept
+                    r = json.loads((rep / "report.json").read_text())
+                else:
+                    p = sh("device-check", "--device", dev, "--artifact", art, "--bundle", bundle, "--count",
+                           a.count, "--threads", 1, "--json", "--out", rep, "--force", check=False)
+                    if not p.stdout.strip():
+                        rows.append({"target": target, "precision": precision, "isa": isa, "error": p.stderr[-500:]})
+                        continue
+                    r = json.loads(p.stdout)
                 out, ages = outputs(rep / "check-result.json")
                 row = {"target": target, "precision": precision, "isa": isa, "device": dev, "n": r["n"],
                        "passed": r["passed"], "failures": r["failures"], "mae": r["target_mae"],
@@ -105,7 +108,9 @@ def main() -> int:
                        "age_abs_diff_p99": r["age_abs_diff_p99"], "age_abs_diff_max": r["age_abs_diff_max"],
                        "argmax_agreement": r["argmax_agreement"], "emulated": bool(r["device"].get("emulated")),
                        "isa_features": r["device"].get("isa_features"), "wall_s": round(time.time() - t0, 1),
-                       "runtime_versions": r["runtime"].get("versions")}
+                       "runtime_versions": r["runtime"].get("versions"),
+                       "emulated_time_ms_p50": json.loads((rep / "check-result.json").read_text())["summary"]
+                       .get("emulated_time_ms", {}).get("p50")}
                 if x86 is None and isa == "x86":
                     x86 = (out, ages)
                 elif x86 is not None:
