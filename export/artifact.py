@@ -66,6 +66,11 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
         raise EdgeAgeError(f"int8 export to {spec['name']} needs calibration images: pass --calib-data (the "
                            "model's training data, or any folder of your own photos) or a quantize result "
                            "with --from")
+    inputs = tuple(getattr(model, "input_names", ("input",)))
+    if len(inputs) != 1:  # issue 15: multi-input models (mivolo: face + context) are not plumbed yet
+        raise EdgeAgeError(f"export of {manifest['model']['name']} to {spec['name']}: the model takes "
+                           f"{len(inputs)} inputs ({', '.join(inputs)}); export, check and the runners "
+                           "handle single-input models only so far (use mivolo-face)")
     out_dir = Path(out_dir)
     model.eval()
     try:

@@ -14,7 +14,7 @@ the batch dimension is never a sequence dimension, so an image's output cannot d
 images batched with it (tests/unit/test_families.py plants that fault and catches it).
 
 ``sampler`` picks the sampling op (same values, no parameters, so a checkpoint can be exported
-with either): ``grid_sample`` (F.affine_grid + F.grid_sample, the usual form) or ``separable``
+with either): ``grid_sample`` (an affine sampling grid + F.grid_sample, the usual form) or ``separable``
 (the same axis-aligned bilinear crop as two matmuls with interpolation weights
 relu(1 - |coordinate - pixel|), zero outside the map: only elementwise ops and MatMul, for
 runtimes without a GridSample kernel)."""
@@ -31,33 +31,46 @@ from .mgpnet import Backbone
 SAMPLERS = ("grid_sample", "separable")
 
 
+def _base(size: int, like: torch.Tensor) -> torch.Tensor:
+    """Sample centres of a crop of ``size`` in [-1, 1] units (align_corners=False), a constant."""
+    return torch.tensor([(2 * i + 1) / size - 1 for i in range(size)], dtype=like.dtype, device=like.device)
+
+
 def crop_grid_sample(fmap: torch.Tensor, centre: torch.Tensor, scale: float, size: int) -> torch.Tensor:
     """Axis-aligned crop [N, C, size, size] of ``fmap`` centred at ``centre`` [N, 2] (x, y in
-    [-1, 1]), ``scale`` of the map's extent; bilinear, zeros outside, align_corners=False."""
+    [-1, 1]), ``scale`` of the map's extent; bilinear, zeros outside, align_corners=False.
+
+    The sampling grid is the one ``F.affine_grid`` makes for theta = [[s, 0, cx], [0, s, cy]],
+    built by broadcasting (OpenVINO has no conversion rule for aten::affine_grid_generator), so the
+    graph holds one GridSample op."""
     n = fmap.shape[0]
-    zero = torch.zeros_like(centre[:, :1])
-    s = torch.full_like(centre[:, :1], scale)
-    theta = torch.cat([s, zero, centre[:, :1], zero, s, centre[:, 1:2]], dim=1).reshape(n, 2, 3)
-    grid = F.affine_grid(theta, [n, fmap.shape[1], size, size], align_corners=False)
+    base = _base(size, centre) * scale
+    zero = base.reshape(1, size, 1, 1) * 0.0
+    gx = centre[:, 0:1].reshape(n, 1, 1, 1) + base.reshape(1, 1, size, 1) + zero   # [N, s, s, 1]
+    gy = centre[:, 1:2].reshape(n, 1, 1, 1) + base.reshape(1, size, 1, 1) + zero.reshape(1, 1, size, 1)
+    grid = torch.cat([gx, gy], dim=3)                                               # [N, s, s, (x, y)]
     return F.grid_sample(fmap, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _interp_weights(c: torch.Tensor, scale: float, size: int, extent: int) -> torch.Tensor:
-    """[N, size, extent] bilinear weights of the crop's sample rows over the map's pixels."""
-    base = (torch.arange(size, dtype=c.dtype, device=c.device) * 2 + 1) / size - 1   # [-1, 1] centres
-    norm = c[:, None] + scale * base[None, :]                                          # [N, size]
-    pix = ((norm + 1) * extent - 1) / 2                                                # align_corners=False
-    idx = torch.arange(extent, dtype=c.dtype, device=c.device)
-    return torch.relu(1 - (pix[:, :, None] - idx[None, None, :]).abs())
+    """[N, size, extent] bilinear weights of the crop's sample rows over the map's pixels (c: [N, 1])."""
+    n = c.shape[0]
+    norm = c.reshape(n, 1, 1) + scale * _base(size, c).reshape(1, size, 1)       # [N, size, 1]
+    pix = ((norm + 1) * extent - 1) / 2                                            # align_corners=False
+    idx = torch.tensor([float(i) for i in range(extent)], dtype=c.dtype, device=c.device)
+    return torch.relu(1 - (pix - idx.reshape(1, 1, extent)).abs())
 
 
 def crop_separable(fmap: torch.Tensor, centre: torch.Tensor, scale: float, size: int) -> torch.Tensor:
-    """The same crop as ``crop_grid_sample`` by two matmuls (no GridSample op)."""
+    """The same crop as ``crop_grid_sample`` by two batched matmuls (no GridSample op; 3-D bmm,
+    which XNNPACK takes whole)."""
     n, c, h, w = fmap.shape
-    wy = _interp_weights(centre[:, 1], scale, size, h)            # [N, s, H]
-    wx = _interp_weights(centre[:, 0], scale, size, w)            # [N, s, W]
-    rows = torch.matmul(wy.unsqueeze(1), fmap)                    # [N, C, s, W]
-    return torch.matmul(rows, wx.unsqueeze(1).transpose(2, 3))    # [N, C, s, s]
+    wy = _interp_weights(centre[:, 1:2], scale, size, h)          # [N, s, H] (slices, not select)
+    wx = _interp_weights(centre[:, 0:1], scale, size, w)          # [N, s, W]
+    cols = torch.bmm(fmap.reshape(n, c * h, w), wx.transpose(1, 2))          # [N, C*H, s]
+    t = cols.reshape(n, c, h, size).permute(0, 2, 1, 3).reshape(n, h, c * size)
+    rows = torch.bmm(wy, t)                                                   # [N, s, C*s]
+    return rows.reshape(n, size, c, size).permute(0, 2, 1, 3)                 # [N, C, s, s]
 
 
 class ALFeatures(nn.Module):
@@ -90,7 +103,7 @@ class ALFeatures(nn.Module):
         top = stages[-1](y)                          # stage 4 map
         g = torch.flatten(F.adaptive_avg_pool2d(top, 1), 1)
         h = torch.tanh(self.init_h(g))
-        c = torch.zeros_like(h)
+        c = h * 0.0                                 # c0 = 0 (no full op)
         crop = crop_grid_sample if self.sampler == "grid_sample" else crop_separable
         feats = [g]
         inp = torch.flatten(F.adaptive_avg_pool2d(y, 1), 1)   # first input: the whole mid-level map

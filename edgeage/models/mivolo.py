@@ -53,14 +53,14 @@ class OutlookAttention(nn.Module):
         v = torch.stack(_shifts(v, self.k), dim=2)                            # [N, C, k2, H, W]
         v = v.reshape(n, self.heads, self.hd, k2, h * w).permute(0, 1, 4, 3, 2)  # [N, h, HW, k2, hd]
         a = self.attn(x).reshape(n, h * w, self.heads, k2, k2).permute(0, 2, 1, 3, 4)
-        a = torch.softmax(a * self.scale, dim=-1)
-        o = torch.matmul(a, v)                                                # [N, h, HW, k2, hd]
-        o = o.permute(0, 1, 4, 3, 2).reshape(n, c, k2, h, w)
+        a = torch.softmax(a * self.scale, dim=-1).reshape(-1, k2, k2)
+        o = torch.bmm(a, v.reshape(-1, k2, self.hd))                          # [N*h*HW, k2, hd]
+        o = o.reshape(n, self.heads, h * w, k2, self.hd).permute(0, 1, 4, 3, 2).reshape(n, c, k2 * h, w)
         p = self.k // 2
         out = None
         for i in range(k2):  # fold: window output i of pixel q lands on q + offset_i
             dy, dx = divmod(i, self.k)
-            t = F.pad(o[:, :, i], (dx, self.k - 1 - dx, dy, self.k - 1 - dy))
+            t = F.pad(o[:, :, i * h:(i + 1) * h], (dx, self.k - 1 - dx, dy, self.k - 1 - dy))
             out = t if out is None else out + t
         out = out[:, :, p:p + h, p:p + w].permute(0, 2, 3, 1)
         return self.proj(out)
@@ -81,12 +81,36 @@ class Attention(nn.Module):
         kv = x if kv is None else kv
         n, lq, c = x.shape
         lk = kv.shape[1]
-        q = self.q(x).reshape(n, lq, self.heads, self.hd).transpose(1, 2)
-        kvp = self.kv(kv).reshape(n, lk, 2, self.heads, self.hd)
-        k = kvp[:, :, 0].transpose(1, 2)
-        v = kvp[:, :, 1].transpose(1, 2)
-        a = torch.softmax(torch.matmul(q, k.transpose(2, 3)) * self.scale, dim=-1)
-        return self.proj(torch.matmul(a, v).transpose(1, 2).reshape(n, lq, c))
+        kvp = self.kv(kv)
+        q = heads_first(self.q(x), self.heads)                       # [N*h, Lq, hd]
+        k = heads_first(kvp[:, :, :c], self.heads)                   # slices, not select: delegated
+        v = heads_first(kvp[:, :, c:], self.heads)
+        a = torch.softmax(torch.bmm(q, k.transpose(1, 2)) * self.scale, dim=-1)
+        o = torch.bmm(a, v).reshape(n, self.heads, lq, self.hd).transpose(1, 2)
+        return self.proj(o.reshape(n, lq, c))
+
+
+def heads_first(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """[N, L, C] -> [N*heads, L, C/heads]: attention as 3-D bmm (a 4-D matmul traces to
+    expand_copy + bmm, and XNNPACK does not take the expand)."""
+    n, l, c = t.shape
+    return t.reshape(n, l, heads, c // heads).transpose(1, 2).reshape(n * heads, l, c // heads)
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm (same parameters and values) written with the ops XNNPACK delegates: the
+    mean over the channels is a mean over dims (2, 3) of an [N, -1, C, 1] view, as in the CBAM
+    spatial attention (ExecuTorch's XNNPACK partitioner takes no native_layer_norm, and every
+    LayerNorm split the graph: 40 segments in mivolo-face, 48 in swinface-age)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        c = shape[-1]
+        x4 = x.float().reshape(shape[0], -1, c, 1)  # float32 under autocast, as F.layer_norm
+        d = x4 - x4.mean(dim=(2, 3), keepdim=True)
+        var = (d * d).mean(dim=(2, 3), keepdim=True)
+        y = d / torch.sqrt(var + self.eps)
+        return y.reshape(shape) * self.weight + self.bias
 
 
 def mlp(dim: int, ratio: float) -> nn.Sequential:
@@ -97,8 +121,8 @@ def mlp(dim: int, ratio: float) -> nn.Sequential:
 class Outlooker(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_ratio: float):
         super().__init__()
-        self.n1, self.attn = nn.LayerNorm(dim), OutlookAttention(dim, heads)
-        self.n2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
+        self.n1, self.attn = LayerNorm(dim), OutlookAttention(dim, heads)
+        self.n2, self.mlp = LayerNorm(dim), mlp(dim, mlp_ratio)
 
     def forward(self, x):  # [N, H, W, C]
         x = x + self.attn(self.n1(x))
@@ -108,8 +132,8 @@ class Outlooker(nn.Module):
 class Transformer(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_ratio: float):
         super().__init__()
-        self.n1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
-        self.n2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
+        self.n1, self.attn = LayerNorm(dim), Attention(dim, heads)
+        self.n2, self.mlp = LayerNorm(dim), mlp(dim, mlp_ratio)
 
     def forward(self, x):  # [N, L, C]
         x = x + self.attn(self.n1(x))
@@ -121,8 +145,8 @@ class ClassAttentionBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float):
         super().__init__()
-        self.n1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
-        self.n2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
+        self.n1, self.attn = LayerNorm(dim), Attention(dim, heads)
+        self.n2, self.mlp = LayerNorm(dim), mlp(dim, mlp_ratio)
 
     def forward(self, cls, tokens):  # cls [N, 1, C], tokens [N, L, C]
         u = self.n1(torch.cat([cls, tokens], dim=1))
@@ -173,7 +197,7 @@ class MiVOLOFeatures(nn.Module):
         if dual:
             self.context = Stem(d1, h1, n_out, mlp_ratio)
             self.context_merge = Merge(d1, d2, tokens)
-            self.fe_norm_f, self.fe_norm_c = nn.LayerNorm(d2), nn.LayerNorm(d2)
+            self.fe_norm_f, self.fe_norm_c = LayerNorm(d2), LayerNorm(d2)
             self.face_from_context = Attention(d2, h2)
             self.context_from_face = Attention(d2, h2)
             self.merge = nn.Linear(2 * d2, d2)
@@ -181,7 +205,7 @@ class MiVOLOFeatures(nn.Module):
         self.cls = nn.Parameter(torch.zeros(1, 1, d2))
         nn.init.trunc_normal_(self.cls, std=0.02)
         self.ca = nn.ModuleList([ClassAttentionBlock(d2, h2, mlp_ratio) for _ in range(n_ca)])
-        self.norm = nn.LayerNorm(d2)
+        self.norm = LayerNorm(d2)
         self.out_channels = d2
         self.apply(_init)
 
@@ -197,7 +221,7 @@ class MiVOLOFeatures(nn.Module):
 
     def forward(self, face: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         t = self.blocks(self.tokens(face, context))
-        cls = self.cls.expand(t.shape[0], -1, -1)
+        cls = self.cls + t[:, :1] * 0.0    # [N, 1, C] by broadcasting (no expand / full op)
         for blk in self.ca:
             cls = blk(cls, t)
         cls = self.norm(cls)

@@ -3,7 +3,7 @@ attention age subnet), small enough for the edge at 64 px.
 
 Swin: 4x4 patch embedding (16x16 tokens) -> stages of Swin blocks with window attention (window
 4, relative position bias), every second block on windows shifted by half a window
-(``torch.roll`` + the standard attention mask), patch merging (2x2 -> linear) between stages.
+(a cyclic roll + the standard attention mask), patch merging (2x2 -> linear) between stages.
 A stage whose resolution equals the window does not shift (as in Swin).
 
 Age subnet (MLCA: multi-level feature fusion + channel attention): the outputs of every stage are
@@ -12,9 +12,12 @@ resolution, concatenated, gated by CBAM-style channel attention (shared MLP over
 average and global max, sigmoid) and fused back (1x1 conv) into the [N, C, h, w] map any
 registered head reads.
 
-Export forms: window partition / reverse are reshape + permute of static shapes; the relative
-position index and the shift mask are constant buffers; attention is explicit matmul + softmax;
-the channel attention's global max is a max-pool over the whole map (not amax over dim 1)."""
+Export forms (ExecuTorch's XNNPACK takes the whole graph as one segment): window partition /
+reverse are reshape + permute of static shapes; the roll is slices + concat; the relative
+position bias is a matmul of a constant one-hot table by the learned bias table; the shift mask is
+a constant buffer; attention is 3-D bmm + softmax; LayerNorm is ``mivolo.LayerNorm`` (means over
+dims (2, 3) of an [N, -1, C, 1] view); the channel attention's global max is a max-pool over the
+whole map (not amax over dim 1)."""
 from __future__ import annotations
 
 import torch
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 
 from . import register_model
 from .heads import AgeModel, make_head
-from .mivolo import _init, mlp
+from .mivolo import LayerNorm, _init, heads_first, mlp
 
 
 def window_partition(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -67,22 +70,35 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.bias_table = nn.Parameter(torch.zeros((2 * w - 1) ** 2, heads))
         nn.init.trunc_normal_(self.bias_table, std=0.02)
-        self.register_buffer("rel_index", relative_index(w), persistent=False)
+        self.register_buffer("rel_onehot", F.one_hot(relative_index(w), (2 * w - 1) ** 2).float(),
+                             persistent=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         b, l, c = x.shape  # b = N * windows
-        qkv = self.qkv(x).reshape(b, l, 3, self.heads, self.hd)
-        q = qkv[:, :, 0].transpose(1, 2)
-        k = qkv[:, :, 1].transpose(1, 2)
-        v = qkv[:, :, 2].transpose(1, 2)
-        a = torch.matmul(q, k.transpose(2, 3)) * self.scale                    # [b, h, l, l]
-        bias = self.bias_table[self.rel_index].reshape(l, l, self.heads).permute(2, 0, 1)
-        a = a + bias.unsqueeze(0)
+        qkv = self.qkv(x)
+        q = heads_first(qkv[:, :, :c], self.heads)          # [b*h, l, hd]; slices, not select
+        k = heads_first(qkv[:, :, c:2 * c], self.heads)
+        v = heads_first(qkv[:, :, 2 * c:], self.heads)
+        a = torch.bmm(q, k.transpose(1, 2)).reshape(b, self.heads, l, l) * self.scale
+        # the relative position bias as a matmul with a constant one-hot table (a gather with
+        # the index would be an index_select that XNNPACK does not take)
+        bias = torch.matmul(self.rel_onehot, self.bias_table).reshape(l, l, self.heads).permute(2, 0, 1)
+        a = a + bias.reshape(1, self.heads, l, l)
         if mask is not None:
             nw = mask.shape[0]
             a = (a.reshape(b // nw, nw, self.heads, l, l) + mask.reshape(1, nw, 1, l, l)).reshape(b, self.heads, l, l)
-        a = torch.softmax(a, dim=-1)
-        return self.proj(torch.matmul(a, v).transpose(1, 2).reshape(b, l, c))
+        a = torch.softmax(a, dim=-1).reshape(b * self.heads, l, l)
+        o = torch.bmm(a, v).reshape(b, self.heads, l, self.hd).transpose(1, 2)
+        return self.proj(o.reshape(b, l, c))
+
+
+def roll2(x: torch.Tensor, s: int) -> torch.Tensor:
+    """torch.roll(x, (s, s), dims=(1, 2)) of [N, H, W, C] as slices + concat (torch.roll traces
+    to index / fmod / arange ops that XNNPACK does not take)."""
+    h, w = x.shape[1], x.shape[2]
+    s_h, s_w = s % h, s % w
+    x = torch.cat([x[:, h - s_h:], x[:, :h - s_h]], dim=1) if s_h else x
+    return torch.cat([x[:, :, w - s_w:], x[:, :, :w - s_w]], dim=2) if s_w else x
 
 
 class SwinBlock(nn.Module):
@@ -91,8 +107,8 @@ class SwinBlock(nn.Module):
         if res <= w:
             w, shift = res, 0
         self.w, self.shift, self.res = w, shift, res
-        self.n1, self.attn = nn.LayerNorm(dim), WindowAttention(dim, heads, w)
-        self.n2, self.mlp = nn.LayerNorm(dim), mlp(dim, mlp_ratio)
+        self.n1, self.attn = LayerNorm(dim), WindowAttention(dim, heads, w)
+        self.n2, self.mlp = LayerNorm(dim), mlp(dim, mlp_ratio)
         if shift:
             self.register_buffer("mask", shift_mask(res, res, w, shift), persistent=False)
         else:
@@ -102,10 +118,10 @@ class SwinBlock(nn.Module):
         n, h, wd, c = x.shape
         y = self.n1(x)
         if self.shift:
-            y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
+            y = roll2(y, -self.shift)
         y = window_reverse(self.attn(window_partition(y, self.w), self.mask), self.w, n, h, wd)
         if self.shift:
-            y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
+            y = roll2(y, self.shift)
         x = x + y
         return x + self.mlp(self.n2(x))
 
@@ -113,11 +129,14 @@ class SwinBlock(nn.Module):
 class PatchMerging(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
-        self.norm = nn.LayerNorm(4 * dim)
+        self.norm = LayerNorm(4 * dim)
         self.reduce = nn.Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, x):  # [N, H, W, C] -> [N, H/2, W/2, 2C]
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=3)
+        # = cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=3), as
+        # reshape + permute (XNNPACK does not take strided slices)
+        n, h, w, c = x.shape
+        x = x.reshape(n, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 4, 2, 5).reshape(n, h // 2, w // 2, 4 * c)
         return self.reduce(self.norm(x))
 
 
@@ -155,7 +174,7 @@ class SwinFeatures(nn.Module):
         if input_size % (4 * 2 ** (len(depths) - 1)):
             raise ValueError(f"input_size {input_size} must be a multiple of {4 * 2 ** (len(depths) - 1)}")
         self.embed = nn.Conv2d(3, dim, 4, 4)
-        self.embed_norm = nn.LayerNorm(dim)
+        self.embed_norm = LayerNorm(dim)
         res, dims, ress = input_size // 4, [], []
         self.stages, self.merges = nn.ModuleList(), nn.ModuleList()
         d = dim

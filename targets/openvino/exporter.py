@@ -105,20 +105,43 @@ def compact_constants(om) -> None:
     profile read them) and the model's input / output tensor names stay."""
     import numpy as np
 
-    first = {}
+    first, kept = {}, []
     for op in om.get_ordered_ops():
         if op.get_type_name() != "Constant":
+            continue
+        if not _shareable(op):
+            kept.append(op)
             continue
         key = (str(op.get_element_type()), tuple(op.get_output_shape(0)), np.asarray(op.get_data()).tobytes())
         if key in first:
             op.output(0).replace(first[key].output(0))
         else:
             first[key] = op
+            kept.append(op)
     om.validate_nodes_and_infer_types()
-    for i, op in enumerate(first.values()):
+    for i, op in enumerate(kept):
         op.set_friendly_name(f"c{i}")
         for out in op.outputs():
             out.get_tensor().set_names(set())
+
+
+def _shareable(const) -> bool:
+    """Integer constants (shapes, axes, indices), float scalars and FakeQuantize limits are shared;
+    other float tensors (weights, biases) only where every reader is a FakeQuantize. Sharing a
+    bias between the unrolled steps of al-resnet's LSTM cell (byte-identical copies the converter
+    makes for each call of the module) made OpenVINO 2026.4.1's CPU plugin crash in compile_model
+    (segmentation fault; batch-1 static shape, LATENCY hint; tests/test_families_export.py), so
+    those stay separate layers (the .bin still stores their bytes once)."""
+    if not const.get_element_type().is_real() or shape_size(const.get_output_shape(0)) == 1:
+        return True
+    return all(t.get_node().get_type_name() == "FakeQuantize" for t in const.output(0).get_target_inputs())
+
+
+def shape_size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def minify_xml(path: Path) -> None:

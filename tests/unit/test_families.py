@@ -188,6 +188,17 @@ def test_separable_crop_equals_grid_sample():
     assert torch.allclose(c, fmap[:, :, 4:12, 4:12], atol=1e-5)
 
 
+def test_crop_grid_is_affine_grid():
+    from edgeage.models.alresnet import crop_grid_sample
+
+    g = torch.Generator().manual_seed(1)
+    fmap = torch.randn(2, 4, 12, 12, generator=g)
+    centre = torch.tensor([[0.3, -0.2], [-0.6, 0.5]])
+    theta = torch.tensor([[[0.5, 0, 0.3], [0, 0.5, -0.2]], [[0.5, 0, -0.6], [0, 0.5, 0.5]]])
+    ref = F.grid_sample(fmap, F.affine_grid(theta, [2, 4, 5, 5], align_corners=False), align_corners=False)
+    assert torch.allclose(crop_grid_sample(fmap, centre, 0.5, 5), ref, atol=1e-6)
+
+
 def test_al_resnet_samplers_give_the_same_model():
     grid = build("al-resnet", {}).eval()
     sep = build("al-resnet", {"sampler": "separable"}).eval()
@@ -289,3 +300,36 @@ def json_round_trip(d):
     import json
 
     return json.loads(json.dumps(d))
+
+
+def test_export_forms_equal_the_reference_ops():
+    """The XNNPACK-friendly rewrites (LayerNorm, roll, one-hot relative bias) against torch's."""
+    from edgeage.models.mivolo import LayerNorm
+    from edgeage.models.swinface import WindowAttention, relative_index, roll2
+
+    torch.manual_seed(0)
+    ln, ref = LayerNorm(12), torch.nn.LayerNorm(12)
+    with torch.no_grad():
+        ln.weight.normal_(), ln.bias.normal_()
+    ref.load_state_dict(ln.state_dict())
+    for shape in ((2, 5, 12), (2, 3, 4, 12), (1, 1, 12)):
+        x = torch.randn(shape) * 3 + 1
+        assert torch.allclose(ln(x), ref(x), atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 under autocast, like F.layer_norm
+        assert ln(torch.randn(2, 5, 12).bfloat16()).dtype == torch.float32
+    x = torch.randn(2, 8, 8, 3)
+    for s in (2, -2, 3):
+        assert torch.equal(roll2(x, s), torch.roll(x, (s, s), dims=(1, 2)))
+    att = WindowAttention(8, 2, 4)
+    gathered = att.bias_table[relative_index(4)]
+    assert torch.allclose(torch.matmul(att.rel_onehot, att.bias_table), gathered)
+
+
+def test_patch_merging_is_swins_strided_concat():
+    from edgeage.models.swinface import PatchMerging
+
+    torch.manual_seed(0)
+    pm = PatchMerging(3)
+    x = torch.randn(2, 4, 6, 3)
+    ref = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=3)
+    assert torch.allclose(pm(x), pm.reduce(pm.norm(ref)), atol=1e-6)
