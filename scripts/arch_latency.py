@@ -33,6 +33,8 @@ PEER = Path(__file__).resolve().parents[2] / "shared/peers/omz-age-gender-recogn
 
 
 def parse_cand(s: str):
+    """label=name[:key=value...]; a label ending in '+deploy' times the deploy form
+    (edgeage.models.deploy) of the same weights."""
     label, _, rest = s.partition("=")
     name, *kvs = rest.split(":")
     cfg = {}
@@ -119,6 +121,10 @@ def main() -> None:
     for c in a.cand:
         label, name, cfg = parse_cand(c)
         m, norm = build(name, cfg, crops)
+        if label.endswith("+deploy"):
+            from edgeage.models.deploy import deploy_form
+
+            m = deploy_form(m)
         s = int(m.config["input_size"])
         om, q = to_int8(m, norm, crops, a.quantize_all)
         nets[label + "-int8"] = (compile_(core, q), (1, 3, s, s))

@@ -58,10 +58,17 @@ def train_together(recipes: list[str | dict], outs: list[str | Path], overrides:
     runs = [_setup(r, o, progress, force) for r, o in zip(loaded, outs)]
     prep, parts, split_rec = _load_data(runs[0].recipe, progress)
     _check_split(runs[0].recipe, prep, parts)
+    soft_by_cfg: dict[str, torch.Tensor] = {}
     for run in runs:
         torch.manual_seed(run.tc["seed"])
         _build_model(run, None, force)
-        _distillation(run, None, prep, parts)
+        key = repr((run.recipe["distill"], run.model.head.spec))
+        if run.recipe["distill"]["mode"] == "clean" and key in soft_by_cfg:
+            run.soft = soft_by_cfg[key]  # the same teachers' targets: computed once
+        else:
+            _distillation(run, None, prep, parts)
+            if run.soft is not None:
+                soft_by_cfg[key] = run.soft
         if run.device.type == "cuda":
             run.model = run.model.to(memory_format=torch.channels_last)
     cv_threads = _loader(runs[0], prep, parts)

@@ -1,0 +1,137 @@
+"""Deploy forms: the same functions as the trained layers, rewritten with fewer, fusable ops for
+inference (RepVGG-style re-parameterisation; exact up to float rounding, tested to 1e-5).
+
+At batch 1 on a CPU an INT8 graph of small layers is bound by its op count, not its MACs: every
+gate is a handful of tiny float ops between the INT8 convolutions (OpenVINO's op profile of the
+first edge model: 40 % of INT8 time in such "float islands"). The rewrites:
+
+- ECA (GAP -> reshape -> Conv1d over channels -> sigmoid -> reshape -> scale): the Conv1d is a
+  banded C x C matrix, so it becomes a 1x1 convolution on the pooled [N, C, 1, 1] map: no
+  reshapes, and the runtime can run it as a convolution.
+- MGPool's channel shuffle followed by its ECA gate and 1x1 fuse: the shuffle is a fixed
+  permutation P, so gate(P y) then W (P y) equals P^T-permuted gate on y and W P as the fuse
+  weight; the shuffle disappears into the weights.
+- CBAM spatial attention (channel mean and max -> concat -> 7x7 conv -> sigmoid): the 7x7 conv of
+  the channel mean is the 7x7 conv of x with the mean's kernel spread over the C channels
+  divided by C; the mean reduction, its reshapes and the concat go, the channel max stays.
+
+``deploy_form(model)`` returns a copy with these modules replaced; the trained model and its
+checkpoints keep the paper's form."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .layers import ECA, MGPool, SpatialAttention, shuffle_permutation
+
+
+def eca_matrix(conv: nn.Conv1d, channels: int) -> torch.Tensor:
+    """The C x C matrix of ECA's Conv1d(1, 1, k, padding k//2) over the channel axis."""
+    k = conv.kernel_size[0]
+    w = conv.weight.detach().reshape(k)
+    m = torch.zeros(channels, channels, dtype=w.dtype)
+    for i in range(channels):
+        for t in range(k):
+            j = i + t - k // 2
+            if 0 <= j < channels:
+                m[i, j] = w[t]
+    return m
+
+
+class DenseECA(nn.Module):
+    """x * sigmoid(conv1x1(mean_hw(x))): ECA with its Conv1d as a (banded) 1x1 convolution."""
+
+    def __init__(self, matrix: torch.Tensor):
+        super().__init__()
+        c = matrix.shape[0]
+        self.conv = nn.Conv2d(c, c, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(matrix.reshape(c, c, 1, 1))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(x.mean(dim=(2, 3), keepdim=True)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class SpatialAttentionDeploy(nn.Module):
+    """CBAM spatial attention as conv7x7_C->1(x) + conv7x7_1->1(max_c(x)); the channel max kept in
+    the NHWC form that XNNPACK delegates (see layers.SpatialAttention)."""
+
+    def __init__(self, sa: SpatialAttention, channels: int):
+        super().__init__()
+        w = sa.conv.weight.detach()  # [1, 2, k, k]: channel 0 sees the mean, 1 the max
+        k = w.shape[-1]
+        self.mean_conv = nn.Conv2d(channels, 1, k, padding=k // 2, bias=False)
+        self.max_conv = nn.Conv2d(1, 1, k, padding=k // 2, bias=False)
+        with torch.no_grad():
+            self.mean_conv.weight.copy_((w[:, :1] / channels).expand(1, channels, k, k))
+            self.max_conv.weight.copy_(w[:, 1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mx = torch.max(x.permute(0, 2, 3, 1), dim=3, keepdim=True).values.permute(0, 3, 1, 2)
+        return x * torch.sigmoid(self.mean_conv(x) + self.max_conv(mx))
+
+
+class MGPoolDeploy(nn.Module):
+    """MGPool with the channel shuffle folded into the gate and fuse weights."""
+
+    def __init__(self, mp: MGPool):
+        super().__init__()
+        self.pools = mp.pools
+        cat = mp.fuse.in_channels
+        perm = torch.tensor(shuffle_permutation(cat, mp.groups))  # shuffled[i] = y[perm[i]]
+        eye = torch.eye(cat)
+        p = eye[perm]  # P y = y[perm]
+        self.gate = nn.Identity()
+        if isinstance(mp.gate, ECA):
+            self.gate = DenseECA(p.t() @ eca_matrix(mp.gate.conv, cat) @ p)
+        elif not isinstance(mp.gate, nn.Identity):
+            raise TypeError(f"MGPoolDeploy: no deploy form for gate {type(mp.gate).__name__}")
+        self.fuse = nn.Conv2d(cat, mp.fuse.out_channels, 1, bias=False)
+        with torch.no_grad():
+            self.fuse.weight.copy_(mp.fuse.weight.detach()[:, torch.argsort(perm)])
+        self.bn = mp.bn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat([p(x) for p in self.pools], dim=1)
+        return self.bn(self.fuse(self.gate(y)))
+
+
+def _channels_before(parent: nn.Module, name: str) -> int | None:
+    """Width of the tensor a BasicBlock's spatial attention sees (its conv2's output)."""
+    conv2 = getattr(parent, "conv2", None)
+    return conv2.out_channels if isinstance(conv2, nn.Conv2d) else None
+
+
+def deploy_form(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode with ECA, MGPool and spatial attention in deploy form."""
+    m = copy.deepcopy(model).eval()
+    for parent in list(m.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, MGPool):
+                setattr(parent, name, MGPoolDeploy(child))
+            elif isinstance(child, ECA):
+                ch = _channels_before(parent, name)
+                if ch is not None:
+                    setattr(parent, name, DenseECA(eca_matrix(child.conv, ch)))
+            elif isinstance(child, SpatialAttention):
+                ch = _channels_before(parent, name)
+                if ch is not None:
+                    setattr(parent, name, SpatialAttentionDeploy(child, ch))
+    return m
+
+
+def max_deploy_error(model: nn.Module, x: torch.Tensor) -> float:
+    """max |model(x) - deploy_form(model)(x)| (eval mode)."""
+    with torch.no_grad():
+        a = model.eval()(x)
+        b = deploy_form(model)(x)
+    return float((a - b).abs().max())
+
+
+__all__ = ["deploy_form", "max_deploy_error", "DenseECA", "MGPoolDeploy", "SpatialAttentionDeploy", "F"]
