@@ -154,7 +154,7 @@ def device_setup_cmd(kind, cpus, force):
     ~/.cache/edgeage/devices). Needs the network and Debian's apt-get / dpkg."""
     from . import qemu
 
-    cpus = [qemu.parse_cpu(c) for c in cpus]
+    cpus = [qemu.parse_cpu(c, f"--cpu {c}") for c in cpus]
     rec = qemu.setup(progress=True, cpus=[qemu.DEFAULT_CPU, *cpus], force=force)
     click.echo(f"qemu-aarch64: {qemu.home()} ({rec['size_bytes'] / 1e6:.0f} MB; {rec['qemu']}; "
                + ", ".join(f"{k} {v}" for k, v in rec["installed"].items()) + ")")

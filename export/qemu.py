@@ -79,17 +79,18 @@ def _say(msg: str, progress: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def parse_cpu(cpu: str | None) -> str:
+def parse_cpu(cpu: str | None, option: str | None = None) -> str:
     """``CPU`` of ``qemu-aarch64[:CPU]``: a qemu 7.2 model, optionally with qemu's feature options
     (``max,sme=off``, ``max,sve-default-vector-length=16``)."""
     cpu = cpu or DEFAULT_CPU
+    option = option or f"--device qemu-aarch64:{cpu}"
     model, *opts = cpu.split(",")
     if model not in CPU_MODELS:
-        raise EdgeAgeError(f"--device qemu-aarch64:{cpu}: unknown CPU model {model!r}; qemu 7.2 offers "
+        raise EdgeAgeError(f"{option}: unknown CPU model {model!r}; qemu 7.2 offers "
                            f"{', '.join(CPU_MODELS)} (default {DEFAULT_CPU})")
     bad = [o for o in opts if not re.fullmatch(r"[a-z0-9-]+=[a-z0-9]+", o)]
     if bad:
-        raise EdgeAgeError(f"--device qemu-aarch64:{cpu}: {bad[0]!r} is not a qemu CPU option (KEY=VALUE, e.g. "
+        raise EdgeAgeError(f"{option}: {bad[0]!r} is not a qemu CPU option (KEY=VALUE, e.g. "
                            "max,sme=off)")
     return cpu
 
