@@ -54,9 +54,10 @@ def example_input(manifest: dict, batch: int = 2) -> torch.Tensor:
 
 
 def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precision: str,
-                    out_dir: str | os.PathLike, calib=None, force: bool = False) -> Path:
+                    out_dir: str | os.PathLike, calib=None, force: bool = False, deploy: bool = True) -> Path:
     """Export ``model`` (eval mode) with the target's exporter into ``out_dir`` (replaced whole,
-    only if edgeage wrote it or ``force``); returns it."""
+    only if edgeage wrote it or ``force``); returns it. ``deploy``: export the deploy form
+    (``edgeage.models.deploy``: the same function with fewer ops; a QAT model already is)."""
     import torch
 
     from edgeage.targets.spec import check_precision, load_module
@@ -73,6 +74,10 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
                            "handle single-input models only so far (use mivolo-face)")
     out_dir = Path(out_dir)
     model.eval()
+    if deploy and not (calib is not None and calib.quantized):
+        from edgeage.models.deploy import deploy_form
+
+        model = deploy_form(model)
     try:
         with atomic_dir(out_dir, force=force, kind="artifact") as tmp:
             with step(f"load exporter {spec['exporter']}"):

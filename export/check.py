@@ -177,24 +177,29 @@ class Reference:
             self._int8 = default_options(self.manifest, data)
         return self._int8
 
+    def crops(self) -> np.ndarray:
+        """The judged images' uint8 canonical crops (the same crops ``load_inputs`` made: from
+        the prepare cache)."""
+        data, limit, seed, _, split, _ = self.args
+        crop = manifest_crop(self.manifest)
+        if split:
+            crops = split_subset(self.manifest, data, split, limit).crops
+        elif data is None:
+            crops = generated_crops(crop.crop_size, limit or GENERATED_N, seed)
+        else:
+            crops = prepared_subset(data, crop, limit, False).crops
+        if len(crops) != len(self.inputs.x):
+            raise EdgeAgeError(f"{data}: changed while being checked ({len(crops)} images now, "
+                               f"{len(self.inputs.x)} before); check again")
+        return crops
+
     def crop_digests(self) -> list[str]:
-        """Canonical-crop digests of the judged images (the same crops ``load_inputs`` made: from
-        the prepare cache), compared with an INT8 model's calibration digests."""
+        """Canonical-crop digests of the judged images, compared with an INT8 model's calibration
+        digests."""
         if self._digests is None:
             from .calibration import crop_digests
 
-            data, limit, seed, _, split, _ = self.args
-            crop = manifest_crop(self.manifest)
-            if split:
-                crops = split_subset(self.manifest, data, split, limit).crops
-            elif data is None:
-                crops = generated_crops(crop.crop_size, limit or GENERATED_N, seed)
-            else:
-                crops = prepared_subset(data, crop, limit, False).crops
-            if len(crops) != len(self.inputs.x):
-                raise EdgeAgeError(f"{data}: changed while being checked ({len(crops)} images now, "
-                                   f"{len(self.inputs.x)} before); check again")
-            self._digests = crop_digests(crops)
+            self._digests = crop_digests(self.crops())
         return self._digests
 
     def refuse_calibration_overlap(self, quantize: dict | None) -> int | None:
@@ -436,7 +441,11 @@ def artifact_rows(ref: Reference, artifacts: list[str], **kw) -> list[dict]:
 
 def run_bench(model_path=None, data=None, limit: int | None = None, targets: list[str] | None = None,
               precisions: list[str] | None = None, seed: int = 0, progress: bool = True,
-              split: str | None = None, artifacts: list[str] | None = None, calib_data=None, **kw) -> dict:
+              split: str | None = None, artifacts: list[str] | None = None, calib_data=None,
+              peers: list[str] | None = None, **kw) -> dict:
+    from .peer import load_peer
+
+    peer_specs = [load_peer(p) for p in peers or []]  # bad --peer files fail before any work
     ref = Reference(model_path, data, limit, seed, progress, split, calib_data)
     rows, skipped = [], []
     for t in (targets if targets is not None else known_targets()):
@@ -483,9 +492,37 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
                         "p50_ratio": (r["latency_ms"]["p50"] / f["latency_ms"]["p50"]
                                       if r.get("latency_ms") and f.get("latency_ms") else None)}
     floats = {r["threads"]: r["float_latency_ms"] for r in rows if r.get("float_latency_ms")}
-    return {"model": ref.source["path"], "model_sha256": ref.source["sha256"], "data": ref.inputs.source,
+    peer_rows = bench_peers(ref, peer_specs, kw.get("latency"), rows)
+    return {"peers": peer_rows, "model": ref.source["path"], "model_sha256": ref.source["sha256"], "data": ref.inputs.source,
             "labelled": ref.inputs.labelled, "n": int(len(ref.inputs.x)),
             "faces_not_found": ref.inputs.faces_not_found,
             "float": {"mae": mae(ref.ages, ref.inputs.ages) if ref.inputs.labelled else None,
                       "size_bytes": ref.size_bytes, "latency_ms_by_threads": floats},
             "rows": rows, "skipped": skipped, "passed": all(r["passed"] for r in rows)}
+
+
+def bench_peers(ref: Reference, specs: list, cfg: Latency | None, rows: list[dict]) -> list[dict]:
+    """Peer reference rows (``edgeage.export.peer``), timed with the same protocol as the rows at
+    each thread count they use; every row on the peer's runtime gets ``vs_peer`` (p50 ratio)."""
+    from .peer import peer_row
+
+    if not specs:
+        return []
+    cfg = cfg or Latency()
+    crops = ref.crops()
+    out = []
+    threads = sorted({r.get("threads") or 1 for r in rows if "error" not in r}) or [1]
+    for spec in specs:
+        for th in threads:
+            def measure(job, x1):
+                return lat.measure(job, x1, cfg.warmup, cfg.runs, cfg.rounds) if cfg.runs > 0 else None
+
+            out.append(peer_row(spec, crops, ref.inputs.ages, measure, th))
+    for r in rows:
+        lt = r.get("latency_ms") or {}
+        for p in out:
+            if p["runtime"] == r.get("target") and p["threads"] == (r.get("threads") or 1) \
+                    and lt.get("p50") and p.get("latency_ms"):
+                r["vs_peer"] = {"peer": p["name"], "p50_ratio": lt["p50"] / p["latency_ms"]["p50"],
+                                "size_ratio": r["size_bytes"] / p["size_bytes"]}
+    return out

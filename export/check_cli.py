@@ -105,6 +105,9 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
               help="Comma-separated artifact / `edgeage quantize` result folders to add as rows (e.g. "
                    "int8-ptq and int8-qat results, a pruned model's int8); each is compared with the "
                    "checkpoint it came from on the same images.")
+@click.option("--peer", "peers", multiple=True, type=click.Path(dir_okay=False),
+              help="A peer model's TOML (edgeage.export.peer: model file, runtime, preprocessing): a "
+                   "reference row timed in the same run and scored on the same faces. Repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
               help="Write bench.json, bench.md, bench.html (one page, plot embedded), bench_latency.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
@@ -116,8 +119,8 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
 @latency_options
 @force_option
 @click.pass_context
-def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, precisions, artifacts, out, as_json,
-              threads, batches, warmup, runs, rounds, force):
+def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, precisions, artifacts, peers, out,
+              as_json, threads, batches, warmup, runs, rounds, force):
     """Every target x precision: size, accuracy, drift, latency vs PyTorch eager, pass/fail."""
     from .artifact import stdout_to_stderr
     from edgeage.utils import check_output
@@ -131,7 +134,7 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
     with stdout_to_stderr():
         bench = run_bench(model_path, data, limit, [] if targets == "none" else split(targets), split(precisions),
                           progress=True,
-                          split=split_part, artifacts=split(artifacts), calib_data=calib_data,
+                          split=split_part, artifacts=split(artifacts), calib_data=calib_data, peers=list(peers),
                           latency=_latency(warmup, runs, rounds, threads, batches))
         files = write_bench(out, bench, force)
     if as_json:

@@ -63,7 +63,8 @@ def _status_mb(key: str) -> float:
 
 def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int, batch: int = 1) -> dict:
     """job: {"kind": "artifact", "artifact": dir, "spec": toml path, "threads": n} or
-    {"kind": "torch", "checkpoint": path, "threads": n}. ``batch``: images per timed call (the
+    {"kind": "torch", "checkpoint": path, "threads": n} or {"kind": "peer", "peer": toml path,
+    "threads": n} (``edgeage.export.peer``). ``batch``: images per timed call (the
     inputs repeated when there are fewer)."""
     from edgeage.utils import EdgeAgeError
 
@@ -77,7 +78,7 @@ def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int, batc
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if p.returncode or not (Path(tmp) / "res.json").is_file():
             tail = "\n".join(p.stderr.strip().splitlines()[-8:])
-            raise EdgeAgeError(f"latency measurement of {job.get('artifact') or job.get('checkpoint')} "
+            raise EdgeAgeError(f"latency measurement of {job.get('artifact') or job.get('checkpoint') or job.get('peer')} "
                                f"failed (exit {p.returncode}):\n{tail}")
         return json.loads((Path(tmp) / "res.json").read_text())
 
@@ -96,6 +97,10 @@ def _child(args_path: str) -> None:
         torch.set_num_threads(args["threads"])
         model, _ = load_model(args["checkpoint"])
         fn = torch.inference_mode()(lambda a: model(torch.from_numpy(a)))
+    elif args["kind"] == "peer":
+        from edgeage.export.peer import PeerRunner, load_peer
+
+        fn = PeerRunner(load_peer(args["peer"]), args["threads"]).run
     else:
         from edgeage.targets.runner import load_runner
 

@@ -390,6 +390,14 @@ def bench_rows(b: dict, variant=None, error_chars: int = 300) -> tuple[list[str]
     for th, fl in b["float"]["latency_ms_by_threads"].items():
         rows.append([f"pytorch eager ({th} thr)", "fp32", _mb(b["float"]["size_bytes"]), _f(b["float"]["mae"]),
                      "", "", f"{fl['p50']:.3f}", f"{fl['p90']:.3f}", "1.00x", "", "reference"])
+    fl1 = b["float"]["latency_ms_by_threads"]
+    for p in b.get("peers", []):
+        lt = p.get("latency_ms") or {}
+        fl = fl1.get(p["threads"]) or fl1.get(str(p["threads"])) or {}
+        rows.append([f"peer: {p['name']} ({p['runtime']}, {p['threads']} thr)", p["precision"], _mb(p["size_bytes"]),
+                     _f(p.get("mae")), "", "", _f(lt.get("p50"), ".3f"), _f(lt.get("p90"), ".3f"),
+                     f"{lt['p50'] / fl['p50']:.2f}x" if lt.get("p50") and fl.get("p50") else "-", "",
+                     "reference (not edgeage)"])
     for r in b["rows"]:
         if "error" in r:
             rows.append([r["target"], variant(r)] + [""] * 8
@@ -420,6 +428,11 @@ def bench_blocks(b: dict) -> list[Block]:
         blocks.append(Para(["Skipped (precision not supported by the target's TOML): " + "; ".join(b["skipped"])]))
     blocks.append(Para(["Latency: batch 1, thread count from each TOML, each model in a fresh process; "
                         "'p50 vs pytorch' = target p50 / PyTorch eager p50 measured in the same run."]))
+    vs = [r for r in b["rows"] if r.get("vs_peer")]
+    if vs:
+        blocks.append(Para(["Against the peer on its runtime (same run, same thread count): " + "; ".join(
+            f"{r['target']} {r.get('variant', r['precision'])}: p50 {r['vs_peer']['p50_ratio']:.2f}x, size "
+            f"{r['vs_peer']['size_ratio']:.2f}x of {r['vs_peer']['peer']}" for r in vs)]))
     blocks += throughput_blocks(b)
     return blocks
 
