@@ -22,6 +22,7 @@ STAGE_COMMANDS = {
     "export": "edgeage.export.cli:export_cmd",
     "check": "edgeage.export.check_cli:check_cmd",
     "bench": "edgeage.export.check_cli:bench_cmd",
+    "pipeline-bench": "edgeage.export.check_cli:pipeline_bench_cmd",
     "android": "edgeage.export.android_cli:android_group",
     "device-check": "edgeage.export.android_cli:device_check_cmd",
     "device": "edgeage.export.android_cli:device_group",

@@ -521,7 +521,7 @@ def bench_peers(ref: Reference, specs: list, cfg: Latency | None, rows: list[dic
     for r in rows:
         lt = r.get("latency_ms") or {}
         for p in out:
-            if p["runtime"] == r.get("target") and p["threads"] == (r.get("threads") or 1) \
+            if p["target"] == r.get("target") and p["threads"] == (r.get("threads") or 1) \
                     and lt.get("p50") and p.get("latency_ms"):
                 r["vs_peer"] = {"peer": p["name"], "p50_ratio": lt["p50"] / p["latency_ms"]["p50"],
                                 "size_ratio": r["size_bytes"] / p["size_bytes"]}

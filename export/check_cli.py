@@ -1,6 +1,8 @@
 """``edgeage check`` and ``edgeage bench``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from edgeage.cli import emit_json, force_option, model_option
@@ -158,3 +160,62 @@ def finish(ctx, report: dict, as_json: bool, text_fn, label: str) -> None:
     if not report["passed"]:
         click.echo(f"{label} FAILED: {'; '.join(report['failures'])}", err=True)
         ctx.exit(1)
+
+
+@click.command("pipeline-bench")
+@click.option("--photos", required=True, type=click.Path(file_okay=False),
+              help="Folder of photos (whole photos or face crops) to run the whole pipeline on.")
+@click.option("--artifact", "artifacts", multiple=True, type=click.Path(file_okay=False),
+              help="Exported artifact folder (repeatable: e.g. its fp32 and int8 exports).")
+@model_option
+@click.option("--no-torch", is_flag=True, help="Leave out the PyTorch row (--model / the shipped model).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use N photos spread over the folder.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Threads of every runtime (and of the detector).")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Write pipeline.json, pipeline.md, pipeline.html, pipeline_stages.png here.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@force_option
+def pipeline_bench_cmd(photos, artifacts, model_path, no_torch, limit, threads, warmup, rounds, out, as_json, force):
+    """Photos/s and faces/s of the whole pipeline (decode, detect, crop, model, readout) per
+    model, with ms per photo by stage."""
+    from edgeage.utils import EdgeAgeError, check_output
+
+    from .pipeline_bench import list_photos, pipeline_bench, pipeline_blocks, write_pipeline_bench
+
+    if out:
+        check_output(out, force)
+    pics = list_photos(photos, limit)
+    models = []
+    if not no_torch:
+        import torch
+
+        from edgeage.pipeline import AgeEstimator
+
+        torch.set_num_threads(threads)
+        models.append(("pytorch fp32", AgeEstimator.from_checkpoint(model_path)))
+    from edgeage.targets.runner import artifact_estimator
+    from edgeage.artifact import read_manifest
+
+    for a in artifacts:
+        art = read_manifest(a)["artifact"]
+        models.append((f"{art['target']} {art['precision']} ({Path(a).name})", artifact_estimator(a, threads=threads)))
+    if not models:
+        raise EdgeAgeError("pipeline-bench: nothing to run (give --artifact, or drop --no-torch)")
+    for _, est in models:  # the detector at the same thread count for every row
+        from edgeage.face import FaceDetector
+
+        est._detector = FaceDetector(num_threads=threads)
+    b = pipeline_bench(pics, models, warmup, rounds, progress=not as_json)
+    b["threads"] = threads
+    files = write_pipeline_bench(out, b, force) if out else []
+    if as_json:
+        emit_json(b)
+    else:
+        from .report import blocks_md
+
+        click.echo(blocks_md(pipeline_blocks(b)))
+        if files:
+            click.echo(f"\nwrote {', '.join(str(f) for f in files)}")

@@ -8,7 +8,7 @@ import numpy as np
 
 from edgeage.backend import Int8Options
 
-from .int8_scope import gem_scopes
+from .int8_scope import gate_scopes, gem_scopes
 
 
 def without_modules(quantizer, ignored: list[str]):
@@ -73,7 +73,8 @@ def pt2e_ptq(model, example, quantizer, opts: Int8Options, fold: bool = True):
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    gm = prepare_pt2e(export_graph(model, example), without_modules(quantizer, opts.ignored))
+    gm = prepare_pt2e(export_graph(model, example),
+                      without_modules(quantizer, list(opts.ignored) + gate_scopes(model)))
     with torch.no_grad():
         for a in opts.items():
             gm(torch.from_numpy(a))
@@ -97,7 +98,7 @@ def pt2e_qat_prepare(model, example, quantizer, opts: Int8Options):
 
     # GeM (finite p) stays float: its pooled y**p quantized to 0 gives an infinite gradient
     # through **(1/p) and NaN weights after the first step (measured; same as NNCF's QAT)
-    ignored = sorted(set(opts.ignored) | set(gem_scopes(model)))
+    ignored = sorted(set(opts.ignored) | set(gem_scopes(model)) | set(gate_scopes(model)))
     gm = prepare_qat_pt2e(export_graph(model, example, dynamic=True), without_modules(quantizer, ignored))
     move_exported_model_to_train(gm)
     with torch.no_grad():

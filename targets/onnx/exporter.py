@@ -88,11 +88,12 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
             onnx.save(ir.to_proto(m16), path)
     if precision == "int8" and not calib.quantized:
         from edgeage.targets.int8_nncf import nncf_ptq
+        from edgeage.targets.int8_scope import gate_scopes
 
         with step("nncf.quantize (ONNX model)"):
             m = onnx.load(path)
             name = m.graph.input[0].name
-            q = nncf_ptq(m, calib, ignored_scope(m, calib.ignored), transform=lambda x: {name: x},
+            q = nncf_ptq(m, calib, ignored_scope(m, list(calib.ignored) + gate_scopes(model)), transform=lambda x: {name: x},
                          validate=_validate(calib.accuracy["readout"], name) if calib.accuracy else None)
             onnx.save(q, path)
     with step("slim (drop exporter debug metadata)"):

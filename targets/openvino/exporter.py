@@ -71,9 +71,10 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
                               input=[ov.PartialShape([-1, *example.shape[1:]])])
     if precision == "int8" and not calib.quantized:
         from edgeage.targets.int8_nncf import nncf_ptq
+        from edgeage.targets.int8_scope import gate_scopes
 
         with step("nncf.quantize (OpenVINO model)"):
-            om = nncf_ptq(om, calib, ignored_scope(calib.ignored),
+            om = nncf_ptq(om, calib, ignored_scope(list(calib.ignored) + gate_scopes(model)),
                           validate=_validate(calib.accuracy["readout"]) if calib.accuracy else None)
     if precision == "int8" and calib.quantized:
         fold_shape_subgraphs(om)

@@ -1,0 +1,122 @@
+"""The whole pipeline's rate on a folder of photos: decode -> detect (BlazeFace) -> canonical crop
+-> model input -> model -> readout, per model (the PyTorch checkpoint and exported artifacts,
+e.g. fp32 vs INT8), with where the time goes.
+
+    edgeage pipeline-bench --photos DIR --artifact ART_FP32 --artifact ART_INT8 [--model CKPT] [--out DIR]
+
+Every photo goes through the same ``AgeEstimator`` stages ``predict`` uses, one photo at a time
+(as a camera or a folder job would), after ``--warmup`` untimed photos; each stage is timed with
+perf_counter around its call. Models run in this process one after the other, each over every
+photo, ``--rounds`` times (the best round is kept per model: the least disturbed by the rest of
+the machine). Reports photos/s and faces/s, and ms per photo for each stage."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeage.data import IMAGE_EXTS, load_image
+from edgeage.utils import EdgeAgeError
+
+STAGES = ("decode", "detect", "crop", "input", "model", "readout")
+
+
+def list_photos(folder, limit: int | None = None) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EdgeAgeError(f"--photos {folder}: not a folder")
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not photos:
+        raise EdgeAgeError(f"--photos {folder}: no images ({', '.join(sorted(IMAGE_EXTS))})")
+    if limit and limit < len(photos):
+        idx = np.unique(np.linspace(0, len(photos) - 1, limit).round().astype(int))
+        photos = [photos[i] for i in idx]
+    return photos
+
+
+def time_pipeline(est, photos: list[Path], warmup: int = 3) -> dict:
+    """One pass of ``est`` over ``photos``: per-stage seconds, faces found, ages."""
+    for p in photos[:warmup]:
+        est.predict(load_image(p))
+    t = dict.fromkeys(STAGES, 0.0)
+    faces, ages = 0, []
+    wall0 = time.perf_counter()
+    for p in photos:
+        c0 = time.perf_counter()
+        img = load_image(p)
+        c1 = time.perf_counter()
+        found = est.faces(img)
+        c2 = time.perf_counter()
+        crops = est.crop_faces(img, found)
+        c3 = time.perf_counter()
+        x = est.inputs(crops)
+        c4 = time.perf_counter()
+        out = est.outputs(x)
+        c5 = time.perf_counter()
+        a = est.ages_of(out)
+        c6 = time.perf_counter()
+        for k, (s, e) in zip(STAGES, [(c0, c1), (c1, c2), (c2, c3), (c3, c4), (c4, c5), (c5, c6)]):
+            t[k] += e - s
+        faces += len(found)
+        ages.extend(float(v) for v in a)
+    wall = time.perf_counter() - wall0
+    return {"wall_s": wall, "stage_s": t, "faces": faces, "ages": ages}
+
+
+def pipeline_bench(photos: list[Path], models: list[tuple[str, object]], warmup: int = 3, rounds: int = 2,
+                   progress: bool = True) -> dict:
+    """``models``: (label, AgeEstimator) pairs."""
+    rows = []
+    for label, est in models:
+        best = None
+        for r in range(rounds):
+            res = time_pipeline(est, photos, warmup if r == 0 else 0)
+            if best is None or res["wall_s"] < best["wall_s"]:
+                best = res
+        n = len(photos)
+        total = sum(best["stage_s"].values())
+        rows.append({"model": label, "photos": n, "faces": best["faces"], "wall_s": best["wall_s"],
+                     "photos_per_s": n / best["wall_s"], "faces_per_s": best["faces"] / best["wall_s"],
+                     "ms_per_photo": {k: 1e3 * v / n for k, v in best["stage_s"].items()},
+                     "share": {k: v / total for k, v in best["stage_s"].items()},
+                     "ages_first": best["ages"][:5]})
+        if progress:
+            print(f"{label}: {rows[-1]['photos_per_s']:.1f} photos/s, {rows[-1]['faces_per_s']:.1f} faces/s",
+                  flush=True)
+    return {"photos": len(photos), "rounds": rounds, "warmup": warmup, "rows": rows}
+
+
+def pipeline_blocks(b: dict) -> list:
+    from .report import Para, Table, Title
+
+    headers = ["model", "photos/s", "faces/s"] + [f"{s} ms" for s in STAGES] + ["model share"]
+    rows = [[r["model"], f"{r['photos_per_s']:.1f}", f"{r['faces_per_s']:.1f}"]
+            + [f"{r['ms_per_photo'][s]:.2f}" for s in STAGES] + [f"{100 * r['share']['model']:.0f} %"]
+            for r in b["rows"]]
+    return [Title("edgeage pipeline-bench"),
+            Para([f"{b['photos']} photos, one at a time (decode -> detect -> crop -> input -> model -> readout), "
+                  f"best of {b['rounds']} rounds after {b['warmup']} warm-up photos; ms per photo by stage."]),
+            Table(headers, rows)]
+
+
+def write_pipeline_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
+    from .report import _json_md, _plt, _savefig, _write_html, blocks_md, report_html
+
+    blocks = pipeline_blocks(b)
+    out = _json_md(out_dir, "pipeline", b, blocks_md(blocks), force)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(b["rows"])), 4))
+    left = np.zeros(len(b["rows"]))
+    for i, s in enumerate(STAGES):
+        v = np.array([r["ms_per_photo"][s] for r in b["rows"]])
+        ax.barh([r["model"] for r in b["rows"]], v, left=left, label=s, color=f"C{i}")
+        left += v
+    ax.set_xlabel("ms per photo")
+    ax.set_title("where the time goes")
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    _savefig(fig, out / "pipeline_stages.png")
+    page = report_html(blocks, True, [], [out / "pipeline_stages.png"])
+    return [out / "pipeline.json", out / "pipeline.md", _write_html(out / "pipeline.html", page),
+            out / "pipeline_stages.png"]
