@@ -117,3 +117,34 @@ def test_dual_input_mivolo_export_is_refused_with_a_clear_message(tmp_path, edge
     assert res.exit_code != 0
     assert "2 inputs (face, context)" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "art").exists()
+
+
+def test_an_op_the_runtime_cannot_convert_fails_with_the_op_and_target_named(tmp_path, edgeage_env):
+    """The first al-resnet built its crop grid with F.affine_grid, which OpenVINO's converter has
+    no rule for: the export must stop with one message naming the target and the op (no
+    fallback, nothing written). A model holding that op, through the real exporter."""
+    from edgeage.checkpoint import build_manifest
+    from edgeage.export.artifact import export_artifact
+    from edgeage.models import create
+    from edgeage.targets.spec import load_spec
+    from edgeage.utils import EdgeAgeError
+
+    class AffineGridAL(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            theta = torch.zeros(x.shape[0], 2, 3) + torch.tensor([[0.5, 0, 0], [0, 0.5, 0]])
+            grid = torch.nn.functional.affine_grid(theta, [x.shape[0], 3, 64, 64], align_corners=False)
+            return self.inner(torch.nn.functional.grid_sample(x, grid, align_corners=False))
+
+    model = create("mgpnet-t", widths=(8, 16, 16, 32), depths=(1, 1, 1, 1)).eval()
+    manifest = build_manifest(model)
+    wrapped = AffineGridAL(model).eval()
+    out = tmp_path / "art"
+    with pytest.raises(EdgeAgeError) as e:
+        export_artifact(wrapped, manifest, load_spec("openvino"), "fp32", out)
+    msg = str(e.value)
+    assert "to openvino fp32 failed" in msg and "aten::affine_grid_generator" in msg
+    assert not out.exists()

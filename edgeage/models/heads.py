@@ -256,8 +256,8 @@ class DRFHead(_Pooled):
     ``edgeage/readout.py`` and the Android core): softmax(log p) = p, and its expectation is the
     routed mixture mean sum_l mu_l E[G_l] -- the paper's prediction sum_l mu_l m_l, with each
     leaf's mean taken over the bins (identical when the leaf lies inside the age range). The
-    mixture is the routing [N, T*L] times the leaf table [T*L, K] (a constant once trained),
-    written as a broadcast product + sum so it stays float32 under autocast.
+    mixture is the routing [N, T*L] times the leaf table [T*L, K] (a constant once trained): one
+    matmul, or under autocast (training) the same sum as a broadcast product so it stays float32.
 
     Leaf update: the paper alternates SGD on the splits with a variational-bounding fixed point
     for the leaf Gaussians over the whole training set. Here the leaf means and log standard
@@ -291,7 +291,7 @@ class DRFHead(_Pooled):
         d = torch.sigmoid(self.fc(self.pooled(f)))                                # [N, T*(L-1)]
         n = d.shape[0]
         d = d.reshape(n, self.trees, 2 ** self.depth - 1)
-        mu = torch.ones_like(d[:, :, :1])
+        mu = d[:, :, :1] * 0.0 + 1.0                                            # no full op
         start = 0
         for level in range(self.depth):  # nodes of a level are contiguous (breadth-first)
             width = 2 ** level
@@ -310,9 +310,16 @@ class DRFHead(_Pooled):
     def forward(self, f):
         mu = self.routing(f).float()
         n = mu.shape[0]
-        # sum_l mu_l G_l as a broadcast product + sum (float32 under autocast, unlike a matmul)
-        p = (mu.reshape(n, -1, 1) * self.leaf_table().unsqueeze(0)).sum(1) * (1.0 / self.trees)
-        return torch.log(p + 1e-9)
+        table = self.leaf_table()
+        if torch.is_autocast_enabled(mu.device.type):
+            # training under autocast: a broadcast product + sum stays float32 (a matmul would
+            # run in bf16 / fp16); the same sum as below
+            p = (mu.reshape(n, -1, 1) * table.unsqueeze(0)).sum(1)
+        else:  # float32, and every export: one 3-D bmm (XNNPACK takes a bmm of two computed
+            # operands, not an mm, nor a sum over dim 1)
+            p = torch.bmm(mu.reshape(1, n, -1), table.reshape(1, table.shape[0], table.shape[1]))
+            p = p.reshape(n, table.shape[1])
+        return torch.log(p * (1.0 / self.trees) + 1e-9)
 
 
 # ------------------------------------------------------------------------------ registry

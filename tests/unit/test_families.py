@@ -333,3 +333,20 @@ def test_patch_merging_is_swins_strided_concat():
     x = torch.randn(2, 4, 6, 3)
     ref = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=3)
     assert torch.allclose(pm(x), pm.reduce(pm.norm(ref)), atol=1e-6)
+
+
+def test_drf_mixture_is_the_same_under_autocast():
+    """The DRF head sums the mixture by a matmul in float32 (and in every export) and by a
+    broadcast product under autocast (float32 there too): the same numbers."""
+    m = build("mgpnet-t", {"head": "drf"}).eval()
+    head = m.head
+    f = torch.randn(3, head.fc.in_features, 2, 2)
+    with torch.no_grad():
+        plain = head(f)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = head(f)
+        mu = head.routing(f)
+        ref = torch.log((mu.reshape(3, -1, 1) * head.leaf_table()).sum(1) / head.trees + 1e-9)
+    assert auto.dtype == torch.float32
+    assert torch.allclose(plain, ref, atol=1e-4)
+    assert torch.allclose(auto.exp(), plain.exp(), atol=0.02)  # bf16 routing logits only
