@@ -345,6 +345,12 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
             f"--data with face images to check a {art['precision']} model" if art["precision"] != "fp32" else "")
     if localize:
         report["localize"] = localize_drift(ref.model, runner, ref.inputs.x[:LOCALIZE_N])
+        if not report["localize"]["supported"] and spec.get("localize") == "prefixes":
+            from .localize import localize_by_prefixes
+
+            calib = ref.int8_options()[0] if art["precision"] == "int8" else None
+            report["localize"] = localize_by_prefixes(ref.model, spec, art["precision"], ref.inputs.x[:LOCALIZE_N],
+                                                      calib, threads)
     grid = latency.grid(threads)
     if grid:  # throughput: faces/s per thread count and batch size, the float model's beside
         report["throughput"] = {"target": [], "float": []}

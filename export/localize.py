@@ -58,3 +58,55 @@ def localize(model, runner, x: np.ndarray) -> dict:
         return {"supported": False, "reason": f"the {runner.spec['name']} runner has no intermediates()"}
     res = compare(float_intermediates(model, x), runner.intermediates(x))
     return {"supported": True, "n_images": int(len(x)), **res}
+
+
+def prefix_points(model) -> list[tuple[str, object]]:
+    """(module name, prefix module) for each cut point of a stem + stages backbone: the stem, then
+    the stem and each further stage. [] for models without that structure."""
+    import torch.nn as nn
+
+    bb = getattr(model, "backbone", None)
+    if bb is None or not isinstance(getattr(bb, "stem", None), nn.Module) or \
+            not isinstance(getattr(bb, "stages", None), nn.Sequential):
+        return []
+    mods = [("backbone.stem", bb.stem)] + [(f"backbone.stages.{i}", s) for i, s in enumerate(bb.stages)]
+    return [(name, nn.Sequential(*[m for _, m in mods[:k + 1]]).eval()) for k, (name, _) in enumerate(mods)]
+
+
+def localize_by_prefixes(model, spec: dict, precision: str, x: np.ndarray, calib=None, threads: int = 1) -> dict:
+    """Drift localisation for runtimes that run the whole graph as one fused program, where no
+    intermediate activation can be read (ExecuTorch: one XNNPACK segment). Each prefix of the
+    model (the stem; the stem and stage 1; ...) is exported to the same target and precision in
+    a temporary folder, run on the runtime, and its output compared with the float prefix's:
+    where the drift appears, at stage granularity. INT8 prefixes are calibrated anew on the same
+    calibration images, so their quantization parameters can differ slightly from the whole
+    model's; the last row (the whole backbone) is compared with the float backbone."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from edgeage.backend import describe
+    from edgeage.models.deploy import deploy_form
+    from edgeage.targets.spec import load_module
+
+    points = prefix_points(model)
+    if not points:
+        return {"supported": False, "reason": f"{type(model).__name__} has no stem + stages backbone to cut"}
+    exporter = describe(load_module(spec["exporter"], spec), spec["exporter"]).module
+    runner_cls = load_module(spec["runner"], spec).Runner
+    xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+    ref, got = {}, {}
+    for name, pre in points:
+        with torch.no_grad():
+            ref[name] = pre(xt).numpy()
+        with tempfile.TemporaryDirectory(prefix="edgeage-localize-") as tmp:
+            with torch.no_grad():
+                files = exporter.export(deploy_form(pre), xt[:2], Path(tmp), precision, spec, calib)
+            man = {"artifact": {"precision": precision, "files": [{"name": f} for f in files]}}
+            r = runner_cls(Path(tmp), man, spec, threads)
+            got[name] = np.concatenate([np.asarray(r.run(x[i:i + 1])) for i in range(len(x))])
+            del r
+    res = compare(ref, got)
+    return {"supported": True, "method": "prefixes: each prefix exported and run on the target",
+            "n_images": int(len(x)), **res}

@@ -94,3 +94,15 @@ def test_pipeline_bench_reports_rate_and_stages(tiny_ckpt, face_dir, exported, t
     empty.mkdir()
     bad = cli("pipeline-bench", "--photos", empty, "--model", tiny_ckpt)
     assert bad.exit_code != 0 and "no images" in bad.output
+
+
+def test_executorch_localize_runs_each_prefix_on_the_runtime(tiny_ckpt, exported, face_dir):
+    """One XNNPACK segment exposes no intermediates: --localize exports each prefix (stem, + stage
+    1, ...) and compares it on the runtime, in the model's order."""
+    res = cli("check", "--model", tiny_ckpt, "--artifact", exported("executorch"), "--data", face_dir,
+              "--limit", 4, "--runs", 0, "--localize", "--json")
+    assert res.exit_code == 0, res.output
+    loc = json.loads(res.output[res.output.index("{"):])["localize"]
+    assert loc["supported"] and loc["method"].startswith("prefixes")
+    assert [r["layer"] for r in loc["layers"]] == ["backbone.stem"] + [f"backbone.stages.{i}" for i in range(4)]
+    assert all(r["rel_error"] < 1e-4 for r in loc["layers"]) and loc["first_jump"] is None  # fp32
