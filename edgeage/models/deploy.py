@@ -87,9 +87,11 @@ class MGPoolDeploy(nn.Module):
         perm = torch.tensor(shuffle_permutation(cat, mp.groups))  # shuffled[i] = y[perm[i]]
         eye = torch.eye(cat)
         p = eye[perm]  # P y = y[perm]
-        self.gate = nn.Identity()
+        # named apart from MGPool.gate: it gates the unshuffled concatenation, a permutation of
+        # what MGPool.gate outputs (drift localisation compares modules by name)
+        self.gate_unshuffled = nn.Identity()
         if isinstance(mp.gate, ECA):
-            self.gate = DenseECA(p.t() @ eca_matrix(mp.gate.conv, cat) @ p)
+            self.gate_unshuffled = DenseECA(p.t() @ eca_matrix(mp.gate.conv, cat) @ p)
         elif not isinstance(mp.gate, nn.Identity):
             raise TypeError(f"MGPoolDeploy: no deploy form for gate {type(mp.gate).__name__}")
         self.fuse = nn.Conv2d(cat, mp.fuse.out_channels, 1, bias=False)
@@ -99,7 +101,7 @@ class MGPoolDeploy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.cat([p(x) for p in self.pools], dim=1)
-        return self.bn(self.fuse(self.gate(y)))
+        return self.bn(self.fuse(self.gate_unshuffled(y)))
 
 
 def _channels_before(parent: nn.Module, name: str) -> int | None:
