@@ -13,10 +13,11 @@ def gem_scopes(model) -> list[str]:
 
 
 def gate_scopes(model) -> list[str]:
-    """Module names of the attention gates' convolutions in deploy form (``edgeage.models.deploy``:
-    ECA's channel mixing and spatial attention's 7x7 convolutions): float, as the gates were
-    before their rewrite into convolutions. Quantized, single ages moved by up to 24 years on
-    the shipped model (OpenVINO PTQ, 1,000 test faces) at an MAE drift of +0.06."""
-    from edgeage.models.deploy import DenseECA, SpatialAttentionDeploy
+    """Module names of the attention gates (ECA in its deploy form, ``edgeage.models.deploy``, and
+    spatial attention): float, the sigmoid gates scale whole feature maps. Quantized with the
+    deploy form's convolutions, single ages moved by up to 24 years on the shipped model
+    (OpenVINO PTQ, 1,000 test faces) at an MAE drift of +0.06; kept float, 7.7 at +0.04."""
+    from edgeage.models.deploy import DenseECA
+    from edgeage.models.layers import SpatialAttention
 
-    return [n for n, m in model.named_modules() if isinstance(m, (DenseECA, SpatialAttentionDeploy))]
+    return [n for n, m in model.named_modules() if isinstance(m, (DenseECA, SpatialAttention))]

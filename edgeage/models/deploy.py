@@ -11,9 +11,11 @@ first edge model: 40 % of INT8 time in such "float islands"). The rewrites:
 - MGPool's channel shuffle followed by its ECA gate and 1x1 fuse: the shuffle is a fixed
   permutation P, so gate(P y) then W (P y) equals P^T-permuted gate on y and W P as the fuse
   weight; the shuffle disappears into the weights.
-- CBAM spatial attention (channel mean and max -> concat -> 7x7 conv -> sigmoid): the 7x7 conv of
-  the channel mean is the 7x7 conv of x with the mean's kernel spread over the C channels
-  divided by C; the mean reduction, its reshapes and the concat go, the channel max stays.
+
+Spatial attention keeps its form: rewritten as a C -> 1 7x7 convolution of x plus a 1 -> 1 one of
+the channel max (the mean folded into the weights), OpenVINO ran the C -> 1 convolution as a slow
+f32 kernel (one output channel) when kept float, and quantized it moved ages more; measured on
+``edgeage/assets/default.pt`` and the edge-v2 candidates (lab notes).
 
 ``deploy_form(model)`` returns a copy with these modules replaced; the trained model and its
 checkpoints keep the paper's form."""
@@ -23,9 +25,8 @@ import copy
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .layers import ECA, MGPool, SpatialAttention, shuffle_permutation
+from .layers import ECA, MGPool, shuffle_permutation
 
 
 def eca_matrix(conv: nn.Conv1d, channels: int) -> torch.Tensor:
@@ -58,25 +59,6 @@ class DenseECA(nn.Module):
         return x * self.gate(x)
 
 
-class SpatialAttentionDeploy(nn.Module):
-    """CBAM spatial attention as conv7x7_C->1(x) + conv7x7_1->1(max_c(x)); the channel max kept in
-    the NHWC form that XNNPACK delegates (see layers.SpatialAttention)."""
-
-    def __init__(self, sa: SpatialAttention, channels: int):
-        super().__init__()
-        w = sa.conv.weight.detach()  # [1, 2, k, k]: channel 0 sees the mean, 1 the max
-        k = w.shape[-1]
-        self.mean_conv = nn.Conv2d(channels, 1, k, padding=k // 2, bias=False)
-        self.max_conv = nn.Conv2d(1, 1, k, padding=k // 2, bias=False)
-        with torch.no_grad():
-            self.mean_conv.weight.copy_((w[:, :1] / channels).expand(1, channels, k, k))
-            self.max_conv.weight.copy_(w[:, 1:])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mx = torch.max(x.permute(0, 2, 3, 1), dim=3, keepdim=True).values.permute(0, 3, 1, 2)
-        return x * torch.sigmoid(self.mean_conv(x) + self.max_conv(mx))
-
-
 class MGPoolDeploy(nn.Module):
     """MGPool with the channel shuffle folded into the gate and fuse weights."""
 
@@ -105,13 +87,13 @@ class MGPoolDeploy(nn.Module):
 
 
 def _channels_before(parent: nn.Module, name: str) -> int | None:
-    """Width of the tensor a BasicBlock's spatial attention sees (its conv2's output)."""
+    """Width of the tensor a BasicBlock's channel gate sees (its conv2's output)."""
     conv2 = getattr(parent, "conv2", None)
     return conv2.out_channels if isinstance(conv2, nn.Conv2d) else None
 
 
 def deploy_form(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with ECA, MGPool and spatial attention in deploy form."""
+    """A copy of ``model`` in eval mode with ECA and MGPool in deploy form."""
     m = copy.deepcopy(model).eval()
     for parent in list(m.modules()):
         for name, child in list(parent.named_children()):
@@ -121,10 +103,6 @@ def deploy_form(model: nn.Module) -> nn.Module:
                 ch = _channels_before(parent, name)
                 if ch is not None:
                     setattr(parent, name, DenseECA(eca_matrix(child.conv, ch)))
-            elif isinstance(child, SpatialAttention):
-                ch = _channels_before(parent, name)
-                if ch is not None:
-                    setattr(parent, name, SpatialAttentionDeploy(child, ch))
     return m
 
 
@@ -136,4 +114,4 @@ def max_deploy_error(model: nn.Module, x: torch.Tensor) -> float:
     return float((a - b).abs().max())
 
 
-__all__ = ["deploy_form", "max_deploy_error", "DenseECA", "MGPoolDeploy", "SpatialAttentionDeploy", "F"]
+__all__ = ["deploy_form", "max_deploy_error", "DenseECA", "MGPoolDeploy"]
