@@ -148,3 +148,42 @@ def test_an_op_the_runtime_cannot_convert_fails_with_the_op_and_target_named(tmp
     msg = str(e.value)
     assert "to openvino fp32 failed" in msg and "aten::affine_grid_generator" in msg
     assert not out.exists()
+
+
+def test_executorch_int8_program_xnnpack_refuses_fails_at_export_naming_the_node(tmp_path, edgeage_env):
+    """XNNPACK's partitioner takes two INT8 convolutions that share one quantized weight (the
+    first SwinFace-age channel attention ran its MLP once on the average and once on the max),
+    but its runtime refuses to build the second: the export must fail then, naming the node and
+    the target, not write a .pte that no device can load. The current swinface-age form loads."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from edgeage.backend import Int8Options
+    from edgeage.models.swinface import MLCA
+    from edgeage.targets.executorch import exporter
+    from edgeage.targets.spec import load_spec
+    from edgeage.utils import EdgeAgeError
+
+    class SharedConvMLCA(MLCA):
+        def forward(self, maps):
+            ys = [F.avg_pool2d(p(m), k, k) if k > 1 else p(m) for m, p, k in zip(maps, self.proj, self.pools)]
+            y = torch.cat(ys, dim=1)
+            h, w = y.shape[2], y.shape[3]
+            gate = self.fc2(F.relu(self.fc1(F.avg_pool2d(y, (h, w))))) + \
+                self.fc2(F.relu(self.fc1(F.max_pool2d(y, (h, w)))))
+            return self.fuse(y * torch.sigmoid(gate))
+
+    name, cfg = FAMILIES["swinface-age"]
+    calib = Int8Options(calib=np.random.default_rng(0).normal(0, 1, (8, 3, 64, 64)).astype(np.float32))
+    spec = load_spec("executorch")
+    example = torch.randn(2, 3, 64, 64)
+    good = lively(name, cfg)
+    (tmp_path / "good").mkdir()
+    assert "model.pte" in exporter.export(good, example, tmp_path / "good", "int8", spec, calib)
+    bad = lively(name, cfg)
+    bad.backbone.mlca.__class__ = SharedConvMLCA
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(EdgeAgeError, match=r"executorch int8: the ExecuTorch runtime cannot load .*XNNPACK refused"):
+        exporter.export(bad, example, tmp_path / "bad", "int8", spec, calib)
+    # (outside pytest's fd capture the message names the node from the runtime's log:
+    # "XNNPACK refused convolution node 530 (xnn_status_invalid_parameter)")

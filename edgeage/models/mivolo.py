@@ -25,14 +25,6 @@ from . import register_model
 from .heads import AgeModel, make_head
 
 
-def _shifts(x: torch.Tensor, k: int) -> list[torch.Tensor]:
-    """The k*k neighbours of every pixel of x [N, C, H, W] (zero padded), row-major offsets."""
-    h, w = x.shape[2], x.shape[3]
-    p = k // 2
-    xp = F.pad(x, (p, p, p, p))
-    return [xp[:, :, dy:dy + h, dx:dx + w] for dy in range(k) for dx in range(k)]
-
-
 class OutlookAttention(nn.Module):
     """VOLO outlook attention (stride 1): each pixel's k*k attention weights come straight from
     its own feature (a linear layer); they mix the values of its k x k window, and every window's
@@ -49,14 +41,18 @@ class OutlookAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [N, H, W, C]
         n, h, w, c = x.shape
         k2 = self.k * self.k
-        v = self.v(x).permute(0, 3, 1, 2)                                     # [N, C, H, W]
-        v = torch.stack(_shifts(v, self.k), dim=2)                            # [N, C, k2, H, W]
-        v = v.reshape(n, self.heads, self.hd, k2, h * w).permute(0, 1, 4, 3, 2)  # [N, h, HW, k2, hd]
+        p = self.k // 2
+        # zero padding before the bias-free value projection (v(0) = 0): the same values as
+        # padding v, and no pad of the projection's (in INT8: quantized) output, which XNNPACK's
+        # int8 StaticConstantPad refused (ExecuTorch INT8 did not load)
+        v = self.v(F.pad(x, (0, 0, p, p, p, p)))                              # [N, H+2p, W+2p, C]
+        v = torch.stack([v[:, dy:dy + h, dx:dx + w] for dy in range(self.k) for dx in range(self.k)],
+                        dim=3)                                                # [N, H, W, k2, C]
+        v = v.reshape(n, h * w, k2, self.heads, self.hd).permute(0, 3, 1, 2, 4)  # [N, h, HW, k2, hd]
         a = self.attn(x).reshape(n, h * w, self.heads, k2, k2).permute(0, 2, 1, 3, 4)
         a = torch.softmax(a * self.scale, dim=-1).reshape(-1, k2, k2)
         o = torch.bmm(a, v.reshape(-1, k2, self.hd))                          # [N*h*HW, k2, hd]
         o = o.reshape(n, self.heads, h * w, k2, self.hd).permute(0, 1, 4, 3, 2).reshape(n, c, k2 * h, w)
-        p = self.k // 2
         out = None
         for i in range(k2):  # fold: window output i of pixel q lands on q + offset_i
             dy, dx = divmod(i, self.k)

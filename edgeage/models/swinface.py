@@ -162,9 +162,12 @@ class MLCA(nn.Module):
             ys.append(F.avg_pool2d(y, k, k) if k > 1 else y)
         y = torch.cat(ys, dim=1)
         h, w = y.shape[2], y.shape[3]
-        gate = self.fc2(F.relu(self.fc1(F.avg_pool2d(y, (h, w))))) + \
-            self.fc2(F.relu(self.fc1(F.max_pool2d(y, (h, w)))))
-        return self.fuse(y * torch.sigmoid(gate))
+        n = y.shape[0]
+        # the shared MLP runs once over [avg; max] stacked on the batch: XNNPACK's INT8 runtime
+        # refused the second of two convolutions sharing one quantized weight
+        pooled = torch.cat([F.avg_pool2d(y, (h, w)), F.max_pool2d(y, (h, w))], dim=0)   # [2N, C, 1, 1]
+        g = self.fc2(F.relu(self.fc1(pooled)))
+        return self.fuse(y * torch.sigmoid(g[:n] + g[n:]))
 
 
 class SwinFeatures(nn.Module):

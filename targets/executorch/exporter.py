@@ -98,5 +98,51 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
         program = edge.to_executorch()
     out_dir = Path(out_dir)
     (out_dir / MODEL_FILE).write_bytes(program.buffer)
+    with step("load the program in the ExecuTorch runtime (XNNPACK builds its graph)"):
+        check_loads(out_dir / MODEL_FILE, precision)
     (out_dir / LOWERING_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return [MODEL_FILE, LOWERING_FILE]
+
+
+def check_loads(path: Path, precision: str) -> None:
+    """Load the .pte as a device would (Runtime -> load_method, where XNNPACK builds its graph).
+    The partitioner can hand XNNPACK a node its runtime then refuses (INT8: a StaticConstantPad of
+    mivolo-face's quantized values, a convolution of swinface-age's), which otherwise surfaced
+    only at check time as an unloadable file; the export fails here instead, naming the node
+    XNNPACK refused (from the runtime's log on stderr) and the target."""
+    import os
+    import re
+    import tempfile
+
+    from executorch.runtime import Runtime
+
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        for fd in saved:  # the runtime logs from C++ (on fd 2; fd 1 too, to be sure)
+            os.dup2(log.fileno(), fd)
+        try:
+            program = Runtime.get().load_program(path)
+            program.load_method("forward")
+            err = None
+        except Exception as e:  # noqa: BLE001 - reported below with the runtime's reason
+            err = e
+        finally:
+            try:  # C stdio may hold the log in a buffer (stderr redirected): flush it into ours
+                import ctypes
+
+                ctypes.CDLL(None).fflush(None)
+            except (OSError, AttributeError):
+                pass
+            for fd, orig in saved.items():
+                os.dup2(orig, fd)
+                os.close(orig)
+        if err is None:
+            return
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    nodes = re.findall(r"Failed to create (.+? node \d+) with code: (\w+)", text)
+    what = ("; ".join(f"{n} ({code})" for n, code in nodes) or
+            f"a node ({type(err).__name__}: {err}; the runtime's log on stderr names it)")
+    raise EdgeAgeError(f"executorch {precision}: the ExecuTorch runtime cannot load the lowered program: "
+                       f"XNNPACK refused {what}. The partitioner delegated an op its runtime does not "
+                       "build at this precision; this model does not run on this target")
