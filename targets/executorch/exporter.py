@@ -112,10 +112,13 @@ def check_loads(path: Path, precision: str) -> None:
     XNNPACK refused (from the runtime's log on stderr) and the target."""
     import os
     import re
+    import sys
     import tempfile
 
     from executorch.runtime import Runtime
 
+    for stream in (sys.stdout, sys.stderr):  # what Python holds goes out before fds 1, 2 move
+        stream.flush()
     with tempfile.TemporaryFile(mode="w+b") as log:
         saved = {fd: os.dup(fd) for fd in (1, 2)}
         for fd in saved:  # the runtime logs from C++ (on fd 2; fd 1 too, to be sure)
