@@ -56,14 +56,20 @@ def lively_model(head_scale: float, **cfg):
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.2 * torch.randn(n, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+            perturb_bn(m, g)
         model.head.fc.weight.mul_(head_scale)
     return model
+
+
+def perturb_bn(m, g) -> None:
+    """Seeded BatchNorm affine parameters and statistics (no-op on other modules)."""
+    if isinstance(m, torch.nn.BatchNorm2d):
+        n = m.num_features
+        with torch.no_grad():
+            m.weight.copy_(0.5 + torch.rand(n, generator=g))
+            m.bias.copy_(0.2 * torch.randn(n, generator=g))
+            m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(n, generator=g))
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +78,6 @@ def tiny_ckpt(tmp_path_factory):
     BN statistics and affine parameters perturbed (the default init zeroes every residual
     branch), logits scaled so ages spread over years."""
     from edgeage.checkpoint import build_manifest, save_checkpoint
-    from edgeage.models import create
 
     model = lively_model(20.0, widths=(8, 16, 16, 32), depths=(1, 1, 1, 1))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"

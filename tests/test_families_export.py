@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from conftest import perturb_bn
 from click.testing import CliRunner
 
 from edgeage.cli import main
@@ -37,13 +38,8 @@ def lively(name: str, cfg: dict):
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
-                m.bias.copy_(0.2 * torch.randn(n, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-            elif isinstance(m, torch.nn.LayerNorm):
+            perturb_bn(m, g)
+            if isinstance(m, torch.nn.LayerNorm):
                 m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
             elif isinstance(m, torch.nn.Linear) and m is not model.head.fc:
                 # transformers start at std 0.02 (almost constant outputs): unit-gain weights

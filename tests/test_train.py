@@ -203,3 +203,29 @@ def test_predict_finds_the_face_and_annotates(tmp_path):
     bad.write_bytes(b"not a jpeg")
     p = run_cli("predict", str(bad))
     assert p.returncode != 0 and "bad.jpg" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_recipes_trained_together_equal_each_trained_alone(data_dir, tmp_path):
+    """train --recipe A --recipe B: one augmented stream, each model its own step. A trained beside
+    B (another lr and input size) ends with exactly A's weights trained alone (no dropout: its
+    masks come from the shared torch RNG)."""
+    from edgeage.train.multi import train_together
+    from edgeage.utils import EdgeAgeError
+
+    a = load_recipe("smoke", {"data": {"path": str(data_dir)}, "model": {"dropout": 0.0}})
+    b = load_recipe("smoke", {"data": {"path": str(data_dir)}, "model": {"dropout": 0.0, "input_size": 48},
+                              "train": {"lr": 3e-3}})
+    b["name"] = "smoke-48"
+    train(a, tmp_path / "alone", progress=False)
+    res = train_together([a, b], [tmp_path / "a", tmp_path / "b"], progress=False, log=lambda *_: None)
+    assert set(res) == {"smoke", "smoke-48"} and all(v["epochs_run"] == 2 for v in res.values())
+    alone = read_checkpoint(tmp_path / "alone" / "last.pt")["state_dict"]
+    together = read_checkpoint(tmp_path / "a" / "last.pt")["state_dict"]
+    assert all(torch.equal(v, together[k]) for k, v in alone.items())
+    other = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert other["manifest"]["preprocess"]["normalize"]["input_size"] == 48
+    assert any(not torch.equal(v, other["state_dict"][k]) for k, v in together.items() if v.is_floating_point())
+    c = load_recipe("smoke", {"data": {"path": str(data_dir)}, "train": {"batch_size": 4}})
+    with pytest.raises(EdgeAgeError, match=r"\[train\] batch_size"):
+        train_together([a, c], [tmp_path / "x", tmp_path / "y"], progress=False)
+    assert not (tmp_path / "x").exists()

@@ -347,8 +347,6 @@ def _train_epoch(run: Run, epoch: int) -> dict:
     from tqdm import tqdm
 
     tc, device = run.tc, run.device
-    use_amp = device.type == "cuda" and tc["amp"]
-    a, temp = run.recipe["distill"]["alpha"], run.recipe["distill"]["temperature"]
     run.net.train()
     run.sampler.set_epoch(epoch)
     run.ds.set_epoch(epoch)
@@ -358,28 +356,40 @@ def _train_epoch(run: Run, epoch: int) -> dict:
     for imgs, ages, pos in bar:
         x = model_input(imgs.to(device, non_blocking=True), run.normalize)
         ages = ages.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            outp = run.net(x)
-            loss = run.loss_fn(outp, ages)
-            if run.teacher is not None:
-                with torch.no_grad():
-                    t_out = run.teacher(x)
-                loss = (1 - a) * loss + a * distill_loss(outp, t_out, run.model.head.spec, temp)
-            elif run.soft is not None:
-                loss = (1 - a) * loss + a * distill_to_probs(outp, run.soft[pos].to(device), temp)
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc["grad_clip"])
-        run.opt.step()
-        run.sched.step()
-        if run.ema is not None:
-            run.ema.update_parameters(run.model)
+        loss = train_step(run, x, ages, pos)
         seen += len(ages)
         run_loss += float(loss.detach()) * len(ages)
         bar.set_postfix(loss=f"{run_loss / seen:.3f}")
     dt = time.time() - t0
     return {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "lr": run.sched.get_last_lr()[0],
             "images_per_s": seen * run.world / dt, "epoch_s": dt}
+
+
+def train_step(run: Run, x, ages, pos) -> torch.Tensor:
+    """One optimiser step of ``run`` on a batch (model inputs on the device, ages, the batch's
+    positions in the training set for clean distillation targets): the recipe's loss (+
+    distillation), backward, clipping, AdamW, the schedule and the EMA. Returns the loss, detached
+    (no host sync)."""
+    tc, device = run.tc, run.device
+    use_amp = device.type == "cuda" and tc["amp"]
+    a, temp = run.recipe["distill"]["alpha"], run.recipe["distill"]["temperature"]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        outp = run.net(x)
+        loss = run.loss_fn(outp, ages)
+        if run.teacher is not None:
+            with torch.no_grad():
+                t_out = run.teacher(x)
+            loss = (1 - a) * loss + a * distill_loss(outp, t_out, run.model.head.spec, temp)
+        elif run.soft is not None:
+            loss = (1 - a) * loss + a * distill_to_probs(outp, run.soft[pos].to(device), temp)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc["grad_clip"])
+    run.opt.step()
+    run.sched.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+    return loss.detach()
 
 
 def _validate_and_checkpoint(run: Run, epoch: int, rec: dict, prep, parts, split_rec: dict) -> None:

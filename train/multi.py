@@ -22,7 +22,7 @@ from edgeage.preprocess import model_input
 from edgeage.utils import EdgeAgeError
 
 from .loop import (_build_model, _check_split, _distillation, _load_data, _loader, _lr_lambda, _optimiser,
-                   _setup, _validate_and_checkpoint, distill_loss, distill_to_probs)
+                   _setup, _validate_and_checkpoint, train_step)
 from .recipes import load_recipe
 
 # what must agree between recipes for one augmented stream to serve them all
@@ -142,7 +142,7 @@ def _epoch(runs, epoch: int, epochs: int) -> list[dict]:
             if key not in xs:
                 x = model_input(imgs, run.normalize)
                 xs[key] = x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-            sums[k] += _step(run, xs[key], ages, pos) * len(ages)
+            sums[k] += train_step(run, xs[key], ages, pos) * len(ages)
         seen += len(ages)
     dt = time.time() - t0
     losses = [float(s) / max(seen, 1) for s in sums]
@@ -151,27 +151,3 @@ def _epoch(runs, epoch: int, epochs: int) -> list[dict]:
             raise EdgeAgeError(f"{r.recipe['name']}: training loss is {v} in epoch {epoch + 1}; lower its [train] lr")
     return [{"epoch": epoch + 1, "train_loss": v, "lr": r.sched.get_last_lr()[0],
              "images_per_s": seen / dt} for v, r in zip(losses, runs)]
-
-
-def _step(run, x, ages, pos) -> torch.Tensor:
-    """One optimiser step of one run (the same step as ``train.loop._train_epoch``)."""
-    tc = run.tc
-    use_amp = run.device.type == "cuda" and tc["amp"]
-    a, temp = run.recipe["distill"]["alpha"], run.recipe["distill"]["temperature"]
-    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=use_amp):
-        outp = run.net(x)
-        loss = run.loss_fn(outp, ages)
-        if run.teacher is not None:
-            with torch.no_grad():
-                t_out = run.teacher(x)
-            loss = (1 - a) * loss + a * distill_loss(outp, t_out, run.model.head.spec, temp)
-        elif run.soft is not None:
-            loss = (1 - a) * loss + a * distill_to_probs(outp, run.soft[pos].to(run.device), temp)
-    run.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc["grad_clip"])
-    run.opt.step()
-    run.sched.step()
-    if run.ema is not None:
-        run.ema.update_parameters(run.model)
-    return loss.detach()  # summed on the device: no host sync per step
