@@ -113,6 +113,6 @@ def edgeage_cli(edgeage_env):
 
     def run(*args) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "edgeage.cli", *map(str, args)], capture_output=True,
-                              text=True, env=edgeage_env)
+                              text=True, env=edgeage_env, timeout=900)  # a hang fails the test
 
     return run

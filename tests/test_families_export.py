@@ -75,13 +75,16 @@ def family_ckpt(tmp_path_factory):
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_family_exports_and_passes_check_fp32(family, target, family_ckpt, face_dir, tmp_path, edgeage_env):
+def test_family_exports_and_passes_check_fp32(family, target, family_ckpt, face_dir, tmp_path, edgeage_cli):
+    # each command in a fresh process, as users run them: in one long pytest process, after the
+    # other test files, OpenVINO's export of al-resnet once hung (every thread in a futex wait;
+    # alone, and file by file, it passes in seconds: cause not found, lab notes session 8)
     ckpt = family_ckpt(family)
     art = tmp_path / "art"
-    res = cli("export", "--target", target, "--model", ckpt, "--out", art)
-    assert res.exit_code == 0, res.output
-    res = cli("check", "--artifact", art, "--model", ckpt, "--data", face_dir, "--runs", 0, "--json")
-    assert res.exit_code == 0, res.output
+    res = edgeage_cli("export", "--target", target, "--model", ckpt, "--out", art)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = edgeage_cli("check", "--artifact", art, "--model", ckpt, "--data", face_dir, "--runs", 0, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
     rep = json.loads(res.stdout)
     assert rep["passed"] and rep["n"] >= 20 and rep["failures"] == []
     assert rep["age_abs_diff_max"] <= 0.05
