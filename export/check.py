@@ -516,14 +516,12 @@ def bench_peers(ref: Reference, specs: list, cfg: Latency | None, rows: list[dic
         return []
     cfg = cfg or Latency()
     crops = ref.crops()
-    out = []
     threads = sorted({r.get("threads") or 1 for r in rows if "error" not in r}) or [1]
-    for spec in specs:
-        for th in threads:
-            def measure(job, x1):
-                return lat.measure(job, x1, cfg.warmup, cfg.runs, cfg.rounds) if cfg.runs > 0 else None
 
-            out.append(peer_row(spec, crops, ref.inputs.ages, measure, th))
+    def measure(job, x1):
+        return lat.measure(job, x1, cfg.warmup, cfg.runs, cfg.rounds) if cfg.runs > 0 else None
+
+    out = [peer_row(spec, crops, ref.inputs.ages, measure, th) for spec in specs for th in threads]
     for r in rows:
         lt = r.get("latency_ms") or {}
         for p in out:
