@@ -30,6 +30,9 @@ def build_manifest(model, normalize: Normalize | None = None, crop: CropParams |
     if "gem_ps" in cfg:  # strict JSON has no Infinity
         cfg["gem_ps"] = ["inf" if math.isinf(float(p)) else float(p) for p in cfg["gem_ps"]]
     normalize = normalize or Normalize(input_size=int(model.config.get("input_size", 64)))
+    if crop is None and model.config.get("context_margin"):  # mivolo: one crop holds both views
+        k = int(model.config["context_margin"])
+        crop = CropParams(margin=float(k), crop_size=CropParams().crop_size * k)
     return {
         "format": MANIFEST_FORMAT,
         "model": cfg,

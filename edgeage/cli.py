@@ -146,9 +146,11 @@ def models_cmd(input_size):
     from .profile import count_macs, count_params
 
     for name in list_models():
-        m = create(name, input_size=input_size)  # transformers size their position tables by it
+        k = int(create(name).config.get("context_margin", 1))  # mivolo: k x the view size
+        m = create(name, input_size=input_size * k)  # transformers size their position tables by it
+        views = f" (face + context views of {input_size})" if k > 1 else ""
         click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs "
-                   f"{count_macs(m, input_size) / 1e6:8.1f} M  @ {input_size}x{input_size}")
+                   f"{count_macs(m, input_size * k) / 1e6:8.1f} M  @ {input_size * k}x{input_size * k}{views}")
 
 
 @main.command()

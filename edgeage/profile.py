@@ -29,9 +29,7 @@ def count_macs(model: nn.Module, input_size: int = 64) -> int:
     was_training = model.training
     model.eval()
     try:
-        # a model with several image inputs (mivolo: face, context) names them in input_names
-        n_inputs = len(getattr(model, "input_names", ("x",)))
-        model(*[torch.zeros(1, 3, input_size, input_size) for _ in range(n_inputs)])
+        model(torch.zeros(1, 3, input_size, input_size))
     finally:
         for h in hooks:
             h.remove()

@@ -68,10 +68,10 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
                            "model's training data, or any folder of your own photos) or a quantize result "
                            "with --from")
     inputs = tuple(getattr(model, "input_names", ("input",)))
-    if len(inputs) != 1:  # issue 15: multi-input models (mivolo: face + context) are not plumbed yet
+    if len(inputs) != 1:
         raise EdgeAgeError(f"export of {manifest['model']['name']} to {spec['name']}: the model takes "
-                           f"{len(inputs)} inputs ({', '.join(inputs)}); export, check and the runners "
-                           "handle single-input models only so far (use mivolo-face)")
+                           f"{len(inputs)} inputs ({', '.join(inputs)}); artifacts take one image tensor: "
+                           "form the views inside the model from one canonical crop, as mivolo does")
     out_dir = Path(out_dir)
     model.eval()
     if deploy and not (calib is not None and calib.quantized):

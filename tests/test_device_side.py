@@ -99,3 +99,38 @@ def test_device_check_local_runs_the_device_side_and_compares(device_venv, expor
     # an interpreter that is not there
     p = cli("--device", "local", "--python", tmp_path / "no-python", "--data", face_dir, "--count", 2)
     assert p.returncode != 0 and "no such interpreter" in p.stderr
+
+
+def test_device_check_local_runs_mivolo_face_plus_context(device_venv, face_dir, edgeage_env, tmp_path):
+    """The dual-view mivolo through the device side: its one crop at the context margin (from the
+    manifest) is made by the torch-free venv and both views are formed in the exported graph; the
+    ages equal the float model's on the same photos."""
+    import torch
+    from conftest import perturb_bn
+
+    from edgeage.checkpoint import build_manifest, save_checkpoint
+    from edgeage.models import create
+
+    torch.manual_seed(0)
+    model = create("mivolo", dims=(24, 32), heads=(2, 2), depths=(1, 1, 1)).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            perturb_bn(m, g)
+            if isinstance(m, torch.nn.Linear) and m is not model.head.fc:
+                m.weight.normal_(0, m.in_features ** -0.5, generator=g)
+        model.head.fc.weight.mul_(20.0)
+    ckpt = tmp_path / "mivolo.pt"
+    save_checkpoint(ckpt, model, build_manifest(model))
+    art = tmp_path / "art"
+    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "export", "--target", "onnx", "--model", str(ckpt),
+                        "--out", str(art)], capture_output=True, text=True, env=edgeage_env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads((art / "manifest.json").read_text())["preprocess"]["crop"]["margin"] == 2.0
+    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "device-check", "--artifact", str(art), "--model",
+                        str(ckpt), "--device", "local", "--python", str(device_venv / "bin" / "python"), "--data",
+                        str(face_dir), "--count", "10", "--json"], capture_output=True, text=True, env=edgeage_env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert r["passed"] and r["n"] == 10 and r["age_abs_diff_max"] < 1e-3
+    assert r["float_mae"] > 0

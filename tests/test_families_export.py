@@ -1,4 +1,4 @@
-"""The issue-15 families (DRF head, AL-ResNet, MiVOLO-face, SwinFace-age) through `edgeage export`
+"""The issue-15 families (DRF head, AL-ResNet, MiVOLO-face and MiVOLO face + context, SwinFace-age) through `edgeage export`
 and `edgeage check` in fp32 on all four targets, on the real runtimes and real UTKFace faces (no
 mocks). Each family is a reduced-size configuration of the registered model (fewer / narrower
 blocks, the same ops), its BN statistics and head perturbed so the outputs depend on the input
@@ -22,6 +22,7 @@ FAMILIES = {
     "al-resnet-separable": ("al-resnet", {"widths": (8, 16, 16, 32), "depths": (1, 1, 1, 1), "hidden": 16,
                                           "sampler": "separable"}),
     "mivolo-face": ("mivolo-face", {"dims": (24, 32), "heads": (2, 2), "depths": (1, 1, 1)}),
+    "mivolo": ("mivolo", {"dims": (24, 32), "heads": (2, 2), "depths": (1, 1, 1)}),
     "swinface-age": ("swinface-age", {"dim": 16, "depths": (2, 2, 2), "heads": (1, 2, 4), "mlca_channels": 16}),
 }
 
@@ -99,23 +100,20 @@ def test_lively_models_are_not_constant(family_ckpt):
     for family in FAMILIES:
         model, _ = load_model(family_ckpt(family))
         with torch.no_grad():
-            ages = model.readout(model(torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))))
+            size = model.config["input_size"]
+            ages = model.readout(model(torch.randn(8, 3, size, size, generator=torch.Generator().manual_seed(0))))
         assert float(ages.std()) > 0.5, (family, ages)
 
 
-def test_dual_input_mivolo_export_is_refused_with_a_clear_message(tmp_path, edgeage_env):
-    """mivolo (face + context) cannot go through the single-input export path yet: one Error
-    line naming the inputs, nothing written."""
-    from edgeage.checkpoint import build_manifest, save_checkpoint
-    from edgeage.models import create
+def test_mivolo_artifact_crops_at_the_context_margin(family_ckpt):
+    """mivolo's two views come from one canonical crop: its manifest (which every runner, the device
+    side and the Android core read) must ask for the context margin, at twice the resolution."""
+    from edgeage.checkpoint import load_model
 
-    model = create("mivolo", dims=(24, 32), heads=(2, 2), depths=(1, 1, 1)).eval()
-    ckpt = tmp_path / "mivolo.pt"
-    save_checkpoint(ckpt, model, build_manifest(model))
-    res = cli("export", "--target", "onnx", "--model", ckpt, "--out", tmp_path / "art")
-    assert res.exit_code != 0
-    assert "2 inputs (face, context)" in res.output and "Traceback" not in res.output
-    assert not (tmp_path / "art").exists()
+    model, manifest = load_model(family_ckpt("mivolo"))
+    crop, norm = manifest["preprocess"]["crop"], manifest["preprocess"]["normalize"]
+    assert crop["margin"] == model.config["context_margin"] == 2
+    assert norm["input_size"] == 128 and crop["crop_size"] >= 128
 
 
 def test_an_op_the_runtime_cannot_convert_fails_with_the_op_and_target_named(tmp_path, edgeage_env):

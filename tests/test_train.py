@@ -110,6 +110,38 @@ def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
     assert ck["manifest"]["training"]["recipe"]["distill"]["teacher"] == teachers
 
 
+def test_init_skip_puts_a_new_head_on_trained_weights(data_dir, tmp_path):
+    """[train] init + init_skip = "head.": a DRF head on a trained sord model's backbone (the
+    families' drf-mgpnet-xs recipe). The backbone starts from the trained weights, the head fresh;
+    without init_skip the mismatch is one clear error, nothing written."""
+    from edgeage.utils import EdgeAgeError
+
+    train(recipe(data_dir), tmp_path / "sord", progress=False)
+    trained = load_model(tmp_path / "sord" / "best.pt")[0].state_dict()
+    r = recipe(data_dir, epochs=1, lr=1e-12, ema_decay=0.0, init=str(tmp_path / "sord" / "best.pt"),
+               init_skip="head.")
+    r["model"]["head"] = "drf"
+    train(r, tmp_path / "drf", progress=False)
+    got = load_model(tmp_path / "drf" / "last.pt")[0]
+    assert got.head.kind == "drf"
+    convs = [k for k, v in trained.items() if k.endswith("conv1.weight") and not k.startswith("head.")]
+    assert convs and all(torch.allclose(got.state_dict()[k], trained[k], atol=1e-6) for k in convs)
+    r["train"]["init_skip"] = ""
+    with pytest.raises(EdgeAgeError, match="weights do not fit model 'mgpnet-t'"):
+        train(r, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_mivolo_needs_its_context_margin_as_the_crop_margin(data_dir, tmp_path):
+    from edgeage.utils import EdgeAgeError
+
+    r = recipe(data_dir)
+    r["model"] = {"name": "mivolo", "dims": [24, 32], "heads": [2, 2], "depths": [1, 1, 1]}
+    with pytest.raises(EdgeAgeError, match=r"set \[data\] crop_margin = 2"):
+        train(r, tmp_path / "m", progress=False)
+    assert not (tmp_path / "m").exists()
+
+
 def test_online_teacher_model_is_what_alpha_one_distils(data_dir, tmp_path):
     """train(teacher_model=...) (QAT distils from the float model in memory): with alpha = 1 the
     student learns the teacher's age distribution, and ends closer to it (KL on the training

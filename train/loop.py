@@ -253,22 +253,34 @@ def _check_split(recipe: dict, prep, parts) -> None:
 
 def _build_model(run: Run, model, force: bool) -> None:
     """The recipe's model (or ``model``), on the device; ``[train] init``: a warm restart from
-    trained weights. The run folder is created only now, when everything before is known good."""
+    trained weights (``init_skip``: comma-separated key prefixes, e.g. ``head.``, left at their
+    fresh initialization, to put a new head on a trained backbone or a new branch beside it).
+    The run folder is created only now, when everything before is known good."""
     mcfg = dict(run.recipe["model"])
     name = mcfg.pop("name")
     given = model is not None
     run.model = (model if given else create(name, **mcfg)).to(run.device)
-    if run.main:
-        output_dir(run.out, force, kind="training-run")
+    ctx = run.model.config.get("context_margin")
+    if ctx and float(run.recipe["data"]["crop_margin"]) != float(ctx):
+        raise EdgeAgeError(f"model {name!r} takes its face view as the central 1/{ctx} of the canonical crop: "
+                           f"set [data] crop_margin = {ctx} (the context margin), not "
+                           f"{run.recipe['data']['crop_margin']}")
     init = run.tc.get("init")
     if init and not given:
         init_model, _ = load_model(init)
+        skip = tuple(p.strip() for p in (run.tc.get("init_skip") or "").split(",") if p.strip())
+        state = {k: v for k, v in init_model.state_dict().items() if not k.startswith(skip)}
         try:
-            run.model.load_state_dict(init_model.state_dict())
+            missing, unexpected = run.model.load_state_dict(state, strict=not skip)
+            stray = [k for k in missing if not k.startswith(skip)] + list(unexpected)
+            if stray:
+                raise RuntimeError(f"keys outside init_skip do not match: {', '.join(stray[:4])}")
         except RuntimeError as e:
             raise EdgeAgeError(f"[train] init = {init!r}: weights do not fit model {name!r} "
                                f"({str(e).splitlines()[0]})") from None
         del init_model
+    if run.main:  # the run folder only once the model and its start are known good
+        output_dir(run.out, force, kind="training-run")
     run.normalize = Normalize(input_size=int(run.model.config["input_size"]))
     run.loss_fn = make_loss(run.model.head.spec, run.model.head.kind, run.tc["sord_temperature"],
                             run.tc["label_smoothing"])

@@ -27,6 +27,8 @@ from edgeage.readout import apply_readout, argmax_bin
 UTK = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "utkface"
 CROPS = [CropParams(), CropParams(1.6, -0.1, 112), CropParams(2.4, 0.15, 64), CropParams(1.0, 0.0, 80, "none")]
 NORMS = [Normalize(), Normalize(112, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "BGR"), Normalize(96)]
+MIVOLO = (CropParams(2.0, 0.0, 192), Normalize(128))  # mivolo's one crop holding its face + context views
+CROPS.append(MIVOLO[0])
 
 
 class Writer:
@@ -84,6 +86,9 @@ def main(argv=None) -> None:
                     g["inputs"].append({"crop": len(g["crops"]) - 1, "normalize": n.to_dict(),
                                         "expected": put(x, "<f4")})
                 default_inputs.append(model_input(crop, NORMS[0]))
+            if cp == MIVOLO[0]:
+                g["inputs"].append({"crop": len(g["crops"]) - 1, "normalize": MIVOLO[1].to_dict(),
+                                    "expected": put(model_input(crop, MIVOLO[1]).numpy(), "<f4")})
     with torch.no_grad():
         logits = model(torch.cat(default_inputs)).numpy()
     rng = np.random.default_rng(0)

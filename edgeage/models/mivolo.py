@@ -5,12 +5,14 @@
 (multi-head self attention) -> CaiT class-attention blocks (a class token attends over the
 tokens) -> the class token as a [N, C, 1, 1] map for any registered head.
 
-``mivolo``: the dual-input form. ``forward(face, context)``: the face crop and a wider context
-crop of the same photo (the canonical crop with margin ``context_margin`` instead of the
-canonical margin, resized to the same ``input_size``; MiVOLO's body crop, for face-only
-datasets). Each input has its own patch embedding and outlooker stage; a feature enhancer
+``mivolo``: the dual form (face + context, as MiVOLO's face + body). Both views come from one
+canonical crop at margin ``context_margin`` (k): the face view is its central 1/k square, the
+context view the whole crop area-resized by k, each 64 px (``DualAgeModel``; the artifact keeps
+one image input). Each view has its own patch embedding and outlooker stage; a feature enhancer
 (cross attention face -> context and context -> face, as MiVOLO's) then a concat + linear merge
-gives one token set for the shared transformer and class-attention stages.
+gives one token set for the shared transformer and class-attention stages. The enhancer's output
+projections start at 0 and the merge at [I | 0], so the model starts as its face path: a warm
+start from ``mivolo-face`` weights (scripts/mivolo_dual_init.py) begins where that model is.
 
 Export forms: outlook attention's unfold / fold (im2col / col2im) are written as 9 static shifted
 slices of a padded map and 9 pads + adds, attention as explicit matmul + softmax, so the graph
@@ -204,6 +206,13 @@ class MiVOLOFeatures(nn.Module):
         self.norm = LayerNorm(d2)
         self.out_channels = d2
         self.apply(_init)
+        if dual:
+            with torch.no_grad():  # the start is the face path: enhancer residuals 0, merge [I | 0]
+                for att in (self.face_from_context, self.context_from_face):
+                    att.proj.weight.zero_()
+                    att.proj.bias.zero_()
+                self.merge.weight.zero_()
+                self.merge.weight[:, :d2].copy_(torch.eye(d2))
 
     def tokens(self, face: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         t = self.face_merge(self.face(face))
@@ -232,18 +241,32 @@ def _init(m: nn.Module) -> None:
 
 
 class DualAgeModel(AgeModel):
-    """AgeModel with two image inputs: forward(face, context) -> the head's raw outputs."""
+    """MiVOLO's two views from one canonical crop: the model takes the context crop (the canonical
+    crop at margin ``context_margin`` x the face margin, ``input_size`` = k x the view size) and
+    forms in the graph
 
-    input_names = ("face", "context")
+    - the face view: its central 1/k square (exactly the canonical face crop, full resolution);
+    - the context view: the whole crop, area-resized by k (``avg_pool2d(k)``: exact for integer k).
 
-    def forward(self, face: torch.Tensor, context: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if context is None or context.shape != face.shape:
-            raise ValueError("mivolo takes two inputs of the same shape: forward(face, context), the "
-                             "context being the canonical crop with margin context_margin")
-        return self.head(self.backbone(face, context))
+    So the artifact keeps one image input and every target, runner, calibration set, the device
+    side and the Android core take it unchanged; the manifest's crop margin is the context margin.
+    ``views(x)`` returns (face, context), ``backbone(face, context)`` is the dual network."""
 
-    def predict_age(self, face: torch.Tensor, context: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.readout(self(face, context))
+    def __init__(self, backbone: nn.Module, head: nn.Module, context_margin: int):
+        super().__init__(backbone, head)
+        self.k = int(context_margin)
+
+    def views(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = x.shape[-1]
+        f = s // self.k
+        o = (s - f) // 2
+        return x[:, :, o:o + f, o:o + f], F.avg_pool2d(x, self.k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        if x.shape[-1] % self.k or x.shape[-2] != x.shape[-1]:
+            raise ValueError(f"mivolo takes a square context crop whose side is a multiple of "
+                             f"context_margin {self.k}, got {tuple(x.shape)}")
+        return self.head(self.backbone(*self.views(x)))
 
 
 _COMMON = dict(dims=(96, 160), heads=(3, 5), depths=(2, 4, 2), mlp_ratio=3.0, head="sord",
@@ -257,12 +280,16 @@ def mivolo_face(dims, heads, depths, mlp_ratio, head, age_min, age_max, dropout,
     return AgeModel(f, make_head(head, f.out_channels, age_min, age_max, dropout))
 
 
-@register_model("mivolo", context_margin=2.0, **_COMMON)
+@register_model("mivolo", context_margin=2, **{**_COMMON, "input_size": 128})
 def mivolo(dims, heads, depths, mlp_ratio, head, age_min, age_max, dropout, input_size,
            context_margin):
-    """Dual-input MiVOLO: face crop + context crop (canonical crop at margin ``context_margin``,
-    the same input_size); forward(face, context)."""
-    if not context_margin > 0:
-        raise ValueError(f"context_margin must be > 0, got {context_margin}")
-    f = MiVOLOFeatures(tuple(dims), tuple(heads), tuple(depths), mlp_ratio, input_size, dual=True)
-    return DualAgeModel(f, make_head(head, f.out_channels, age_min, age_max, dropout))
+    """Dual-view MiVOLO on one canonical crop at margin ``context_margin`` (an integer k >= 2;
+    its recipe's ``[data] crop_margin`` must be k): ``input_size`` is the crop side, each view
+    input_size / k (64 px: face = the central square, context = the crop area-resized)."""
+    k = context_margin
+    if int(k) != k or k < 2:
+        raise ValueError(f"context_margin must be an integer >= 2, got {context_margin}")
+    if input_size % int(k):
+        raise ValueError(f"input_size {input_size} must be a multiple of context_margin {k}")
+    f = MiVOLOFeatures(tuple(dims), tuple(heads), tuple(depths), mlp_ratio, input_size // int(k), dual=True)
+    return DualAgeModel(f, make_head(head, f.out_channels, age_min, age_max, dropout), int(k))

@@ -20,7 +20,8 @@ BUDGET_PARAMS, BUDGET_MACS = 3_000_000, 300_000_000
 
 def inputs(model, n: int = 2, seed: int = 0) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(n, 3, 64, 64, generator=g) for _ in getattr(model, "input_names", ("x",))]
+    size = int(model.config["input_size"])
+    return [torch.randn(n, 3, size, size, generator=g)]
 
 
 def build(name, opts, seed=0):
@@ -72,7 +73,7 @@ def test_within_the_edge_budget(name, opts):
 
     m = build(name, opts).eval()
     assert count_params(m) <= BUDGET_PARAMS
-    assert count_macs(m, 64) <= BUDGET_MACS                    # conv + linear (edgeage models)
+    assert count_macs(m, m.config["input_size"]) <= BUDGET_MACS                    # conv + linear (edgeage models)
     with FlopCounterMode(display=False) as fc:  # + attention matmuls, everything
         m(*inputs(m, 1))
     assert fc.get_total_flops() / 2 <= BUDGET_MACS
@@ -238,20 +239,45 @@ def test_outlook_attention_fold_equals_unfold_fold_reference():
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
-def test_mivolo_uses_its_context_input_and_refuses_a_missing_one():
+def test_mivolo_views_are_the_central_face_and_the_area_resized_context():
+    """mivolo takes one canonical crop at margin k: the face view is its central 1/k square, the
+    context view the crop area-resized by k, and each reaches the output."""
     m = build("mivolo", {}).eval()
-    assert m.input_names == ("face", "context") and m.config["context_margin"] > 0
-    face, ctx = inputs(m, 2)
+    with torch.no_grad():  # as after training (it starts as its face path: see the next test)
+        for lin in (m.backbone.merge, m.backbone.face_from_context.proj, m.backbone.context_from_face.proj):
+            lin.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(3))
+    k = m.config["context_margin"]
+    assert k == 2 and m.config["input_size"] == 128
+    (x,) = inputs(m, 2)
+    face, ctx = m.views(x)
+    assert torch.equal(face, x[:, :, 32:96, 32:96])
+    assert torch.allclose(ctx[0, :, 5, 7], x[0, :, 10:12, 14:16].mean(dim=(1, 2)), atol=1e-6)
     with torch.no_grad():
-        right = m(face, ctx)
-        swapped = m(ctx, face)                # the planted fault: inputs swapped
-        other_ctx = m(face, torch.roll(ctx, 1, 0))
+        right = m(x)
+        assert torch.equal(right, m.head(m.backbone(face, ctx)))
+        swapped = m.head(m.backbone(ctx, face))          # the planted fault: views swapped
+        x2 = x.clone()
+        x2[:, :, :32] += 0.7                             # only rows outside the face view change
+        assert torch.equal(m.views(x2)[0], face)
+        outside = m(x2)
     assert (right - swapped).abs().max() > 1e-3
-    assert (right - other_ctx).abs().max() > 1e-3     # the context reaches the output
-    with pytest.raises((TypeError, ValueError)):
-        m(face)
-    with pytest.raises(ValueError, match="two inputs"):
-        m(face, ctx[:, :, :32, :32])
+    assert (right - outside).abs().max() > 1e-3         # the context reaches the output
+    with pytest.raises(ValueError, match="multiple of context_margin"):
+        m(x[:, :, :63, :63])
+    with pytest.raises(ValueError, match="integer >= 2"):
+        create("mivolo", context_margin=1.5)
+
+
+def test_mivolo_starts_as_its_face_path_so_a_mivolo_face_warm_start_keeps_its_tokens():
+    m = build("mivolo", {}).eval()
+    d2 = m.backbone.out_channels
+    t, u = torch.randn(1, 4, d2), torch.randn(1, 4, d2)
+    assert torch.allclose(m.backbone.merge(torch.cat([t, u], dim=2)), t + m.backbone.merge.bias, atol=1e-6)
+    (x,) = inputs(m, 2)
+    x2 = x.clone()
+    x2[:, :, :32] += 0.7  # the context changes, the face view does not
+    with torch.no_grad():
+        assert torch.allclose(m(x), m(x2), atol=1e-6)
 
 
 # ------------------------------------------------------------------ Swin

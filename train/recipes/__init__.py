@@ -19,7 +19,7 @@ DEFAULTS: dict = {
               "warmup_epochs": 1.0, "grad_clip": 5.0, "sord_temperature": 1.0,
               "label_smoothing": 0.0, "ema_decay": 0.0, "flip": 0.5, "erasing": 0.25,
               "jitter": 0.05, "rotate": True, "num_workers": 0, "amp": True, "seed": 0,
-              "init": ""},
+              "init": "", "init_skip": ""},
     "degrade": {"p": 0.2, "strength": 1.0, "strength_min": 1.0},
     # teacher: a checkpoint path or a list (ensemble; mode "clean" only). mode: "online" runs
     # the teacher on the student's augmented batch every step; "clean" runs the teachers once on
