@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .utils import EdgeAgeError, install_signal_cleanup
+from .utils import EdgeAgeError, install_signal_cleanup, stop_if_signalled
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -55,6 +55,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgeAgeError as e:
+            stop_if_signalled()  # a failure a signal caused (e.g. an import it broke) is the signal
             raise click.ClickException(str(e)) from None
         except OSError as e:  # a file the command could not read or write: name it, no traceback
             if e.filename is None:

@@ -56,17 +56,30 @@ def sha256_bytes(data: bytes) -> str:
 
 # ------------------------------------------------------------------------------ signals
 
+_SIGNALLED: list[int] = []
+
+
+def _on_signal(signum, _frame=None):
+    _SIGNALLED.append(signum)
+    raise SystemExit(128 + signum)
+
+
+def stop_if_signalled() -> None:
+    """Before an output is renamed into place, and before an error is reported: a signal whose
+    SystemExit a library swallowed or turned into another error (a SIGTERM during ``import
+    openvino`` surfaces as ``ImportError: initialization failed``) still stops the run as that
+    signal (exit 128 + signal), and the temp folder is removed instead of committed."""
+    if _SIGNALLED:
+        raise SystemExit(128 + _SIGNALLED[0])
+
+
 def install_signal_cleanup() -> None:
     """SIGTERM and SIGHUP raise SystemExit(128 + signal) in the main thread, so ``finally``
-    blocks (temp folders, locks) run as they do for Ctrl-C."""
-
-    def handler(signum, _frame):
-        raise SystemExit(128 + signum)
-
+    blocks (temp folders, locks) run as they do for Ctrl-C; and no output is committed after one."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:
             if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                signal.signal(sig, handler)
+                signal.signal(sig, _on_signal)
         except (ValueError, OSError):  # not the main thread
             pass
 
@@ -233,6 +246,7 @@ def atomic_dir(path: str | os.PathLike, force: bool = False, kind: str = "output
             payload.mkdir()
             yield payload
             (payload / MARKER).write_text(_marker_text(kind))
+            stop_if_signalled()
             _swap_into(payload, path)
         except OSError as e:
             raise _os_error(path, e) from None
@@ -281,6 +295,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield target
         if not target.exists():
             raise EdgeAgeError(f"internal error: nothing was written for {path}")
+        stop_if_signalled()
         _swap_into(target, path)
     except OSError as e:
         raise _os_error(path, e) from None

@@ -138,8 +138,36 @@ def test_a_signal_during_export_leaves_no_temp_folder(sig, tiny_ckpt, tmp_path, 
     assert _wait_for(tmp_path, ".art.", p), "the export never started writing"
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
-    assert p.returncode != 0, err
+    if p.returncode == 0:  # on a loaded machine the poll above can see the temp folder just before
+        # its rename: the signal then lands after the commit, and the artifact must be whole
+        assert sorted(x.name for x in tmp_path.iterdir()) == ["art"]
+        assert (out / "manifest.json").is_file() and (out / "model.xml").is_file()
+        return
+    assert p.returncode == 128 + sig, err
     assert sorted(x.name for x in tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
+def test_a_signal_a_library_swallowed_still_stops_the_commit(tmp_path):
+    """A library can swallow the handler's SystemExit or turn it into another error (a SIGTERM
+    during `import openvino` became "ImportError: initialization failed", exit 1). A signal seen
+    at any time before the rename stops the commit: nothing written, temps removed, 128 + sig."""
+    from edgeage import utils
+
+    try:
+        try:
+            utils._on_signal(signal.SIGHUP)
+        except BaseException:  # noqa: BLE001 - what the library did
+            pass
+        with pytest.raises(SystemExit) as e:
+            with utils.atomic_dir(tmp_path / "art", kind="artifact") as d:
+                (d / "model.onnx").write_bytes(b"complete")
+        assert e.value.code == 128 + signal.SIGHUP
+        with pytest.raises(SystemExit):
+            with utils.atomic_path(tmp_path / "r.json") as f:
+                f.write_text("{}")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        utils._SIGNALLED.clear()
 
 
 def test_stale_temporaries_of_a_killed_run_are_removed(tiny_ckpt, tmp_path):
