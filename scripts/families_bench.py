@@ -10,8 +10,9 @@
     python scripts/families_bench.py [--data ../shared/datasets/utkface] [--limit 300] \
         [--out bench/families] NAME=CKPT [NAME=CKPT ...]
 
-Writes OUT/<name>/bench.{json,md,html} (edgeage bench), OUT/<name>/eval*.json and OUT/table.md,
-OUT/table.json (the README's families table). Each command runs in its own process."""
+Writes OUT/<name>/bench.{json,md,html} (edgeage bench), OUT/<name>/eval*.json, profile.json and
+OUT/table.md, OUT/table.json (the README's families table, over every finished OUT/<name>/, so
+families can be run one at a time). Each command runs in its own process."""
 from __future__ import annotations
 
 import argparse
@@ -22,13 +23,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+FAMILY_ORDER = ("drf-mgpnet-xs", "al-resnet", "mivolo-face", "mivolo", "swinface-age")
 ORDER = (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
          ("tflite", "fp32"), ("tflite", "int8"), ("executorch", "fp32"), ("executorch", "int8"))
 
 
-def edgeage(*args) -> dict:
+def edgeage(*args, ok=(0,)) -> dict:
     p = subprocess.run([sys.executable, "-m", "edgeage.cli", *map(str, args)], capture_output=True, text=True)
-    if p.returncode != 0:
+    if p.returncode not in ok:
         raise SystemExit(f"edgeage {' '.join(map(str, args[:3]))} failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout)
 
@@ -61,9 +63,31 @@ def cell(r: dict | None) -> str:
     return ("✓ " if r["passed"] else "✗ ") + ", ".join(parts)
 
 
+def summary(name: str, r: dict) -> str:
+    """One README row: size, accuracy, the worst INT8 drift over the targets, OpenVINO INT8 p50."""
+    p, c, d = r["profile"], r["eval"], r["eval_degraded"]
+    rows = {(x["target"], x["precision"]): x for x in r["bench"]["rows"]}
+    int8 = [x for (t, q), x in rows.items() if q == "int8" and "error" not in x]
+    ov = rows.get(("openvino", "int8"), {})
+    et = [rows.get(("executorch", q), {}).get("runtime", {}).get("xnnpack_segments") for q in ("fp32", "int8")]
+    passed = sum(bool(x.get("passed")) for x in rows.values())
+    drift = max((abs(x["mae_drift"]) for x in int8), default=float("nan"))
+    p50 = (ov.get("latency_ms") or {}).get("p50")
+    ratio = (ov.get("latency_ratio") or {}).get("p50")
+    return (f"| {name} | {p['params'] / 1e6:.2f} M / {p['macs'] / 1e6:.0f} M | {c['mae']:.2f} / {c['cs5']:.3f} | "
+            f"{d['mae']:.2f} | {drift:.2f} | " + (f"{p50:.2f} ms ({ratio:.2f}x) | " if p50 else "– | ")
+            + f"{et[0]} / {et[1]} | {passed} / {len(rows)} |")
+
+
+SUMMARY_HEAD = ("| family | params / MACs | test MAE / CS(5) | degraded MAE | INT8 drift (max of 4 targets) | "
+                "OpenVINO INT8 p50 (vs PyTorch) | ExecuTorch segments fp32 / int8 | rows passed |\n"
+                "|---|---|---|---|---|---|---|---|")
+
+
 def table(results: dict) -> str:
-    lines = ["| family | model / head | params | MACs | test MAE / CS(5) | degraded MAE / CS(5) |",
-             "|---|---|---|---|---|---|"]
+    lines = [SUMMARY_HEAD] + [summary(n, r) for n, r in results.items()]
+    lines += ["", "| family | model / head | params | MACs | test MAE / CS(5) | degraded MAE / CS(5) |",
+              "|---|---|---|---|---|---|"]
     for name, r in results.items():
         p, c, d = r["profile"], r["eval"], r["eval_degraded"]
         lines.append(f"| {name} | {p['model']} / {p['head']} | {p['params'] / 1e6:.2f} M | {p['macs'] / 1e6:.0f} M "
@@ -76,36 +100,55 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def collect(out: Path, first: list[str]) -> dict:
+    """Every OUT/<name>/ with a finished run (profile, evals, bench), the names given first."""
+    done = {d.name: d for d in sorted(out.iterdir()) if (d / "bench.json").is_file() and (d / "profile.json").is_file()}
+    names = [n for n in first if n in done] + [n for n in done if n not in first]
+    return {n: {"profile": json.loads((done[n] / "profile.json").read_text()),
+                "eval": json.loads((done[n] / "eval.json").read_text()),
+                "eval_degraded": json.loads((done[n] / "eval_degraded.json").read_text()),
+                "bench": json.loads((done[n] / "bench.json").read_text())} for n in names}
+
+
+def write_table(out: Path, results: dict) -> None:
+    keep = ("target", "precision", "passed", "size_bytes", "mae_drift", "age_abs_diff_max", "latency_ms",
+            "latency_ratio", "error")
+    (out / "table.json").write_text(json.dumps({n: {"profile": r["profile"], "eval": r["eval"],
+                                                    "eval_degraded": r["eval_degraded"],
+                                                    "rows": [{k: row.get(k) for k in keep} | {
+                                                        "segments": row.get("runtime", {}).get("xnnpack_segments")}
+                                                        for row in r["bench"]["rows"]]}
+                                                for n, r in results.items()}, indent=1))
+    (out / "table.md").write_text(table(results))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", help="NAME=CKPT")
+    ap.add_argument("models", nargs="*", help="NAME=CKPT (none: only rebuild the table from OUT)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "utkface"))
     ap.add_argument("--limit", type=int, default=300, help="test faces per bench (exports, drift, latency)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "families"))
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    results, t0 = {}, time.time()
+    t0 = time.time()
     for item in a.models:
         name, _, ckpt = item.partition("=")
         if not ckpt or not Path(ckpt).is_file():
             raise SystemExit(f"{item!r}: give NAME=CKPT with an existing checkpoint file")
+    for item in a.models:
+        name, _, ckpt = item.partition("=")
         d = out / name
         d.mkdir(exist_ok=True)
-        r = {"checkpoint": ckpt, "profile": profile(ckpt)}
+        (d / "profile.json").write_text(json.dumps({"checkpoint": ckpt, **profile(ckpt)}, indent=1))
         for key, extra in (("eval", ()), ("eval_degraded", ("--degrade-p", 0.2))):
-            r[key] = edgeage("eval", "--model", ckpt, "--data", a.data, "--split", "test", *extra, "--json")
-            (d / f"{key}.json").write_text(json.dumps(r[key], indent=1))
-        r["bench"] = edgeage("bench", "--model", ckpt, "--data", a.data, "--split", "test", "--limit", a.limit,
-                             "--out", d, "--json")
-        results[name] = r
+            res = edgeage("eval", "--model", ckpt, "--data", a.data, "--split", "test", *extra, "--json")
+            (d / f"{key}.json").write_text(json.dumps(res, indent=1))
+        # exit 1: some row failed its checks, a result like the others (the table shows which)
+        edgeage("bench", "--model", ckpt, "--data", a.data, "--split", "test", "--limit", a.limit, "--out", d, "--json",
+                ok=(0, 1))
         print(f"{name}: done at {time.time() - t0:.0f} s", file=sys.stderr)
-        (out / "table.json").write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "bench"} | {
-            "rows": [{x: row.get(x) for x in ("target", "precision", "passed", "size_bytes", "mae_drift", "latency_ms",
-                                               "latency_ratio", "error")} | {
-                "segments": row.get("runtime", {}).get("xnnpack_segments")} for row in v["bench"]["rows"]]}
-            for k, v in results.items()}, indent=1))
-        (out / "table.md").write_text(table(results))
+    write_table(out, collect(out, [m.partition("=")[0] for m in a.models] + list(FAMILY_ORDER)))
     print((out / "table.md").read_text())
     return 0
 

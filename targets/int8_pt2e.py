@@ -67,13 +67,49 @@ def export_graph(model, example, dynamic: bool = False):
     return torch.export.export(model, (example[:1].contiguous(),)).module()
 
 
+def fold_reused_conv_bn(model, example):
+    """A copy of ``model`` whose Conv2d -> BatchNorm2d pairs called more than once per forward
+    (AL-ResNet's local branch runs on each LSTM step's crop) are fused into one convolution.
+    prepare_pt2e folds every traced (conv, bn) pair into the conv's weight, once per call: a
+    module called 3 times had its BN folded 3 times (al-resnet's outputs moved by 6 logits before
+    any quantizer ran; torchao 0.17). Exact up to float rounding; other models are unchanged."""
+    import copy
+
+    import torch
+    import torch.nn as nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    calls: dict[str, int] = {}
+
+    def counter(name):
+        return lambda mod, i, o: calls.__setitem__(name, calls.get(name, 0) + 1)
+
+    hooks = [m.register_forward_hook(counter(n)) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    try:
+        with torch.no_grad():
+            model.eval()(example[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    if not any(n > 1 for n in calls.values()):
+        return model
+    model = copy.deepcopy(model).eval()
+    for name, seq in [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and \
+                    calls.get(f"{name}.{i + 1}" if name else str(i + 1), 0) > 1:
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+    return model
+
+
 def pt2e_ptq(model, example, quantizer, opts: Int8Options, fold: bool = True):
     """torch.export (batch 1) -> prepare_pt2e -> calibrate on each image -> convert_pt2e
     (``fold=False`` keeps float weights + quantize ops: what litert-torch's converter takes)."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    gm = prepare_pt2e(export_graph(model, example),
+    gm = prepare_pt2e(export_graph(fold_reused_conv_bn(model, example), example),
                       without_modules(quantizer, list(opts.ignored) + gate_scopes(model)))
     with torch.no_grad():
         for a in opts.items():
@@ -99,7 +135,8 @@ def pt2e_qat_prepare(model, example, quantizer, opts: Int8Options):
     # GeM (finite p) stays float: its pooled y**p quantized to 0 gives an infinite gradient
     # through **(1/p) and NaN weights after the first step (measured; same as NNCF's QAT)
     ignored = sorted(set(opts.ignored) | set(gem_scopes(model)) | set(gate_scopes(model)))
-    gm = prepare_qat_pt2e(export_graph(model, example, dynamic=True), without_modules(quantizer, ignored))
+    gm = prepare_qat_pt2e(export_graph(fold_reused_conv_bn(model, example), example, dynamic=True),
+                          without_modules(quantizer, ignored))
     move_exported_model_to_train(gm)
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(opts.calib, np.float32))

@@ -184,3 +184,28 @@ def test_executorch_int8_program_xnnpack_refuses_fails_at_export_naming_the_node
         exporter.export(bad, example, tmp_path / "bad", "int8", spec, calib)
     # (outside pytest's fd capture the message names the node from the runtime's log:
     # "XNNPACK refused convolution node 530 (xnn_status_invalid_parameter)")
+
+
+def test_pt2e_prepare_keeps_al_resnet_whole_its_reused_conv_bn_folded_once():
+    """prepare_pt2e folds each traced (conv, bn) pair into the conv's weight once per call, so
+    al-resnet's local branch (one Conv-BN run on each of the 3 LSTM steps' crops) had its BN
+    folded 3 times: ExecuTorch and TFLite INT8 of the trained model moved ages by 22 years (bench,
+    session 9) with every layer float. ``fold_reused_conv_bn`` fuses such pairs first."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from edgeage.targets.executorch.exporter import quantizer
+    from edgeage.targets.int8_pt2e import export_graph, fold_reused_conv_bn
+
+    name, cfg = FAMILIES["al-resnet"]
+    model = lively(name, cfg)
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    folded = fold_reused_conv_bn(model, x)
+    assert isinstance(folded.backbone.local[1], torch.nn.Identity)          # the reused pair: fused
+    assert isinstance(folded.backbone.fuse[1], torch.nn.BatchNorm2d)        # a pair called once: left
+    other = lively(*FAMILIES["drf"])
+    assert fold_reused_conv_bn(other, x) is other                            # no reused pair: untouched
+    gm = prepare_pt2e(export_graph(folded, x), quantizer())                  # observers only: float values
+    with torch.no_grad():
+        want = torch.cat([model(x[i:i + 1]) for i in range(4)])
+        assert torch.allclose(torch.cat([folded(x[i:i + 1]) for i in range(4)]), want, atol=1e-4)
+        assert torch.allclose(torch.cat([gm(x[i:i + 1]) for i in range(4)]), want, atol=1e-4)
