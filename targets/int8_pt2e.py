@@ -71,8 +71,8 @@ def fold_reused_conv_bn(model, example):
     """A copy of ``model`` whose Conv2d -> BatchNorm2d pairs called more than once per forward
     (AL-ResNet's local branch runs on each LSTM step's crop) are fused into one convolution.
     prepare_pt2e folds every traced (conv, bn) pair into the conv's weight, once per call: a
-    module called 3 times had its BN folded 3 times (al-resnet's outputs moved by 6 logits before
-    any quantizer ran; torchao 0.17). Exact up to float rounding; other models are unchanged."""
+    module called 3 times had its BN folded 3 times (al-resnet's outputs moved by 5-6 logits before
+    any quantizer ran; torchao 0.18.0). Exact up to float rounding; other models are unchanged."""
     import copy
 
     import torch
