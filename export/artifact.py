@@ -75,9 +75,9 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
     out_dir = Path(out_dir)
     model.eval()
     if deploy and not (calib is not None and calib.quantized):
-        from edgeage.models.deploy import deploy_form
+        from edgeage.models.deploy import target_deploy_form
 
-        model = deploy_form(model)
+        model = target_deploy_form(model, spec)
     try:
         with atomic_dir(out_dir, force=force, kind="artifact") as tmp:
             with step(f"load exporter {spec['exporter']}"):

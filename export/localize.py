@@ -87,7 +87,7 @@ def localize_by_prefixes(model, spec: dict, precision: str, x: np.ndarray, calib
     import torch
 
     from edgeage.backend import describe
-    from edgeage.models.deploy import deploy_form
+    from edgeage.models.deploy import target_deploy_form
     from edgeage.targets.spec import load_module
 
     points = prefix_points(model)
@@ -102,7 +102,7 @@ def localize_by_prefixes(model, spec: dict, precision: str, x: np.ndarray, calib
             ref[name] = pre(xt).numpy()
         with tempfile.TemporaryDirectory(prefix="edgeage-localize-") as tmp:
             with torch.no_grad():
-                files = exporter.export(deploy_form(pre), xt[:2], Path(tmp), precision, spec, calib)
+                files = exporter.export(target_deploy_form(pre, spec), xt[:2], Path(tmp), precision, spec, calib)
             man = {"artifact": {"precision": precision, "files": [{"name": f} for f in files]}}
             r = runner_cls(Path(tmp), man, spec, threads)
             got[name] = np.concatenate([np.asarray(r.run(x[i:i + 1])) for i in range(len(x))])

@@ -136,9 +136,9 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
                 raise EdgeAgeError(f"target {spec['name']}: its exporter ({spec['exporter']}) has no QAT "
                                    "(qat_prepare/qat_convert)")
             with step(f"{spec['exporter']}.qat_prepare"):
-                from edgeage.models.deploy import deploy_form  # fine-tune the form that is exported
+                from edgeage.models.deploy import target_deploy_form  # fine-tune the form that is exported
 
-                prepared = exporter.qat_prepare(deploy_form(model), example, opts, spec)
+                prepared = exporter.qat_prepare(target_deploy_form(model, spec), example, opts, spec)
             kw = {} if distill_alpha is None else {"distill_alpha": distill_alpha}
             info["qat"] = qat_finetune(prepared, model, manifest, qd, work / "qat", epochs=epochs, lr=lr,
                                        max_steps=max_steps, progress=progress, **kw)

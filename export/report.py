@@ -155,7 +155,9 @@ def op_profile_blocks(p: dict, top: int = 15) -> list[Block]:
         rows.append([f"({len(items) - top} more)", f"{rest:.4f}", f"{rest / p['total_ms']:.1%}"])
     return [Para([f"Per-op timing by the runtime's profiler, {p['runs']} batch-1 runs: {p['total_ms']:.3f} ms "
                   "per inference in the ops (profiling adds its own overhead per op: read the shares, "
-                  "compare absolute times with the latency table)"]),
+                  "compare absolute times with the latency table)"
+                  + (f"; float islands (every op but the INT8 convolutions / matmuls): "
+                     f"{p['float_islands_share']:.1%} of it" if "float_islands_share" in p else "")]),
             Table(["op type", "ms / inference", "share"], rows)]
 
 

@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--quantize-all", action="store_true", help="NNCF's default scope (gates and pools int8 too)")
     ap.add_argument("--fp32", action="store_true", help="also time the fp32 IR of each candidate")
+    ap.add_argument("--spatial", default="nhwc", choices=["nhwc", "nchw"],
+                    help="deploy form of spatial attention for '+deploy' candidates (a target's [deploy] spatial)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     import openvino as ov
@@ -124,7 +126,7 @@ def main() -> None:
         if label.endswith("+deploy"):
             from edgeage.models.deploy import deploy_form
 
-            m = deploy_form(m)
+            m = deploy_form(m, a.spatial)
         s = int(m.config["input_size"])
         om, q = to_int8(m, norm, crops, a.quantize_all)
         nets[label + "-int8"] = (compile_(core, q), (1, 3, s, s))

@@ -6,6 +6,7 @@ A target's runner module defines ``class Runner`` with
     run(self, x: np.ndarray) -> np.ndarray      # float32 [N,3,S,S] -> raw outputs [N,K] float32
     intermediates(self, x) -> dict[str, np.ndarray]   # optional: torch module name -> output
     op_profile(self, x1, runs) -> dict[str, float]    # optional: ms per inference by op type
+    integer_kernel(self, op_type: str) -> bool   # optional: an op_profile key runs an INT8 conv / matmul
     files: list[str]                             # the model files it loaded
     info: dict                                   # optional: settings actually applied
 
@@ -86,7 +87,14 @@ class LoadedRunner:
             return {"available": False, "note": f"{self.spec['name']}: the runner exposes no per-op timing"}
         by_type = self.runner.op_profile(np.ascontiguousarray(x1[:1], np.float32), runs)
         by_type = dict(sorted(by_type.items(), key=lambda kv: -kv[1]))
-        return {"available": True, "runs": runs, "total_ms": float(sum(by_type.values())), "by_op_type_ms": by_type}
+        out = {"available": True, "runs": runs, "total_ms": float(sum(by_type.values())), "by_op_type_ms": by_type}
+        is_int = getattr(self.runner, "integer_kernel", None)
+        if self.manifest["artifact"]["precision"] == "int8" and callable(is_int) and out["total_ms"] > 0:
+            # "float islands": time in every op that is not an integer convolution / matmul (gates,
+            # pools, reductions, reorders, quantize / dequantize) -- issue 18's measure
+            integer = sum(v for k, v in by_type.items() if is_int(k))
+            out["float_islands_share"] = float(1 - integer / out["total_ms"])
+        return out
 
 
 def artifact_spec(manifest: dict, spec: dict | str | None = None) -> dict:

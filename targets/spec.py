@@ -159,9 +159,14 @@ def validate(spec: dict, path) -> None:
         raise bad("packages", "a list of package names", spec["packages"])
     if not isinstance(spec.get("android_app", False), bool):
         raise bad("android_app", "true or false", spec["android_app"])
-    for key in ("runtime", "thresholds", "int8"):
+    for key in ("runtime", "thresholds", "int8", "deploy"):
         if key in spec and not isinstance(spec[key], dict):
             raise bad(key, f"a table ([{key}])", spec[key])
+    for k, v in spec.get("deploy", {}).items():  # edgeage.models.deploy.deploy_form's options
+        if k != "spatial":
+            raise EdgeAgeError(f"{path}: unknown key deploy.{k}; known: spatial")
+        if v not in ("nhwc", "nchw"):
+            raise bad("deploy.spatial", '"nhwc" or "nchw"', v)
     if "threads" in spec["runtime"] and (not isinstance(spec["runtime"]["threads"], int)
                                          or spec["runtime"]["threads"] < 1):
         raise bad("runtime.threads", "an integer >= 1", spec["runtime"]["threads"])

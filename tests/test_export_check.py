@@ -183,6 +183,8 @@ def test_openvino_ir_is_compact_and_keeps_op_names(exported):
     spans = re.findall(r'type="Const" version="\w+"><data element_type="(\w+)" shape="([^"]*)" offset="(\d+)" size="(\d+)"', xml)
     assert len(spans) == len(consts) and len(set(spans)) == len(spans)
     assert "\n\t" not in xml and "><" in xml
+    # spatial attention in its NCHW deploy form ([deploy] spatial = "nchw"): no layout transposes
+    assert 'type="Transpose"' not in xml and 'type="ReduceMax"' in xml
     ops = re.findall(r'<layer id="\d+" name="([^"]*)" type="Convolution"', xml)
     # (convolutions fused with a BN scale carry the fused Multiply's name)
     assert any(n.startswith("__module.") for n in ops) and not any(re.fullmatch(r"c\d+", n) for n in ops), ops

@@ -178,6 +178,18 @@ def test_ptq_export_from_and_check(backend, ptq, ckpt, faces, tmp_path, edgeage_
     if target == "executorch":  # INT8 lowers to one XNNPACK segment too
         low = json.loads((art / "lowering.json").read_text())
         assert low["segments"] == 1 and low["ops_outside_delegate"] == {}, low
+    if target == "openvino":  # the op profile's float islands: every op but the INT8 convs / matmuls
+        from edgeage.targets.runner import load_runner
+
+        prof = load_runner(art).op_profile(np.zeros((1, 3, 64, 64), np.float32), runs=5)
+        from edgeage.targets.openvino.runner import Runner
+
+        conv = sum(v for k, v in prof["by_op_type_ms"].items() if k.startswith("Convolution / ") and k.endswith("I8"))
+        assert conv > 0 and 0 < prof["float_islands_share"] < 1 - conv / prof["total_ms"] + 1e-9, prof
+        assert Runner.integer_kernel("Convolution / brgconv_avx512_1x1_I8")
+        assert Runner.integer_kernel("FullyConnectedQuantizedLegacy / brgemm_avx512_I8")
+        assert not Runner.integer_kernel("Reorder / jit_uni_I8")  # a layout change, not a conv
+        assert not Runner.integer_kernel("Convolution / brgconv_avx512_1x1_bf16")  # a float conv
 
     model, manifest = load_model(ckpt)
     fp32 = export_artifact(model, manifest, load_spec(target), "fp32", tmp_path / "fp32")

@@ -12,10 +12,17 @@ first edge model: 40 % of INT8 time in such "float islands"). The rewrites:
   permutation P, so gate(P y) then W (P y) equals P^T-permuted gate on y and W P as the fuse
   weight; the shuffle disappears into the weights.
 
-Spatial attention keeps its form: rewritten as a C -> 1 7x7 convolution of x plus a 1 -> 1 one of
-the channel max (the mean folded into the weights), OpenVINO ran the C -> 1 convolution as a slow
-f32 kernel (one output channel) when kept float, and quantized it moved ages more; measured on
-``edgeage/assets/default.pt`` and the edge-v2 candidates (lab notes).
+- Spatial attention, per target (``spatial``): its channel mean and max are written over the last
+  dim of an NHWC view for XNNPACK (``"nhwc"``, the trained form; ExecuTorch has no partitioner
+  rule for amax), but OpenVINO runs those permutes as Transposes between its blocked layouts:
+  ``"nchw"`` reduces over axis 1 instead (``SpatialAttentionNCHW``; OpenVINO INT8 p50 of the
+  edge-v2 candidate 1.05x -> 0.94x the OMZ peer's, lab notes). A target picks it in its TOML
+  (``[deploy] spatial = "nchw"``).
+
+Spatial attention keeps its function and gate: rewritten as a C -> 1 7x7 convolution of x plus a
+1 -> 1 one of the channel max (the mean folded into the weights), OpenVINO ran the C -> 1
+convolution as a slow f32 kernel (one output channel) when kept float, and quantized it moved
+ages more; measured on ``edgeage/assets/default.pt`` and the edge-v2 candidates (lab notes).
 
 ``deploy_form(model)`` returns a copy with these modules replaced; the trained model and its
 checkpoints keep the paper's form."""
@@ -26,7 +33,9 @@ import copy
 import torch
 import torch.nn as nn
 
-from .layers import ECA, MGPool, shuffle_permutation
+from .layers import ECA, MGPool, SpatialAttention, shuffle_permutation
+
+SPATIAL_FORMS = ("nhwc", "nchw")
 
 
 def eca_matrix(conv: nn.Conv1d, channels: int) -> torch.Tensor:
@@ -86,18 +95,37 @@ class MGPoolDeploy(nn.Module):
         return self.bn(self.fuse(self.gate_unshuffled(y)))
 
 
+class SpatialAttentionNCHW(SpatialAttention):
+    """CBAM spatial attention with its channel mean and max taken over axis 1 (no NHWC permutes):
+    the same function and weights as ``SpatialAttention``, for runtimes with blocked NCHW layouts."""
+
+    def __init__(self, sa: SpatialAttention):
+        nn.Module.__init__(self)
+        self.conv = sa.conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mx = x.amax(dim=1, keepdim=True)
+        mean = x.mean(dim=1, keepdim=True)
+        return x * torch.sigmoid(self.conv(torch.cat([mean, mx], dim=1)))
+
+
 def _channels_before(parent: nn.Module, name: str) -> int | None:
     """Width of the tensor a BasicBlock's channel gate sees (its conv2's output)."""
     conv2 = getattr(parent, "conv2", None)
     return conv2.out_channels if isinstance(conv2, nn.Conv2d) else None
 
 
-def deploy_form(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with ECA and MGPool in deploy form."""
+def deploy_form(model: nn.Module, spatial: str = "nhwc") -> nn.Module:
+    """A copy of ``model`` in eval mode with ECA and MGPool in deploy form; ``spatial``: the form
+    of spatial attention's channel reductions (``"nhwc"``: as trained, for XNNPACK; ``"nchw"``)."""
+    if spatial not in SPATIAL_FORMS:
+        raise ValueError(f"deploy_form: spatial = {spatial!r}; one of {', '.join(SPATIAL_FORMS)}")
     m = copy.deepcopy(model).eval()
     for parent in list(m.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, MGPool):
+            if spatial == "nchw" and type(child) is SpatialAttention:
+                setattr(parent, name, SpatialAttentionNCHW(child))
+            elif isinstance(child, MGPool):
                 setattr(parent, name, MGPoolDeploy(child))
             elif isinstance(child, ECA):
                 ch = _channels_before(parent, name)
@@ -106,12 +134,19 @@ def deploy_form(model: nn.Module) -> nn.Module:
     return m
 
 
-def max_deploy_error(model: nn.Module, x: torch.Tensor) -> float:
-    """max |model(x) - deploy_form(model)(x)| (eval mode)."""
+def max_deploy_error(model: nn.Module, x: torch.Tensor, spatial: str = "nhwc") -> float:
+    """max |model(x) - deploy_form(model, spatial)(x)| (eval mode)."""
     with torch.no_grad():
         a = model.eval()(x)
-        b = deploy_form(model)(x)
+        b = deploy_form(model, spatial)(x)
     return float((a - b).abs().max())
 
 
-__all__ = ["deploy_form", "max_deploy_error", "DenseECA", "MGPoolDeploy"]
+def target_deploy_form(model: nn.Module, spec: dict) -> nn.Module:
+    """``deploy_form`` with the options of a target's TOML ``[deploy]`` table (checked by
+    ``edgeage.targets.spec.validate``)."""
+    return deploy_form(model, **spec.get("deploy", {}))
+
+
+__all__ = ["deploy_form", "target_deploy_form", "max_deploy_error", "DenseECA", "MGPoolDeploy",
+           "SpatialAttentionNCHW", "SPATIAL_FORMS"]

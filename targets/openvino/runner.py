@@ -168,6 +168,14 @@ class Runner(BaseRunner):
         return {"runtime_precisions": self.info.get("runtime_op_precisions", {}),
                 "applied_precision": self.info.get("inference_precision_applied")}
 
+    @staticmethod
+    def integer_kernel(op_type: str) -> bool:
+        """An op_profile key ("Convolution / brgconv_avx512_I8") that is an INT8 convolution or
+        matmul kernel (the plugin names the kernel's precision in its exec type)."""
+        node, _, kernel = op_type.partition(" / ")
+        return (node.startswith(("Convolution", "GroupConvolution", "MatMul", "FullyConnected"))
+                and ("I8" in kernel.upper() or "U8" in kernel.upper()))
+
     def op_profile(self, x1: np.ndarray, runs: int) -> dict[str, float]:
         """CPU plugin performance counters (PERF_COUNT), by "layer type / kernel" (e.g.
         "Convolution / brgconv_avx512_I8"), same settings as the timed model."""

@@ -71,3 +71,44 @@ def test_eca_matrix_is_the_conv1d():
     m = eca_matrix(eca.conv, 24)
     with torch.no_grad():
         assert torch.allclose(eca.conv(v[:, None, :])[:, 0], v @ m.t(), atol=1e-5)
+
+
+@pytest.mark.parametrize("name,size", [("mgpnet-e", 32), ("mgpnet-xs", 64)])
+def test_nchw_spatial_attention_is_the_same_function(name, size):
+    """[deploy] spatial = "nchw" (OpenVINO): channel reductions over axis 1, no NHWC permutes."""
+    from edgeage.models.deploy import SpatialAttentionNCHW
+
+    m = _lively(name)
+    d = deploy_form(m, spatial="nchw")
+    x = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        a, b = m(x), d(x)
+    assert float((a - b).abs().max()) < 1e-4 * max(1.0, float(a.abs().max()))
+    n_sa = sum(type(mod) is SpatialAttention for mod in m.modules())
+    assert n_sa > 0 and sum(type(mod) is SpatialAttentionNCHW for mod in d.modules()) == n_sa
+    assert not any(type(mod) is SpatialAttention for mod in d.modules())
+    # the trace has no permute left (the NHWC form has two per gate)
+    ops = {n.target for n in torch.fx.symbolic_trace(d.backbone).graph.nodes if n.op == "call_method"}
+    assert "permute" not in ops
+    assert "permute" in {n.target for n in torch.fx.symbolic_trace(deploy_form(m).backbone).graph.nodes
+                         if n.op == "call_method"}
+
+
+def test_target_deploy_options_are_checked(tmp_path):
+    from edgeage.models.deploy import target_deploy_form
+    from edgeage.targets.spec import load_spec
+    from edgeage.utils import EdgeAgeError
+
+    assert load_spec("openvino")["deploy"] == {"spatial": "nchw"}
+    assert "deploy" not in load_spec("executorch")  # XNNPACK: the trained NHWC form
+    m = _lively("mgpnet-e")
+    assert any(type(mod).__name__ == "SpatialAttentionNCHW"
+               for mod in target_deploy_form(m, load_spec("openvino")).modules())
+    base = 'exporter = "x.y"\nrunner = "x.z"\nprecisions = ["fp32"]\n'
+    for bad, msg in [('[deploy]\nspatial = "nhcw"\n', "deploy.spatial"), ('[deploy]\nlayout = "nchw"\n', "deploy.layout")]:
+        f = tmp_path / "t.toml"
+        f.write_text(base + bad)
+        with pytest.raises(EdgeAgeError, match=msg):
+            load_spec(str(f))
+    with pytest.raises(ValueError, match="spatial"):
+        deploy_form(m, spatial="NCHW")
