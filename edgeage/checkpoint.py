@@ -88,6 +88,26 @@ def default_model_path() -> Path:
     return Path(str(resources.files("edgeage.assets") / DEFAULT_MODEL))
 
 
+def shipped_models() -> dict[str, Path]:
+    """The checkpoints shipped in the package, by name: ``default`` and every other
+    ``edgeage/assets/<name>.pt`` (``--model <name>`` selects one)."""
+    assets = Path(str(resources.files("edgeage.assets")))
+    return {("default" if f.name == DEFAULT_MODEL else f.stem): f for f in sorted(assets.glob("*.pt"))}
+
+
+def model_path(path: str | os.PathLike | None) -> Path:
+    """``path`` as a checkpoint file: None = the shipped default; a bare name that is not a file
+    here but a shipped model's (``mgpnet-xs``) = that shipped checkpoint."""
+    if not path:
+        return default_model_path()
+    p = Path(path)
+    if not p.exists() and str(path) == p.name and p.suffix != ".pt":
+        shipped = shipped_models()
+        if str(path) in shipped:
+            return shipped[str(path)]
+    return p
+
+
 TRUST_ENV = "EDGEAGE_TRUST_PICKLE"
 
 
@@ -96,11 +116,13 @@ def read_checkpoint(path: str | os.PathLike | None) -> dict:
     plain values only; a file that needs more cannot run code here, it is refused). Checkpoints
     written before edgeage stored plain values load only with the documented opt-in
     EDGEAGE_TRUST_PICKLE=1, for files you trust (it runs the file's pickle code)."""
-    path = Path(path) if path else default_model_path()
+    path = model_path(path)
     if not path.is_file():
         raise EdgeAgeError(f"{path}: model checkpoint not found"
-                           + ("" if path != default_model_path() else
-                              " (the shipped default model is missing from this install)"))
+                           + (" (the shipped default model is missing from this install)"
+                              if path == default_model_path() else
+                              f"; shipped models (--model NAME): {', '.join(shipped_models())}"
+                              if str(path) == path.name and path.suffix != ".pt" else ""))
     from torch.torch_version import TorchVersion  # a str subclass that old manifests hold
 
     trust = os.environ.get(TRUST_ENV) == "1"

@@ -72,7 +72,8 @@ def main():
 
 def model_option(f):
     return click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-                        help="Checkpoint (.pt). Default: the shipped default model.")(f)
+                        help="Checkpoint (.pt), or the name of a shipped model (`edgeage models` lists "
+                             "them). Default: the shipped default model.")(f)
 
 
 def crop_option(f):
@@ -152,6 +153,15 @@ def models_cmd(input_size):
         views = f" (face + context views of {input_size})" if k > 1 else ""
         click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs "
                    f"{count_macs(m, input_size * k) / 1e6:8.1f} M  @ {input_size * k}x{input_size * k}{views}")
+    from .checkpoint import read_checkpoint, shipped_models
+
+    click.echo("\nShipped weights (--model NAME):")
+    for name, path in shipped_models().items():
+        man = read_checkpoint(path)["manifest"]
+        val = (man.get("training") or {}).get("val") or {}
+        size = man["preprocess"]["normalize"]["input_size"]
+        click.echo(f"{name:13s} {man['model']['name']:10s} @ {size}x{size}"
+                   + (f"  val MAE {val['mae']:.2f}" if "mae" in val else "") + f"  ({path.name})")
 
 
 @main.command()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeage.checkpoint import TorchModel, default_model_path, load_model, manifest_crop
+from edgeage.checkpoint import TorchModel, load_model, manifest_crop, shipped_models
 from edgeage.data import (_cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
                           prepare)
 from edgeage.artifact import read_manifest
@@ -238,7 +238,7 @@ def reference_checkpoint(manifest: dict, model_path):
     if model_path:
         return model_path
     src = manifest["artifact"].get("source", {})
-    for cand in (src.get("path"), default_model_path()):
+    for cand in (src.get("path"), *shipped_models().values()):
         if cand and Path(cand).is_file() and sha256_file(cand) == src.get("sha256"):
             return cand
     raise EdgeAgeError(f"the artifact was exported from {src.get('path')} (sha256 {str(src.get('sha256'))[:12]}), "

@@ -176,3 +176,21 @@ def test_gem_root_by_exp_log_matches_pow(p):
     y = x.clamp(min=g.eps)
     ref = F.avg_pool2d(y.pow(p), 2, 2).pow(1.0 / p)
     assert torch.allclose(g(x), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_model_option_takes_a_shipped_model_name(tmp_path, monkeypatch):
+    """--model NAME selects a shipped checkpoint (edgeage/assets/NAME.pt); a file of that name
+    in the working folder wins; an unknown bare name lists the shipped ones."""
+    from edgeage.checkpoint import default_model_path, model_path, read_checkpoint, shipped_models
+    from edgeage.utils import EdgeAgeError
+
+    shipped = shipped_models()
+    assert shipped["default"] == default_model_path() and all(p.is_file() for p in shipped.values())
+    assert model_path(None) == model_path("default") == default_model_path()
+    for name, p in shipped.items():
+        assert model_path(name) == p and read_checkpoint(name)["sha256"] == read_checkpoint(p)["sha256"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").write_bytes(b"not a checkpoint")
+    assert model_path("default") == __import__("pathlib").Path("default")  # the user's file, not ours
+    with pytest.raises(EdgeAgeError, match="shipped models \\(--model NAME\\): default"):
+        read_checkpoint("no-such-model")
