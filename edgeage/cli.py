@@ -153,15 +153,16 @@ def models_cmd(input_size):
         views = f" (face + context views of {input_size})" if k > 1 else ""
         click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs "
                    f"{count_macs(m, input_size * k) / 1e6:8.1f} M  @ {input_size * k}x{input_size * k}{views}")
-    from .checkpoint import read_checkpoint, shipped_models
+    from .checkpoint import load_model, shipped_models
 
     click.echo("\nShipped weights (--model NAME):")
     for name, path in shipped_models().items():
-        man = read_checkpoint(path)["manifest"]
+        m, man = load_model(path)
         val = (man.get("training") or {}).get("val") or {}
-        size = man["preprocess"]["normalize"]["input_size"]
-        click.echo(f"{name:13s} {man['model']['name']:10s} @ {size}x{size}"
-                   + (f"  val MAE {val['mae']:.2f}" if "mae" in val else "") + f"  ({path.name})")
+        size = int(man["preprocess"]["normalize"]["input_size"])
+        click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs {count_macs(m, size) / 1e6:8.1f} M  "
+                   f"@ {size}x{size}  {man['model']['name']}" + (f", val MAE {val['mae']:.2f}" if "mae" in val else "")
+                   + f" ({path.name})")
 
 
 @main.command()

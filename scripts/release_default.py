@@ -1,29 +1,101 @@
 """Ship a run's best checkpoint as the package's default model.
 
-    python scripts/release_default.py runs/mgpnet-t
+    python scripts/release_default.py [--command CYCLE_COMMAND ...] RUN [RUN ...]
 
-Writes edgeage/assets/default.pt (fp16 weights + manifest), default-curve.png and
-default-metrics.json (the run's training history); the recipe stays in train/recipes/."""
-import shutil
-import sys
+The last RUN's best.pt is shipped; earlier RUNs are the cosine cycles before it (each warm-started
+from the one before, or trained from scratch), in order. Writes edgeage/assets/default.pt (fp16
+weights + manifest), default-curve.png (every cycle, one epoch axis) and default-metrics.json (the
+cycles' histories concatenated: each entry keeps its cycle and cycle epoch; "cycles" lists each
+cycle's recipe, schedule and best validation MAE; "best" is the shipped epoch). The recipes stay in
+train/recipes/.
+
+A distillation teacher recorded as edgeage/assets/default.pt (the default when the run was made)
+is rewritten to edgeage/assets/<name>.pt when that shipped file is byte-identical to the teacher
+the run used: checked against the run's cached teacher targets, whose key holds the teachers'
+SHA-256 (train/loop.py: clean_teacher_targets)."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
 from pathlib import Path
 
-from edgeage.checkpoint import load_model, read_checkpoint, save_checkpoint
+import numpy as np
+
+from edgeage.checkpoint import load_model, read_checkpoint, save_checkpoint, shipped_models
+from edgeage.data import load_prepared, split
+from edgeage.train.loop import plot_curves, teacher_paths
 
 ASSETS = Path(__file__).resolve().parents[1] / "edgeage" / "assets"
+OLD_DEFAULT = "edgeage/assets/default.pt"
 
 
-def main(run: str) -> None:
-    run = Path(run)
-    ck = read_checkpoint(run / "best.pt")
-    model, _ = load_model(run / "best.pt")
-    save_checkpoint(ASSETS / "default.pt", model, ck["manifest"], half=True)
-    shutil.copy(run / "curve.png", ASSETS / "default-curve.png")
-    shutil.copy(run / "metrics.json", ASSETS / "default-metrics.json")
-    t = ck["manifest"]["training"]
-    print(f"shipped {run / 'best.pt'} (epoch {t['epoch']}, val MAE {t['val']['mae']:.3f}) "
-          f"-> {ASSETS / 'default.pt'} ({(ASSETS / 'default.pt').stat().st_size / 1e6:.2f} MB)")
+def renamed_teachers(run: Path, recipe: dict) -> list[str] | None:
+    """The recipe's teacher paths with OLD_DEFAULT replaced by the shipped file with the same
+    bytes, verified against the run's teacher_targets.npz key; None if nothing to rewrite."""
+    dc = recipe.get("distill") or {}
+    teachers = teacher_paths(dc.get("teacher", ""))
+    if OLD_DEFAULT not in teachers:
+        return None
+    cache = run / "teacher_targets.npz"
+    if not cache.is_file():
+        raise SystemExit(f"{run}: no teacher_targets.npz to verify which file {OLD_DEFAULT} was")
+    with np.load(cache) as z:
+        key = str(z["key"])
+    d = recipe["data"]
+    prep = load_prepared(d["path"])
+    idx = split(prep.names, seed=d["seed"], val=d["val"], test=d["test"])["train"]
+    for name, path in shipped_models().items():
+        if name == "default":
+            continue
+        cand = [f"edgeage/assets/{path.name}" if t == OLD_DEFAULT else t for t in teachers]
+        shas = [read_checkpoint(t)["sha256"] for t in cand]
+        k = hashlib.sha256(json.dumps([shas, dc["temperature"], dc["views"],
+                                       np.asarray(idx).tolist()]).encode()).hexdigest()
+        if k == key:
+            return cand
+    raise SystemExit(f"{run}: no shipped model matches the teacher {OLD_DEFAULT} the run used")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--command", action="append", default=[],
+                    help="the command line of each cycle, in order (recorded in the metrics)")
+    a = ap.parse_args()
+    history, cycles = [], []
+    for i, run in enumerate(a.runs):
+        ck = read_checkpoint(run / "best.pt")
+        m = json.loads((run / "metrics.json").read_text())
+        rec = ck["manifest"]["training"]["recipe"]
+        tr, dc = rec["train"], rec.get("distill") or {}
+        new_t = renamed_teachers(run, rec)
+        start = len(history)
+        for h in m["history"]:
+            history.append({**h, "epoch": start + h["epoch"], "cycle": i + 1, "cycle_epoch": h["epoch"]})
+        cycles.append({"run": run.as_posix(), "recipe": rec.get("name"), "epochs": tr["epochs"],
+                       "init": tr.get("init") or "", "batch_size": tr["batch_size"], "lr": tr["lr"],
+                       "alpha": dc.get("alpha", 0.0) if teacher_paths(dc.get("teacher", "")) else 0.0,
+                       "teachers": new_t or teacher_paths(dc.get("teacher", "")),
+                       "best_val_mae": m["best"]["val_mae"], "best_epoch": m["best"]["epoch"],
+                       **({"command": a.command[i]} if i < len(a.command) else {})})
+    last = a.runs[-1]
+    ck = read_checkpoint(last / "best.pt")
+    manifest = json.loads(json.dumps(ck["manifest"]))
+    new_t = renamed_teachers(last, manifest["training"]["recipe"])
+    if new_t:
+        manifest["training"]["recipe"]["distill"]["teacher"] = new_t if len(new_t) > 1 else new_t[0]
+    model, _ = load_model(last / "best.pt")
+    save_checkpoint(ASSETS / "default.pt", model, manifest, half=True)
+    best = json.loads((last / "metrics.json").read_text())["best"]
+    metrics = {"history": history, "best": best, "cycles": cycles,
+               "split": json.loads((last / "metrics.json").read_text()).get("split")}
+    (ASSETS / "default-metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    plot_curves(ASSETS / "default-curve.png", history)
+    t = manifest["training"]
+    print(f"shipped {last / 'best.pt'} (epoch {t['epoch']}, val MAE {t['val']['mae']:.3f}; {len(cycles)} cycle(s), "
+          f"{len(history)} epochs) -> {ASSETS / 'default.pt'} ({(ASSETS / 'default.pt').stat().st_size / 1e6:.2f} MB)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

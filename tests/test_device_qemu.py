@@ -79,7 +79,7 @@ def test_openvino_under_qemu_max_sme_gives_wrong_outputs_and_the_check_catches_t
     must FAIL them. With SME off the same artifact passes. (The tiny test model has no
     convolution wide enough for Winograd: the shipped model it is.)"""
     art = tmp_path / "art-ov"
-    p = _cli(edgeage_env, "export", "--target", "openvino", "--out", art)
+    p = _cli(edgeage_env, "export", "--target", "openvino", "--model", "mgpnet-xs", "--out", art)
     assert p.returncode == 0, p.stderr[-3000:]
     from edgeage.export.android import make_bundle
 
