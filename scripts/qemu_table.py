@@ -1,4 +1,4 @@
-"""The qemu-aarch64 table: the shipped model's fp32 and INT8 artifacts (onnx, tflite, openvino),
+"""The qemu-aarch64 table: a shipped model's (default `mgpnet-xs`) fp32 and INT8 artifacts (onnx, tflite, openvino),
 each checked by the device side on the same test-split crops on x86 (``--device local``) and as
 aarch64 code under qemu (``--device qemu-aarch64:CPU`` for each CPU), compared with the float
 model (drift, the target TOML's thresholds), plus the drift between the arm64 and the x86
@@ -44,6 +44,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "utkface"))
     ap.add_argument("--count", type=int, default=100, help="test-split faces per check")
+    ap.add_argument("--model", default="mgpnet-xs",
+                    help="checkpoint or shipped model name (the committed table: mgpnet-xs, the default then)")
     ap.add_argument("--cpus", default="cortex-a76,cortex-a53", help="qemu CPU models (comma list)")
     ap.add_argument("--sme-row", default="openvino:fp32", help="target:precision also run under -cpu max ('' = none)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "qemu"))
@@ -51,7 +53,7 @@ def main() -> int:
     a = ap.parse_args()
 
     from edgeage.artifact import read_manifest
-    from edgeage.checkpoint import default_model_path, load_model
+    from edgeage.checkpoint import load_model, model_path
     from edgeage.export import qemu
     from edgeage.export.android import make_bundle
     from edgeage.export.check import split_subset
@@ -65,7 +67,7 @@ def main() -> int:
     work = Path(a.work or tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     # the test faces: the shipped checkpoint's recorded test split, spread evenly
-    _, fman = load_model(default_model_path())
+    _, fman = load_model(a.model)
     test = split_subset(fman, a.data, "test", a.count)
     faces = work / "test-faces.csv"
     with open(faces, "w", newline="") as fh:
@@ -79,8 +81,8 @@ def main() -> int:
             art = work / f"art-{target}-{precision}"
             if not (art / "manifest.json").is_file():
                 print(f"export {target} {precision}", file=sys.stderr, flush=True)
-                sh("export", "--target", target, "--precision", precision, "--calib-data", a.data, "--out", art,
-                   "--force")
+                sh("export", "--target", target, "--model", a.model, "--precision", precision, "--calib-data",
+                   a.data, "--out", art, "--force")
             bundle = work / f"bundle-{target}-{precision}"
             if not (bundle / "check" / "labels.csv").is_file():
                 make_bundle(art, bundle, faces, a.count, progress=False, force=True, app=False)
@@ -118,7 +120,7 @@ def main() -> int:
                     row["vs_x86_age_abs_diff_max"] = float(np.abs(ages - x86[1]).max())
                 rows.append(row)
     manifest = read_manifest(work / "art-onnx-fp32")
-    rec = {"model": str(default_model_path()), "model_sha256": manifest["source"]["sha256"],
+    rec = {"model": str(model_path(a.model)), "model_sha256": manifest["source"]["sha256"],
            "data": f"{a.data} (test split of the checkpoint, {len(test.names)} faces)", "count": a.count,
            "cpus": cpus, "qemu": qemu.info()["qemu"], "installed": qemu.info()["installed"], "rows": rows,
            "executorch": qemu.EXECUTORCH_WHY, "wall_s": round(time.time() - t_start, 1),
