@@ -47,7 +47,7 @@ TEST_EVAL_N = 2831
 TEST_EVAL_FACES_NOT_FOUND = 36
 TEST_EVAL_COLUMNS = [
     "`mgpnet-xs` distilled (shipped: `--model mgpnet-xs`, fp16 file)",
-    "`mgpnet-xs` step 1 (previous default)",
+    "`mgpnet-xs` step 1 (an earlier default)",
     "`mgpnet` paper widths (16.3 M, GPU, 20 epochs)",
     "`mgpnet-t` (older default)",
 ]
