@@ -310,6 +310,15 @@ def history_rows(hist: list[dict], every: int = 1) -> list[list]:
             for h in hist if h["epoch"] in keep or h.get("cycle_epoch") in (1,)]
 
 
+def val_block(manifest: dict, cmd: str) -> list[str]:
+    """The manifest's validation numbers and MAE by decade, with the command that prints them."""
+    val = manifest["training"]["val"]
+    return [f"n = {val['n']:,}, MAE {val['mae']:.3f}, CS(5) {val['cs5']:.3f}, bias (mean predicted − true age) "
+            f"{val['bias']:+.2f} years.", "",
+            md_table(["age decade", "n", "MAE"], [[k, v["n"], f"{v['mae']:.2f}"] for k, v in val["per_decade"].items()]),
+            "", source(cmd, how="the manifest's `training.val`")]
+
+
 def page_results_index(sizes, manifest, metrics, xs_manifest, xs_metrics) -> str:
     params, macs = sizes["shipped:mgpnet-xs"]
     dparams, dmacs = sizes["shipped:default"]
@@ -320,16 +329,12 @@ def page_results_index(sizes, manifest, metrics, xs_manifest, xs_metrics) -> str
     total = sum(sz.values())
     hist = metrics["history"]
     best = metrics["best"]
-    val = manifest["training"]["val"]
     xs_hist = xs_metrics["history"]
     xs_best = xs_metrics["best"]
-    xs_val = xs_manifest["training"]["val"]
     d = default_eval()
     clean = DEFAULT_EVAL[0][0]
     hrows = [[h["epoch"], f"{h['train_loss']:.4f}", f"{h['lr']:.2e}", f"{h['val_mae_raw']:.3f}",
               f"{h['val_mae_ema']:.3f}", f"{h['val_mae']:.3f}", f"{h['val_cs5']:.3f}", h["kept"]] for h in xs_hist]
-    drows = [[k, v["n"], f"{v['mae']:.2f}"] for k, v in val["per_decade"].items()]
-    xs_drows = [[k, v["n"], f"{v['mae']:.2f}"] for k, v in xs_val["per_decade"].items()]
     cycles = metrics.get("cycles", [])
     return "\n".join([
         header(["edgeage/assets/default-metrics.json", "edgeage/assets/mgpnet-xs-metrics.json",
@@ -391,12 +396,7 @@ def page_results_index(sizes, manifest, metrics, xs_manifest, xs_metrics) -> str
         f"### Validation split (from the manifest: epoch {manifest['training']['epoch']}, "
         f"{manifest['training']['weights']} weights)",
         "",
-        f"n = {val['n']:,}, MAE {val['mae']:.3f}, CS(5) {val['cs5']:.3f}, bias (mean predicted − true age) "
-        f"{val['bias']:+.2f} years.",
-        "",
-        md_table(["age decade", "n", "MAE"], drows),
-        "",
-        source("edgeage info", how="the manifest's `training.val`"),
+        *val_block(manifest, "edgeage info"),
         "",
         "### Training history (every 6th epoch, each cycle's first and the best)",
         "",
@@ -422,13 +422,10 @@ def page_results_index(sizes, manifest, metrics, xs_manifest, xs_metrics) -> str
         "",
         "Curve: `edgeage/assets/mgpnet-xs-curve.png`; history: `edgeage/assets/mgpnet-xs-metrics.json`.",
         "",
-        f"Validation split (manifest, epoch {xs_manifest['training']['epoch']}, {xs_manifest['training']['weights']} "
-        f"weights): n = {xs_val['n']:,}, MAE {xs_val['mae']:.3f}, CS(5) {xs_val['cs5']:.3f}, bias "
-        f"{xs_val['bias']:+.2f} years.",
+        f"Validation split (manifest, epoch {xs_manifest['training']['epoch']}, "
+        f"{xs_manifest['training']['weights']} weights):",
         "",
-        md_table(["age decade", "n", "MAE"], xs_drows),
-        "",
-        source("edgeage info --model mgpnet-xs", how="the manifest's `training.val`"),
+        *val_block(xs_manifest, "edgeage info --model mgpnet-xs"),
         "",
         "### Training history of the distillation step",
         "",
