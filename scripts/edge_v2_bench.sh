@@ -5,7 +5,7 @@
 #   3. the previous default (`--model mgpnet-xs`) in INT8 PTQ on every target (reference rows);
 #   4. one edgeage bench: fp32 on every target + those INT8 results, the OMZ peer as a reference
 #      row, throughput at 1 / 2 threads and batch 1 / 8 / 32;
-#   5. the OpenVINO INT8 PTQ artifact's op profile (float islands) with edgeage check --op-profile.
+#   5. the OpenVINO INT8 PTQ and QAT artifacts' op profiles (float islands): edgeage check --op-profile.
 # Steps whose output exists are skipped (delete the folder to redo one). Run on a quiet machine:
 # the bench times every model in a fresh process and its ratios are only meaningful within one run.
 #
@@ -42,4 +42,8 @@ fi
     --from "$RUNS/ptq-openvino" --out "$RUNS/ptq-openvino-artifact"
 [ -f "$OUT/check-openvino-int8/report.json" ] || say edgeage check --artifact "$RUNS/ptq-openvino-artifact" \
     --data "$DATA" --split test --op-profile --out "$OUT/check-openvino-int8" || true
+[ -f "$OUT/check-openvino-int8-qat/report.json" ] || say edgeage export --target openvino --precision int8 \
+    --from "$RUNS/qat-openvino" --out "$RUNS/qat-openvino-artifact"
+[ -f "$OUT/check-openvino-int8-qat/report.json" ] || say edgeage check --artifact "$RUNS/qat-openvino-artifact" \
+    --data "$DATA" --split test --op-profile --out "$OUT/check-openvino-int8-qat" || true
 cat "$OUT/bench.md"
