@@ -101,11 +101,16 @@ def model_path(path: str | os.PathLike | None) -> Path:
     if not path:
         return default_model_path()
     p = Path(path)
-    if not p.exists() and str(path) == p.name and p.suffix != ".pt":
+    if not p.exists() and _bare_name(p):
         shipped = shipped_models()
-        if str(path) in shipped:
-            return shipped[str(path)]
+        if p.name in shipped:
+            return shipped[p.name]
     return p
+
+
+def _bare_name(p: Path) -> bool:
+    """A name like ``mgpnet-xs``: no folder, no .pt suffix (what --model NAME means)."""
+    return str(p) == p.name and p.suffix != ".pt"
 
 
 TRUST_ENV = "EDGEAGE_TRUST_PICKLE"
@@ -122,7 +127,7 @@ def read_checkpoint(path: str | os.PathLike | None) -> dict:
                            + (" (the shipped default model is missing from this install)"
                               if path == default_model_path() else
                               f"; shipped models (--model NAME): {', '.join(shipped_models())}"
-                              if str(path) == path.name and path.suffix != ".pt" else ""))
+                              if _bare_name(path) else ""))
     from torch.torch_version import TorchVersion  # a str subclass that old manifests hold
 
     trust = os.environ.get(TRUST_ENV) == "1"

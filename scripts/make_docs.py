@@ -307,7 +307,7 @@ def history_rows(hist: list[dict], every: int = 1) -> list[list]:
     keep = {h["epoch"] for h in hist[::every]} | {hist[-1]["epoch"], min(hist, key=lambda h: h["val_mae"])["epoch"]}
     return [[h.get("cycle", ""), h["epoch"], f"{h['train_loss']:.4f}", f"{h['lr']:.2e}", f"{h['val_mae_raw']:.3f}",
              f"{h['val_mae_ema']:.3f}", f"{h['val_mae']:.3f}", f"{h['val_cs5']:.3f}", h["kept"]]
-            for h in hist if h["epoch"] in keep or h.get("cycle_epoch") in (1,)]
+            for h in hist if h["epoch"] in keep or h.get("cycle_epoch") == 1]
 
 
 def val_block(manifest: dict, cmd: str) -> list[str]:

@@ -16,7 +16,6 @@ SHA-256 (train/loop.py: clean_teacher_targets)."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from edgeage.checkpoint import load_model, read_checkpoint, save_checkpoint, shipped_models
 from edgeage.data import load_prepared, split
-from edgeage.train.loop import plot_curves, teacher_paths
+from edgeage.train.loop import plot_curves, teacher_paths, teacher_targets_key
 
 ASSETS = Path(__file__).resolve().parents[1] / "edgeage" / "assets"
 OLD_DEFAULT = "edgeage/assets/default.pt"
@@ -49,10 +48,8 @@ def renamed_teachers(run: Path, recipe: dict) -> list[str] | None:
         if name == "default":
             continue
         cand = [f"edgeage/assets/{path.name}" if t == OLD_DEFAULT else t for t in teachers]
-        shas = [read_checkpoint(t)["sha256"] for t in cand]
-        k = hashlib.sha256(json.dumps([shas, dc["temperature"], dc["views"],
-                                       np.asarray(idx).tolist()]).encode()).hexdigest()
-        if k == key:
+        if teacher_targets_key([read_checkpoint(t)["sha256"] for t in cand], dc["temperature"], dc["views"],
+                               idx) == key:
             return cand
     raise SystemExit(f"{run}: no shipped model matches the teacher {OLD_DEFAULT} the run used")
 

@@ -165,7 +165,7 @@ def validate(spec: dict, path) -> None:
     for k, v in spec.get("deploy", {}).items():  # edgeage.models.deploy.deploy_form's options
         if k != "spatial":
             raise EdgeAgeError(f"{path}: unknown key deploy.{k}; known: spatial")
-        if v not in ("nhwc", "nchw"):
+        if v not in ("nhwc", "nchw"):  # edgeage.models.deploy.SPATIAL_FORMS (that module imports torch)
             raise bad("deploy.spatial", '"nhwc" or "nchw"', v)
     if "threads" in spec["runtime"] and (not isinstance(spec["runtime"]["threads"], int)
                                          or spec["runtime"]["threads"] < 1):

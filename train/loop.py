@@ -443,6 +443,14 @@ def teacher_paths(value) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
+def teacher_targets_key(shas: list[str], temperature: float, views: int, idx) -> str:
+    """The cache key of clean-mode teacher targets: the teachers' SHA-256, the temperature, the
+    views and the training split's indices."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([shas, temperature, views, np.asarray(idx).tolist()]).encode()).hexdigest()
+
+
 def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: float, device,
                           cache: Path, progress: bool, views: int = 2) -> np.ndarray:
     """Offline distillation targets ([distill] mode = "clean"): each teacher's softened age-bin
@@ -450,14 +458,12 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: 
     teachers, once per training image. The student then learns them from its augmented, degraded view of the same
     face, so the teachers run once instead of every step (and see the clean face). Cached in the
     run folder, keyed by the teachers' SHA-256, the temperature and the training split."""
-    import hashlib
-
     from edgeage.checkpoint import read_checkpoint
 
     shas = [read_checkpoint(p)["sha256"] for p in paths]
     if views not in (1, 2):
         raise EdgeAgeError(f"[distill] views = {views}: 1 (the crop) or 2 (crop and mirror)")
-    key = hashlib.sha256(json.dumps([shas, temperature, views, np.asarray(idx).tolist()]).encode()).hexdigest()
+    key = teacher_targets_key(shas, temperature, views, idx)
     if cache.is_file():
         with np.load(cache) as z:
             if str(z["key"]) == key:
