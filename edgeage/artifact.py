@@ -6,16 +6,15 @@ nothing in it is ever run or followed (the runner and the thresholds come from t
 target or a TOML the user names). Imports no torch: the device side reads artifacts too."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from .manifest import check_manifest
-from .utils import EdgeAgeError, plain_name, sha256_file
+from .schemas import ArtifactManifest, read_data, validate
+from .utils import EdgeAgeError, plain_name, register_input, sha256_file
 
 ARTIFACT_FORMAT = "edgeage-artifact/1"
 MANIFEST = "manifest.json"
-
 
 def read_manifest(artifact_dir: str | os.PathLike) -> dict:
     """The artifact's manifest, after checking it (an artifact is data from elsewhere: every
@@ -27,19 +26,16 @@ def read_manifest(artifact_dir: str | os.PathLike) -> dict:
     if not d.is_dir():
         raise EdgeAgeError(f"{d}: artifact folder not found")
     where = str(d / MANIFEST)
-    try:
-        manifest = json.loads((d / MANIFEST).read_text())
-        art = manifest["artifact"]
-        files = art["files"]
-        if not isinstance(art["target"], str) or not isinstance(art["precision"], str) or not files:
-            raise TypeError("artifact.target / precision / files malformed")
-        for f in files:
-            plain_name(f["name"], where)
-            f["size"], f["sha256"] = int(f["size"]), str(f["sha256"])
-    except FileNotFoundError:
-        raise EdgeAgeError(f"{d / MANIFEST}: missing; {d} is not an exported artifact ({hint})") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise EdgeAgeError(f"{d / MANIFEST}: unreadable artifact manifest ({type(e).__name__}: {e}); {hint}") from None
+    if not (d / MANIFEST).is_file():
+        raise EdgeAgeError(f"{d / MANIFEST}: missing; {d} is not an exported artifact ({hint})")
+    register_input(d)
+    manifest = read_data(d / MANIFEST, "json")
+    if not isinstance(manifest, dict):
+        raise EdgeAgeError(f"{where}: not an artifact manifest (a JSON object); {hint}")
+    validate(ArtifactManifest, manifest, where)
+    files = manifest["artifact"]["files"]
+    for f in files:
+        plain_name(f["name"], where)
     check_manifest(manifest, where)
     for f in files:
         p = d / f["name"]

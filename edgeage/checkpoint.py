@@ -18,7 +18,7 @@ from . import __version__
 from .models import from_config, shrink
 from .manifest import MANIFEST_FORMAT, check_manifest, manifest_crop, manifest_normalize  # noqa: F401
 from .preprocess import CropParams, Normalize
-from .utils import EdgeAgeError, atomic_path, sha256_file
+from .utils import EdgeAgeError, atomic_path, register_input, sha256_file
 
 CKPT_FORMAT = "edgeage-checkpoint/1"
 DEFAULT_MODEL = "default.pt"
@@ -122,6 +122,7 @@ def read_checkpoint(path: str | os.PathLike | None) -> dict:
     written before edgeage stored plain values load only with the documented opt-in
     EDGEAGE_TRUST_PICKLE=1, for files you trust (it runs the file's pickle code)."""
     path = model_path(path)
+    register_input(path)
     if not path.is_file():
         raise EdgeAgeError(f"{path}: model checkpoint not found"
                            + (" (the shipped default model is missing from this install)"

@@ -9,7 +9,7 @@ import csv
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ class DataError(EdgeAgeError):
 class Sample:
     path: str
     age: float
+    # a CSV's extra columns (column -> value), kept as groups for `eval --by COLUMN`
+    groups: dict | None = field(default=None, compare=False)
 
 
 def parse_utk_name(name: str) -> int:
@@ -60,6 +62,23 @@ def check_age(age: float, where: str) -> float:
     return age
 
 
+def _rgb8(im: "Image.Image", path) -> np.ndarray:
+    """HxWx3 uint8 RGB of any mode. 16-bit (and 32-bit integer) grey images are scaled to 8 bits
+    (PIL's convert("RGB") would clip them: a 16-bit PNG read saturated); float images refused."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im, dtype=np.float64)
+        top = 255.0 if a.size == 0 or a.max() <= 255 else 65535.0
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise DataError(f"{path}: {im.mode} image values {a.min():g}..{a.max():g} are outside 16 bits; "
+                            "save it as an 8- or 16-bit image")
+        g = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise DataError(f"{path}: a floating-point image (mode F) has no defined pixel range; save it as an "
+                        "8- or 16-bit image")
+    return np.asarray(im.convert("RGB"))
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """HxWx3 uint8 RGB (EXIF orientation applied). Raises DataError naming the file."""
     try:
@@ -71,7 +90,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                                 "huge scan); downscale it")
             im.load()
             im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            return _rgb8(im, path)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -121,7 +140,9 @@ def discover(path: str | os.PathLike, skip_bad: bool = False) -> tuple[list[Samp
             if not row["path"] or not img.is_file():
                 bad(f"{img}: file not found (listed in {path}:{line})")
                 continue
-            samples.append(Sample(str(img), age))
+            extra = {k: (v or "").strip() for k, v in row.items()
+                     if k is not None and k not in ("path", "age") and isinstance(v, (str, type(None)))}
+            samples.append(Sample(str(img), age, extra or None))
         if not samples and not skipped:
             raise DataError(f"{path}: CSV lists no images")
     else:
@@ -211,6 +232,11 @@ class Prepared:
     lhash: str
     skipped: list[str]
     content: str | None = None       # content_hash of the images it was made from
+    # a CSV's extra columns: column -> one value per crop ("" = unknown); None: none
+    groups: dict[str, list[str]] | None = None
+    # the detector's face box (x0, y0, x1, y1) on the source image, px; NaN where no face was
+    # found; None: not recorded (caches prepared before it was)
+    face_box: np.ndarray | None = None
 
     @property
     def faces_not_found(self) -> int:
@@ -237,6 +263,7 @@ def prepare(path: str | os.PathLike, crop: CropParams | None = None, skip_bad: b
     if use_cache and (out / "meta.json").is_file():
         prep = load_prepared(out, expect_crop=crop)
         if prep.content == content:
+            prep.groups = sample_groups(samples, prep.names)  # a CSV's columns may have changed
             return prep
 
     from tqdm import tqdm
@@ -244,7 +271,7 @@ def prepare(path: str | os.PathLike, crop: CropParams | None = None, skip_bad: b
     from .face import Cropper
 
     cropper = Cropper(crop)
-    crops, ages, names, found = [], [], [], []
+    crops, ages, names, found, boxes = [], [], [], [], []
     for s in tqdm(samples, desc=f"prepare {Path(path).name}", unit="img", disable=not progress,
                   mininterval=2.0):
         try:
@@ -259,13 +286,15 @@ def prepare(path: str | os.PathLike, crop: CropParams | None = None, skip_bad: b
         ages.append(s.age)
         names.append(os.path.basename(s.path))
         found.append(face is not None or crop.policy == "none")
+        boxes.append(face.box if face is not None else (np.nan,) * 4)
     if not crops:
         raise DataError(f"{path}: no readable images ({len(skipped)} skipped)")
     read = set(names)
     used = [s for s in samples if os.path.basename(s.path) in read]
     prep = Prepared(np.stack(crops), np.asarray(ages, np.float32), names, np.asarray(found),
                     crop, str(Path(path).resolve()), list_hash([Sample(n, a) for n, a in zip(names, ages)]),
-                    skipped, content_hash(used))
+                    skipped, content_hash(used), sample_groups(samples, names),
+                    np.asarray(boxes, np.float32).reshape(-1, 4))
     save_prepared(prep, out, force=force)
     return prep
 
@@ -277,6 +306,11 @@ def save_prepared(prep: Prepared, out: str | os.PathLike, force: bool = False) -
                 "content_hash": prep.content, "crop": prep.crop.to_dict(),
                 "names": prep.names, "ages": prep.ages.tolist(),
                 "face_found": prep.face_found.astype(int).tolist(), "skipped": prep.skipped}
+        if prep.groups:
+            meta["groups"] = prep.groups
+        if prep.face_box is not None:
+            meta["face_box"] = [None if not np.isfinite(b).all() else [round(float(v), 2) for v in b]
+                                for b in np.asarray(prep.face_box, np.float64)]
         (tmp / "meta.json").write_text(json.dumps(meta))
 
 
@@ -284,19 +318,33 @@ def load_prepared(path: str | os.PathLike, expect_crop: CropParams | None = None
     """A prepared crop cache. ``expect_crop``: the crop settings the model needs (a cache made
     with others is refused). ``fresh``: when the images it was made from are still there, refuse
     it if any of them changed since (content hash of names, sizes, modification times)."""
+    from .schemas import PreparedMeta, read_data, validate
+    from .utils import EdgeAgeError, register_input
+
     path = Path(path)
+    register_input(path)
+    try:  # the schema: every field typed, every age finite and in 0..120 (a damaged cache never trains)
+        meta = read_data(path / "meta.json", "json")
+        validate(PreparedMeta, meta, str(path / "meta.json"))
+    except EdgeAgeError as e:
+        raise DataError(f"{e}; run `edgeage prepare` again") from None
     try:
-        meta = json.loads((path / "meta.json").read_text())
         crops = np.load(path / "crops.npy", mmap_mode="r", allow_pickle=False)
         prep = Prepared(np.ascontiguousarray(crops), np.asarray(meta["ages"], np.float32), list(meta["names"]),
                         np.asarray(meta["face_found"], bool), CropParams(**meta["crop"]),
                         str(meta["source"]), str(meta["list_hash"]), list(meta.get("skipped", [])),
-                        meta.get("content_hash"))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+                        meta.get("content_hash"), meta.get("groups") or None,
+                        None if meta.get("face_box") is None else
+                        np.asarray([b if b is not None else [np.nan] * 4 for b in meta["face_box"]],
+                                   np.float32).reshape(-1, 4))
+        if prep.groups is not None:
+            prep.groups = {str(k): [str(v) for v in vals] for k, vals in dict(prep.groups).items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise DataError(f"{path}: not a readable prepared crop cache ({type(e).__name__}: {e}); run "
                         "`edgeage prepare` again") from None
     if crops.ndim != 4 or len(crops) != len(prep.names) or len(prep.ages) != len(prep.names) \
-            or crops.dtype != np.uint8:
+            or crops.dtype != np.uint8 or (prep.face_box is not None and len(prep.face_box) != len(prep.names)) \
+            or any(len(v) != len(prep.names) for v in (prep.groups or {}).values()):
         raise DataError(f"{path}: crop cache is inconsistent; delete it and run `edgeage prepare`")
     if expect_crop is not None and prep.crop != expect_crop:
         raise DataError(f"{path}: crops were prepared with {prep.crop}, but the model expects {expect_crop}; "
@@ -314,6 +362,16 @@ def load_prepared(path: str | os.PathLike, expect_crop: CropParams | None = None
                 raise DataError(f"{path}: stale crop cache: images in {prep.source} changed (added, removed or "
                                 "replaced) since it was prepared; run `edgeage prepare` again")
     return prep
+
+
+def sample_groups(samples: list[Sample], names: list[str]) -> dict[str, list[str]] | None:
+    """The samples' extra CSV columns as one list per column, in the order of ``names`` (file
+    names of the crops); "" where a sample lacks the column. None when no sample has any."""
+    by_name = {os.path.basename(s.path): s.groups or {} for s in samples}
+    cols = sorted({k for g in by_name.values() for k in g})
+    if not cols:
+        return None
+    return {c: [str(by_name.get(n, {}).get(c, "")) for n in names] for c in cols}
 
 
 def is_prepared(path: str | os.PathLike) -> bool:

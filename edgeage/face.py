@@ -53,11 +53,10 @@ def model_path() -> str:
 
 class FaceDetector:
     def __init__(self, min_score: float = 0.5, iou: float = 0.3, num_threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        from .litert import interpreter
 
         self.min_score, self.iou = min_score, iou
-        self.interp = Interpreter(model_path=model_path(), num_threads=num_threads)
-        self.interp.allocate_tensors()
+        self.interp = interpreter(model_path(), num_threads)
         self._in = self.interp.get_input_details()[0]["index"]
         outs = {d["name"]: d["index"] for d in self.interp.get_output_details()}
         self._reg, self._cls = outs["regressors"], outs["classificators"]

@@ -17,29 +17,14 @@ from .utils import EdgeAgeError
 MANIFEST_FORMAT = "edgeage-manifest/1"
 
 
-# Fields every manifest must have (checkpoint or artifact): name -> type of the value
-REQUIRED = {("model",): dict, ("model", "name"): str, ("readout",): dict, ("readout", "type"): str,
-            ("preprocess",): dict, ("preprocess", "crop"): dict, ("preprocess", "normalize"): dict}
-
-
 def check_manifest(manifest, where: str) -> dict:
-    """The manifest if it has every field edgeage reads (with plain values), else one
-    EdgeAgeError naming ``where`` and the first missing / malformed field."""
+    """The manifest if it has every field edgeage reads, with values in range
+    (``edgeage.schemas.Manifest``), else one EdgeAgeError naming ``where`` and the field path."""
+    from .schemas import Manifest as Schema, validate
+
     if not isinstance(manifest, dict):
         raise EdgeAgeError(f"{where}: has no manifest (got {type(manifest).__name__}); not an edgeage file")
-    for keys, typ in REQUIRED.items():
-        v = manifest
-        for k in keys:
-            v = v.get(k) if isinstance(v, dict) else None
-        if not isinstance(v, typ):
-            field = ".".join(keys)
-            raise EdgeAgeError(f"{where}: manifest field {field!r} is "
-                               + ("missing" if v is None else f"a {type(v).__name__}, not a {typ.__name__}")
-                               + "; the file is damaged or was not written by edgeage: re-export / retrain it")
-    try:
-        manifest_crop(manifest), manifest_normalize(manifest)
-    except (TypeError, ValueError) as e:
-        raise EdgeAgeError(f"{where}: manifest preprocess section is malformed ({e})") from None
+    validate(Schema, manifest, f"{where}: manifest")
     from .readout import READOUT_TYPES
 
     if manifest["readout"]["type"] not in READOUT_TYPES:

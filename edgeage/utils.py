@@ -61,24 +61,34 @@ _SIGNALLED: list[int] = []
 
 def _on_signal(signum, _frame=None):
     _SIGNALLED.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt  # libraries know how to unwind it; the exit status is still 130
     raise SystemExit(128 + signum)
 
 
+def signalled() -> int | None:
+    """The first signal this process received (SIGINT, SIGTERM, SIGHUP), or None."""
+    return _SIGNALLED[0] if _SIGNALLED else None
+
+
 def stop_if_signalled() -> None:
-    """Before an output is renamed into place, and before an error is reported: a signal whose
-    SystemExit a library swallowed or turned into another error (a SIGTERM during ``import
-    openvino`` surfaces as ``ImportError: initialization failed``) still stops the run as that
-    signal (exit 128 + signal), and the temp folder is removed instead of committed."""
+    """Before an output is renamed into place, before an error is reported or a row is recorded,
+    and when a command returns: a signal whose exception a library swallowed (a Ctrl-C raised in
+    a runtime's callback) or turned into another error (a SIGTERM during ``import openvino``
+    surfaces as ``ImportError: initialization failed``) still stops the run as that signal (exit
+    128 + signal), and the temp folder is removed instead of committed."""
     if _SIGNALLED:
         raise SystemExit(128 + _SIGNALLED[0])
 
 
 def install_signal_cleanup() -> None:
-    """SIGTERM and SIGHUP raise SystemExit(128 + signal) in the main thread, so ``finally``
-    blocks (temp folders, locks) run as they do for Ctrl-C; and no output is committed after one."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    """One interrupt policy for SIGINT, SIGTERM and SIGHUP: each is recorded and unwinds the main
+    thread (KeyboardInterrupt for SIGINT, SystemExit(128 + signal) for the others), so ``finally``
+    blocks (temp folders, locks) run; no output is committed after one, and the process exits
+    with 128 + signal (130 for Ctrl-C)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:
-            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler, None):
                 signal.signal(sig, _on_signal)
         except (ValueError, OSError):  # not the main thread
             pass
@@ -129,8 +139,11 @@ def path_lock(path: Path) -> Iterator[None]:
     lock = path.parent / f".{path.name}.lock"
     while True:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise EdgeAgeError(f"{lock}: is a symbolic link; edgeage never writes through links. Remove it "
+                                   "(it was not made by edgeage) and run again") from None
             raise EdgeAgeError(f"{path.parent}: cannot write there ({e.strerror}); choose another output") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -162,25 +175,69 @@ def _new_temp(path: Path, suffix: str = "tmp") -> Path:
 
 # ------------------------------------------------------------------------------ output folders
 
-# files by which a folder written before the marker existed is still recognised as edgeage's:
-# (file, a key its JSON object always has, the prefix that key's value starts with)
-_OWN_FILES = (("manifest.json", "format", "edgeage-"), ("meta.json", "list_hash", ""),
-              ("metrics.json", "history", ""), ("report.json", "spec_file", ""), ("bench.json", "rows", ""),
-              ("eval.json", "per_decade", ""), ("prune.json", "macs_ratio", ""))
+# ------------------------------------------------------------------------------ inputs
+
+_INPUTS: set[Path] = set()
 
 
-def written_by_edgeage(path: Path) -> bool:
-    """True for a folder edgeage wrote: the marker, or one of edgeage's own JSON files."""
-    if (path / MARKER).is_file():
-        return True
-    for name, key, prefix in _OWN_FILES:
-        try:
-            obj = json.loads((path / name).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(obj, dict) and key in obj and str(obj[key]).startswith(prefix):
-            return True
-    return False
+def register_input(path: str | os.PathLike) -> None:
+    """Record a file or folder this process reads (every CLI path option, checkpoints, artifacts,
+    data): no output may equal it or contain it (``check_output``, and again before any commit)."""
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        _INPUTS.add(Path(path).resolve())
+
+
+def clear_inputs() -> None:
+    _INPUTS.clear()
+
+
+def _input_inside(full: Path) -> Path | None:
+    """A registered input that ``full`` equals or contains."""
+    return next((i for i in sorted(_INPUTS) if i == full or full in i.parents), None)
+
+
+# ------------------------------------------------------------------------------ ownership marker
+
+def _new_marker(kind: str, files=()) -> dict:
+    from . import __version__
+
+    return {"written_by": "edgeage", "id": os.urandom(16).hex(), "kind": kind, "version": __version__,
+            "files": sorted(files)}
+
+
+def read_marker(path: str | os.PathLike) -> dict | None:
+    """The ownership marker of a folder edgeage wrote (``.edgeage``: a JSON object with a random
+    ``id`` and the top-level ``files`` it wrote), or None. Ownership is this marker alone, never
+    a guess from look-alike files; a marker that is a link, too big or malformed is no marker."""
+    f = Path(path) / MARKER
+    try:
+        if f.is_symlink() or not f.is_file() or f.stat().st_size > 1 << 20:
+            return None
+        obj = json.loads(f.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    ok = (isinstance(obj, dict) and obj.get("written_by") == "edgeage" and isinstance(obj.get("id"), str)
+          and re.fullmatch(r"[0-9a-f]{32}", obj["id"]) is not None
+          and isinstance(obj.get("files", []), list) and all(isinstance(n, str) for n in obj.get("files", [])))
+    return obj if ok else None
+
+
+def written_by_edgeage(path: str | os.PathLike) -> bool:
+    """True for a folder that holds edgeage's ownership marker."""
+    return read_marker(path) is not None
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """The top-level entries of ``path`` that edgeage did not write (not in its marker's list)."""
+    mark = read_marker(path)
+    own = set(mark.get("files", [])) | {MARKER} if mark else set()
+    try:
+        names = sorted(p.name for p in path.iterdir())
+    except OSError:
+        return []
+    if mark is not None and "files" not in mark:
+        return []
+    return [n for n in names if n not in own]
 
 
 def check_output(path: str | os.PathLike, force: bool = False, option: str = "--out",
@@ -198,6 +255,11 @@ def check_output(path: str | os.PathLike, force: bool = False, option: str = "--
                            f"its {what} as a whole: give a new folder name, e.g. {option} out/")
     if full == Path(full.anchor) or full == Path.home().resolve():
         raise EdgeAgeError(f"{option} {path}: refusing to use / or the home folder as the {what}")
+    inp = _input_inside(full)
+    if inp is not None:
+        raise EdgeAgeError(f"{option} {path}: " + ("is" if inp == full else "holds") + f" an input of this "
+                           f"command ({inp}); writing there could replace what is being read: give another "
+                           f"{option}")
     if p.exists() and not p.is_dir():
         raise EdgeAgeError(f"{option} {path}: is a file, not a folder; give a folder path")
     parent = next((a for a in [full, *full.parents] if a.exists()), None)
@@ -205,30 +267,49 @@ def check_output(path: str | os.PathLike, force: bool = False, option: str = "--
             p.exists() and not os.access(full, os.W_OK | os.X_OK)):
         where = full if p.exists() else parent
         raise EdgeAgeError(f"{option} {path}: {where} is not writable; choose a folder you can write to")
-    if p.is_dir() and not force and any(True for _ in p.iterdir()) and not written_by_edgeage(p):
-        raise EdgeAgeError(f"{option} {path}: is a non-empty folder that edgeage did not write; edgeage "
-                           f"would replace files in it. Choose a new or empty folder, or pass --force "
-                           f"to let edgeage use it anyway")
+    if p.is_dir() and not force:
+        foreign = foreign_entries(p)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise EdgeAgeError(f"{option} {path}: holds files edgeage did not write ({shown}). Choose a new or "
+                               f"empty folder, or pass --force: edgeage then replaces only the files it "
+                               f"writes and leaves these in place")
     return p
 
 
-def _marker_text(kind: str) -> str:
-    from . import __version__
-
-    return json.dumps({"written_by": "edgeage", "kind": kind, "version": __version__}) + "\n"
+def check_output_file(path: str | os.PathLike, force: bool = False, option: str = "--out") -> Path:
+    """A single output file: not a link, not a folder, not an input, and an existing file only
+    with ``force``."""
+    p = Path(path)
+    if p.is_symlink():
+        raise EdgeAgeError(f"{option} {path}: is a symbolic link; edgeage does not write through links")
+    if p.is_dir():
+        raise EdgeAgeError(f"{option} {path}: is a folder; give a file path")
+    inp = _input_inside(p.resolve())
+    if inp is not None:
+        raise EdgeAgeError(f"{option} {path}: is an input of this command ({inp}); give another {option}")
+    if p.exists() and not force:
+        raise EdgeAgeError(f"{option} {path}: exists; pass --force to replace it, or give a new file name")
+    return p
 
 
 def _os_error(path: Path, e: OSError) -> EdgeAgeError:
     why = {errno.EACCES: "permission denied", errno.EROFS: "read-only file system",
            errno.ENOSPC: "no space left on the device"}.get(e.errno, e.strerror or str(e))
-    return EdgeAgeError(f"{path}: cannot write ({why}); nothing was written")
+    held = path.parent.resolve() in _HELD  # one file of a report folder: the others stay as they are
+    return EdgeAgeError(f"{path}: cannot write ({why}); " + (
+        f"{path.name} was not written (the files of {path.parent} written before it are whole)" if held else
+        "nothing was written"))
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, force: bool = False, kind: str = "output",
                option: str = "--out") -> Iterator[Path]:
-    """Yield an empty temp folder; on success it replaces ``path`` whole (see the module doc:
-    checks, lock, stale temps, marker). On failure nothing changes."""
+    """Yield an empty temp folder; on success it replaces ``path`` (see the module doc: checks,
+    lock, stale temps, marker). A folder edgeage wrote is replaced whole, by one rename (readers
+    never see it missing); with ``force``, a folder holding files edgeage did not write keeps them:
+    only the files edgeage writes (and those its marker lists) are replaced. On failure nothing
+    changes."""
     path = check_output(path, force, option)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,18 +326,39 @@ def atomic_dir(path: str | os.PathLike, force: bool = False, kind: str = "output
         try:
             payload.mkdir()
             yield payload
-            (payload / MARKER).write_text(_marker_text(kind))
+            names = [p.name for p in payload.iterdir() if p.name != MARKER]
+            _write_new(payload / MARKER, json.dumps(_new_marker(kind, names)) + "\n")
+            check_output(path, force, option)  # every input is known by now: none may be replaced
             stop_if_signalled()
-            _swap_into(payload, path)
+            if path.is_dir() and foreign_entries(path):
+                _merge_into(payload, path)
+            else:
+                _swap_into(payload, path)
         except OSError as e:
             raise _os_error(path, e) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0
+
+
 def _swap_into(src: Path, path: Path) -> None:
-    """Rename ``src`` onto ``path``; an old folder there is moved aside first, then removed."""
+    """Rename ``src`` onto ``path``: an old folder there is exchanged with it in one step (where
+    the OS can; else moved aside first), then removed."""
     if path.is_dir() and not path.is_symlink():
+        if _exchange(src, path):
+            shutil.rmtree(src, ignore_errors=True)
+            return
         old = _new_temp(path, "old")
         os.replace(path, old / "x")
         os.replace(src, path)
@@ -265,16 +367,54 @@ def _swap_into(src: Path, path: Path) -> None:
         os.replace(src, path)
 
 
+def _merge_into(src: Path, path: Path) -> None:
+    """``--force`` on a folder holding files edgeage did not write: each entry edgeage wrote is
+    replaced by rename, entries its old marker listed are removed, every other file stays."""
+    old = read_marker(path)
+    new_names = {p.name for p in src.iterdir()}
+    for name in (old or {}).get("files", []):
+        if name not in new_names and name == plain_name(name, str(path / MARKER)):
+            victim = path / name
+            if victim.is_dir() and not victim.is_symlink():
+                shutil.rmtree(victim, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    victim.unlink()
+    for entry in sorted(src.iterdir(), key=lambda p: p.name == MARKER):  # the marker last
+        _swap_into(entry, path / entry.name)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Create ``path`` (never following a link planted there) and write ``text``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+_HELD: dict[Path, contextlib.ExitStack] = {}
+
+
 def output_dir(path: str | os.PathLike, force: bool = False, kind: str = "report",
                option: str = "--out") -> Path:
-    """A folder for report files (created, marked): the checks of ``check_output``."""
+    """A folder for report files (created, marked, locked for the rest of this process): the
+    checks of ``check_output``. Its files are written one by one through ``atomic_path``; another
+    edgeage process asking for the same folder is refused while this one runs."""
     path = check_output(path, force, option)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        if not (path / MARKER).is_file():
-            (path / MARKER).write_text(_marker_text(kind))
     except OSError as e:
         raise _os_error(path, e) from None
+    key = path.resolve()
+    if key not in _HELD:
+        stack = contextlib.ExitStack()
+        stack.enter_context(path_lock(path))
+        _HELD[key] = stack
+        import atexit
+
+        atexit.register(stack.close)
+    if read_marker(path) is None:
+        with atomic_path(path / MARKER) as tmp:
+            tmp.write_text(json.dumps(_new_marker(kind)) + "\n")
     return path
 
 
@@ -297,10 +437,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             raise EdgeAgeError(f"internal error: nothing was written for {path}")
         stop_if_signalled()
         _swap_into(target, path)
+        if path.name != MARKER and path.parent.resolve() in _HELD:
+            _note_written(path.parent, path.name)
     except OSError as e:
         raise _os_error(path, e) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _note_written(folder: Path, name: str) -> None:
+    """Add ``name`` to the marker of a report folder this process holds (so that a later run
+    recognises it as edgeage's own file)."""
+    mark = read_marker(folder)
+    if mark is None or name in mark.get("files", []):
+        return
+    mark["files"] = sorted({*mark.get("files", []), name})
+    with atomic_path(folder / MARKER) as tmp:
+        tmp.write_text(json.dumps(mark) + "\n")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -345,6 +498,100 @@ def package_versions(packages) -> dict:
         except importlib.metadata.PackageNotFoundError:
             out[pkg] = None
     return out
+
+
+class NativeOutput:
+    """What native code wrote to fds 1 and 2 inside ``capture_native_output`` (``text``)."""
+
+    text: str = ""
+
+    def replay(self, drop=lambda line: False) -> None:
+        """Write the captured lines back to stderr, less those ``drop`` accepts (known-benign
+        INFO lines), so a real error from the runtime is never lost."""
+        import sys
+
+        lines = [ln for ln in self.text.splitlines() if ln.strip() and not drop(ln)]
+        if lines:
+            sys.stderr.write("\n".join(lines) + "\n")
+
+
+@contextlib.contextmanager
+def capture_native_output() -> Iterator[NativeOutput]:
+    """Capture what C / C++ code writes to fds 1 and 2 (runtimes log there, below Python's
+    ``sys.stderr``); the text is on the yielded object afterwards."""
+    import sys
+
+    out = NativeOutput()
+    for stream in (sys.stdout, sys.stderr):  # what Python holds goes out before fds 1, 2 move
+        stream.flush()
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        for fd in saved:
+            os.dup2(log.fileno(), fd)
+        try:
+            yield out
+        finally:
+            try:  # C stdio may hold the log in a buffer: flush it into ours
+                import ctypes
+
+                ctypes.CDLL(None).fflush(None)
+            except (OSError, AttributeError):
+                pass
+            for fd, orig in saved.items():
+                os.dup2(orig, fd)
+                os.close(orig)
+            log.seek(0)
+            out.text = log.read().decode(errors="replace")
+
+
+def verbose() -> bool:
+    """``edgeage -v``: the libraries' own logs are shown (quiet by default)."""
+    return os.environ.get("EDGEAGE_VERBOSE") == "1"
+
+
+def quiet_libraries() -> None:
+    """Quiet by default: the libraries' INFO logs (NNCF, torch, torchao, ExecuTorch, ...) and
+    their deprecation / future warnings are hidden unless ``-v``; their errors still show."""
+    if verbose():
+        return
+    import logging
+    import warnings
+
+    # every library's records up to WARNING (NNCF's INFO progress, torch's deprecation lines,
+    # torchao's "Failed to load" of CUDA kernels a CPU never needs); errors still show
+    logging.disable(logging.WARNING)
+    for cat in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=cat, module=r"^(?!edgeage)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def library_log(name: str, handler) -> Iterator[None]:
+    """Route one library logger's records (all levels) to ``handler`` alone for a while (NNCF's
+    accuracy-control summary is read from its log), whatever ``quiet_libraries`` disabled."""
+    import logging
+
+    log = logging.getLogger(name)
+    saved = (logging.root.manager.disable, log.handlers[:], log.level, log.propagate)
+    logging.disable(logging.NOTSET)
+    log.handlers, log.propagate = [handler], False
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(saved[0])
+        log.handlers, log.propagate = saved[1], saved[3]
+        log.setLevel(saved[2])
+
+
+def python_module_cmd(module: str, *args) -> list[str]:
+    """``python -m module args`` in this interpreter, isolated from the current folder: ``-P``
+    keeps the working folder off ``sys.path``, so a folder there named like a package (a checkout's
+    own ``edgeage/``, or one planted) never shadows the installed one. Every subprocess of edgeage
+    that runs Python code is started through this."""
+    import sys
+
+    return [sys.executable, "-P", "-m", module, *(str(a) for a in args)]
 
 
 def resolve_threads(n: int | None) -> int:

@@ -98,18 +98,13 @@ def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool
 # ---- comparison with the float model ----------------------------------------------------------
 
 def load_result(path) -> dict:
-    try:
-        res = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise EdgeAgeError(f"{path}: not a readable check result ({e})") from None
+    from edgeage.schemas import CheckResult, read_data, validate
+
+    res = read_data(path, "json")
     if not isinstance(res, dict) or res.get("format") != RESULT_FORMAT:
         fmt = res.get("format") if isinstance(res, dict) else type(res).__name__
         raise EdgeAgeError(f"{path}: not an {RESULT_FORMAT} file (format {fmt})")
-    if not isinstance(res.get("images"), list) or not res["images"] or \
-            any(not isinstance(im, dict) or "output" not in im for im in res["images"]):
-        raise EdgeAgeError(f"{path}: has no per-image raw outputs; run check mode of a current app build")
-    if not isinstance(res.get("model"), dict):
-        raise EdgeAgeError(f"{path}: has no model section (file, sha256); not a complete check result")
+    validate(CheckResult, res, str(path))  # per-image raw outputs (finite), model section
     for im in res["images"]:
         plain_name(im.get("file"), str(path))
     return res

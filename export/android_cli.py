@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeage.cli import force_option
+from edgeage.cli import FiniteRange, InputPath, force_option, threads_type
 from edgeage.utils import EdgeAgeError, check_output
 
 from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_on_device
@@ -22,10 +22,10 @@ def android_group():
 
 
 @android_group.command("bundle")
-@click.option("--artifact", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--artifact", required=True, type=InputPath(exists=True, file_okay=False),
               help="Exported artifact folder (edgeage export): executorch or tflite for the app, "
                    "onnx-opencv46 for the JVM check.")
-@click.option("--check-data", type=click.Path(exists=True), default=None,
+@click.option("--check-data", type=InputPath(exists=True), default=None,
               help="Labelled faces (UTKFace folder, CSV or prepared cache) for check mode.")
 @click.option("--check-count", type=click.IntRange(min=1), default=200, show_default=True,
               help="Check images, spread evenly over --check-data (as edgeage check --limit).")
@@ -44,7 +44,7 @@ def bundle_cmd(artifact, check_data, check_count, out, target, force):
 
 
 @click.command("device-check")
-@click.option("--artifact", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--artifact", required=True, type=InputPath(exists=True, file_okay=False),
               help="The exported artifact the device runs (and the result is compared against).")
 @click.option("--device", "device", default="adb", show_default=True,
               help="adb[:SERIAL] (the Android app's check mode), local (the Python device side in the "
@@ -60,24 +60,24 @@ def bundle_cmd(artifact, check_data, check_count, out, target, force):
 @click.option("--ssh-option", "ssh_options", multiple=True,
               help="ssh://: an extra ssh -o KEY=VALUE (repeatable), e.g. StrictHostKeyChecking=accept-new.")
 @click.option("--serial", default=None, help="adb device serial (needed when several are attached).")
-@click.option("--data", type=click.Path(exists=True), default=None, help="Labelled faces to bundle as check images.")
+@click.option("--data", type=InputPath(exists=True), default=None, help="Labelled faces to bundle as check images.")
 @click.option("--count", type=click.IntRange(min=1), default=200, show_default=True,
               help="Check images taken from --data.")
-@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False), default=None,
+@click.option("--bundle", "bundle_dir", type=InputPath(exists=True, file_okay=False), default=None,
               help="An existing bundle (edgeage android bundle) instead of --data.")
-@click.option("--apk", type=click.Path(dir_okay=False), default=str(DEFAULT_APK), show_default=True,
+@click.option("--apk", type=InputPath(dir_okay=False), default=str(DEFAULT_APK), show_default=True,
               help="The app to install (android-demo/build-apk.sh or the Gradle build).")
-@click.option("--from-json", "from_json", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--from-json", "from_json", type=InputPath(exists=True, dir_okay=False), default=None,
               help="Compare this check-result JSON (e.g. the JVM parity run) instead of running a device.")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--model", "model_path", type=InputPath(dir_okay=False), default=None,
               help="Float checkpoint to compare with (default: the one the artifact was exported from).")
 @click.option("--target", default=None,
               help="Target TOML whose thresholds judge the result (default: the installed target the "
                    "artifact names; never a file from the artifact).")
-@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True,
+@click.option("--warmup", type=click.IntRange(0, 100_000), default=3, show_default=True,
               help="Untimed runs on the device before timing.")
-@click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Runtime threads on the device.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=900, show_default=True,
+@click.option("--threads", type=threads_type(), default=4, show_default=True, help="Runtime threads on the device.")
+@click.option("--timeout", type=FiniteRange(min=0, min_open=True), default=900, show_default=True,
               help="Seconds to wait for check mode.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,

@@ -88,6 +88,12 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
                                 for f in files):
                 raise ExportError("collect files", None, f"exporter returned {files!r}, not a list of "
                                   "files it wrote")
+            # every file in the artifact gets a sha256 (an external-data file the exporter did not
+            # name, too): readers refuse files the manifest does not list
+            files = list(files) + sorted(p.name for p in tmp.iterdir() if p.name not in files)
+            if any(not (tmp / f).is_file() or (tmp / f).is_symlink() for f in files):
+                raise ExportError("collect files", None, "the exporter wrote a folder or a link; an "
+                                  "artifact holds plain files")
             art = {"format": ARTIFACT_FORMAT, "target": spec["name"], "spec_file": spec["_file"],
                    "exporter": spec["exporter"], "runner": spec["runner"], "precision": precision,
                    "runtime": spec.get("runtime", {}),

@@ -24,7 +24,7 @@ from edgeage.artifact import read_manifest
 from edgeage.metrics import cs, mae
 from edgeage.pipeline import AgeEstimator
 from edgeage.readout import apply_readout, argmax_bin
-from edgeage.utils import EdgeAgeError, NotSupportedHere, sha256_file
+from edgeage.utils import EdgeAgeError, NotSupportedHere, sha256_file, stop_if_signalled
 
 from edgeage.targets.runner import load_runner
 from edgeage.targets.spec import THRESHOLDS, check_precision, known_targets, load_spec, thresholds, threads as spec_threads
@@ -283,8 +283,10 @@ def judge(metrics: dict, spec: dict, precision: str, faces: bool = True) -> dict
                 + f"{r['value']:.6g}, must be {r['op']} {r['limit']:g}" for r in results if not r["passed"]]
     if not limits:
         failures.append(f"no [thresholds.{precision}] in {spec['_file']}")
+    # "judged": at least one threshold was applied; a check with none applied (INT8 without
+    # labelled faces, say) passed nothing and is reported as "not judged", never as PASSED
     return {"thresholds": limits, "threshold_results": results, "skipped_thresholds": skipped,
-            "passed": not failures, "failures": failures}
+            "passed": not failures, "judged": bool(results), "failures": failures}
 
 
 def latency_section(t: dict | None, f: dict | None) -> dict:
@@ -438,11 +440,18 @@ def artifact_rows(ref: Reference, artifacts: list[str], **kw) -> list[dict]:
                     f", {src.parent.name}/{src.name})"
                 rep["float_model_mae"] = refs[sha].inputs.labelled and mae(refs[sha].ages, refs[sha].inputs.ages)
         except EdgeAgeError as e:
-            rows.append({"target": str(a), "precision": "?", "passed": False, "error": str(e), "failures": [str(e)]})
+            rows.append(error_row(str(a), "?", e))
             continue
         rep.pop("per_image")
         rows.append(rep)
     return rows
+
+
+def error_row(target: str, precision: str, e: Exception) -> dict:
+    """A bench row for a failure. A failure that a signal caused (a Ctrl-C inside a runtime
+    surfacing as its error) is not a row: the bench stops as that signal."""
+    stop_if_signalled()
+    return {"target": target, "precision": precision, "passed": False, "error": str(e), "failures": [str(e)]}
 
 
 def run_bench(model_path=None, data=None, limit: int | None = None, targets: list[str] | None = None,
@@ -473,16 +482,13 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
                     continue
             try:
                 rep = export_and_check(ref, spec, p, **kw)
-            except NotSupportedHere as e:
-                if not precisions:  # every precision the target names, by default: this machine can't run it
+            except EdgeAgeError as e:
+                if isinstance(e, NotSupportedHere) and not precisions:
+                    # every precision the target names, by default: this machine can't run it
+                    stop_if_signalled()
                     skipped.append(f"{spec['name']} {p} (not supported on this machine: {e})")
                     continue
-                rows.append({"target": spec["name"], "precision": p, "passed": False, "error": str(e),
-                             "failures": [str(e)]})
-                continue
-            except EdgeAgeError as e:
-                rows.append({"target": spec["name"], "precision": p, "passed": False, "error": str(e),
-                             "failures": [str(e)]})
+                rows.append(error_row(spec["name"], p, e))
                 continue
             rep.pop("per_image")
             rows.append(rep)

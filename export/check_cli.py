@@ -5,27 +5,27 @@ from pathlib import Path
 
 import click
 
-from edgeage.cli import emit_json, force_option, model_option
+from edgeage.cli import MAX_THREADS, InputPath, emit_json, force_option, model_option, threads_type
 from .cli import PRECISIONS
 
 
 def latency_options(f):
-    f = click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+    f = click.option("--warmup", type=click.IntRange(0, 100_000), default=10, show_default=True,
                      help="Untimed runs before timing.")(f)
-    f = click.option("--runs", type=click.IntRange(min=0), default=100, show_default=True,
+    f = click.option("--runs", type=click.IntRange(0, 1_000_000), default=100, show_default=True,
                      help="Timed runs per round (batch 1); 0 = no latency measurement.")(f)
-    f = click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+    f = click.option("--rounds", type=click.IntRange(1, 1000), default=3, show_default=True,
                      help="Timing rounds (spread between them is reported).")(f)
     return f
 
 
 def data_options(f):
-    f = click.option("--data", type=click.Path(exists=True), default=None,
+    f = click.option("--data", type=InputPath(exists=True), default=None,
                      help="Labelled faces (UTKFace folder, CSV, or prepared cache). Default: generated "
                           "unlabelled images (numeric drift and latency only).")(f)
     f = click.option("--limit", type=click.IntRange(min=1), default=None,
                      help="Use N images spread evenly over --data.")(f)
-    f = click.option("--calib-data", type=click.Path(exists=True), default=None,
+    f = click.option("--calib-data", type=InputPath(exists=True), default=None,
                      help="int8 exports here: PTQ calibration data. The checkpoint's training data "
                           "calibrates on its training split (default: --data when it is the training "
                           "data, else the recipe's data path); any other folder of photos (any names, "
@@ -51,15 +51,16 @@ def int_list(ctx, param, value):
         out = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 1,2") from None
-    if not out or min(out) < 1:
-        raise click.BadParameter(f"{value!r}: every value must be >= 1")
+    hi = MAX_THREADS if param.name == "threads" else 4096
+    if not out or min(out) < 1 or max(out) > hi:
+        raise click.BadParameter(f"{value!r}: every value must be in 1..{hi}")
     return out
 
 
 @click.command("check")
 @click.option("--target", default=None, help="Target name or path of a target .toml (default with --artifact: its target).")
 @model_option
-@click.option("--artifact", type=click.Path(file_okay=False), default=None,
+@click.option("--artifact", type=InputPath(file_okay=False), default=None,
               help="Exported artifact folder; without it the model is exported to a temp folder first.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
               help="Precision to export (without --artifact).")
@@ -107,7 +108,7 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
               help="Comma-separated artifact / `edgeage quantize` result folders to add as rows (e.g. "
                    "int8-ptq and int8-qat results, a pruned model's int8); each is compared with the "
                    "checkpoint it came from on the same images.")
-@click.option("--peer", "peers", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--peer", "peers", multiple=True, type=InputPath(dir_okay=False),
               help="A peer model's TOML (edgeage.export.peer: model file, runtime, preprocessing): a "
                    "reference row timed in the same run and scored on the same faces. Repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
@@ -163,31 +164,44 @@ def finish(ctx, report: dict, as_json: bool, text_fn, label: str) -> None:
 
 
 @click.command("pipeline-bench")
-@click.option("--photos", required=True, type=click.Path(file_okay=False),
+@click.option("--photos", default=None, type=InputPath(file_okay=False),
               help="Folder of photos (whole photos or face crops) to run the whole pipeline on.")
-@click.option("--artifact", "artifacts", multiple=True, type=click.Path(file_okay=False),
+@click.option("--video", default=None, type=InputPath(dir_okay=False),
+              help="A video file instead of --photos: frames/s, faces/s, ms per frame by stage "
+                   "(decode, detect, track, crop, model, readout).")
+@click.option("--detect-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --video: run the detector on every K-th frame.")
+@click.option("--artifact", "artifacts", multiple=True, type=InputPath(file_okay=False),
               help="Exported artifact folder (repeatable: e.g. its fp32 and int8 exports).")
 @model_option
 @click.option("--no-torch", is_flag=True, help="Leave out the PyTorch row (--model / the shipped model).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use N photos spread over the folder.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--threads", type=threads_type(), default=1, show_default=True,
               help="Threads of every runtime (and of the detector).")
-@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True)
-@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--warmup", type=click.IntRange(0, 100_000), default=3, show_default=True)
+@click.option("--rounds", type=click.IntRange(1, 1000), default=2, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write pipeline.json, pipeline.md, pipeline.html, pipeline_stages.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @force_option
-def pipeline_bench_cmd(photos, artifacts, model_path, no_torch, limit, threads, warmup, rounds, out, as_json, force):
+def pipeline_bench_cmd(photos, video, detect_every, artifacts, model_path, no_torch, limit, threads, warmup, rounds,
+                       out, as_json, force):
     """Photos/s and faces/s of the whole pipeline (decode, detect, crop, model, readout) per
-    model, with ms per photo by stage."""
+    model, with ms per photo by stage; with --video, frames/s and faces/s of the video pipeline
+    (tracker included), ms per frame by stage."""
     from edgeage.utils import EdgeAgeError, check_output
 
     from .pipeline_bench import list_photos, pipeline_bench, pipeline_blocks, write_pipeline_bench
 
     if out:
         check_output(out, force)
-    pics = list_photos(photos, limit)
+    if (photos is None) == (video is None):
+        raise EdgeAgeError("pipeline-bench: give --photos DIR or --video FILE (one of them)")
+    if video is not None:
+        from edgeage.video import VideoSource
+
+        VideoSource(video).close()  # a bad video fails before any model loads
+    pics = list_photos(photos, limit) if photos is not None else None
     models = []
     if not no_torch:
         import torch
@@ -208,6 +222,24 @@ def pipeline_bench_cmd(photos, artifacts, model_path, no_torch, limit, threads, 
         from edgeage.face import FaceDetector
 
         est._detector = FaceDetector(num_threads=threads)
+    if video is not None:
+        from edgeage.video import VideoOptions
+
+        from .pipeline_bench import video_bench, video_blocks, write_video_bench
+
+        b = video_bench(video, models, VideoOptions(detect_every=detect_every), warmup, rounds,
+                        progress=not as_json)
+        b["threads"] = threads
+        files = write_video_bench(out, b, force) if out else []
+        if as_json:
+            emit_json(b)
+        else:
+            from .report import blocks_md
+
+            click.echo(blocks_md(video_blocks(b)))
+            if files:
+                click.echo(f"\nwrote {', '.join(str(f) for f in files)}")
+        return
     b = pipeline_bench(pics, models, warmup, rounds, progress=not as_json)
     b["threads"] = threads
     files = write_pipeline_bench(out, b, force) if out else []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from edgeage.cli import force_option, model_option
+from edgeage.cli import InputPath, force_option, model_option
 
 PRECISIONS = ["fp32", "fp16", "bf16", "int8"]
 
@@ -12,9 +12,9 @@ PRECISIONS = ["fp32", "fp16", "bf16", "int8"]
 @click.option("--target", required=True, help="Target name (a TOML in edgeage/targets) or path of a target .toml.")
 @model_option
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
-@click.option("--from", "from_dir", type=click.Path(file_okay=False, exists=True), default=None,
+@click.option("--from", "from_dir", type=InputPath(file_okay=False, exists=True), default=None,
               help="int8: package this `edgeage quantize` result (PTQ or QAT) instead of quantizing here.")
-@click.option("--calib-data", "--data", "calib_data", type=click.Path(exists=True), default=None,
+@click.option("--calib-data", "--data", "calib_data", type=InputPath(exists=True), default=None,
               help="int8 without --from: PTQ calibration data (--data is an alias). The checkpoint's training "
                    "data (default: the recipe's data path) calibrates on its training split; any other folder "
                    "of photos (searched recursively, any names, labels not needed: faces are detected and "

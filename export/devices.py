@@ -15,6 +15,7 @@ result file appears only when the device's check completed."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import tarfile
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 from edgeage.utils import EdgeAgeError
 
 MODULE = "edgeage.targets.device_check"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$|^\[[0-9A-Fa-f:.]+\]$|^[0-9A-Fa-f:.]+$")
 
 
 # -I ignores PYTHONPATH: a device side that is a folder (qemu's copy) goes first on sys.path by hand
@@ -49,7 +51,7 @@ def _tail(text: str, n: int = 6) -> str:
 
 
 def _hint(tail: str) -> str:
-    return (" (install the device side there: pip install --no-deps edgeage + requirements-device.txt + the "
+    return (" (install the device side there: pip install 'edgeage[onnx]' (or [openvino], [tflite]): the core and the "
             "runtime)") if "No module named" in tail or "runtime is not installed" in tail else ""
 
 
@@ -110,13 +112,21 @@ class SshDevice:
 
     @classmethod
     def parse(cls, spec: str, identity: str | None = None, options=()) -> "SshDevice":
-        u = urlsplit(spec)
-        if u.scheme != "ssh" or not u.hostname or u.path not in ("", "/"):
-            raise EdgeAgeError(f"--device {spec}: expected ssh://user@host[:port]")
         try:
+            u = urlsplit(spec)
             port = u.port
-        except ValueError:
-            raise EdgeAgeError(f"--device {spec}: the port is not a number") from None
+        except ValueError as e:
+            raise EdgeAgeError(f"--device {spec}: not a valid ssh:// URL ({e}); expected ssh://user@host[:port]") from None
+        if u.scheme != "ssh" or not u.hostname or u.path not in ("", "/") or u.query or u.fragment or u.password:
+            raise EdgeAgeError(f"--device {spec}: expected ssh://user@host[:port] (no password, path or query)")
+        # a user or host that ssh could read as an option (-oProxyCommand=...) or that holds shell /
+        # control characters is refused; ssh also gets '--' before the destination
+        for part, val in (("user", u.username), ("host", u.hostname)):
+            if val is not None and (val.startswith("-") or not _SAFE_NAME.match(val)):
+                raise EdgeAgeError(f"--device {spec}: the {part} {val!r} is not a plain name (letters, digits, "
+                                   "'.', '_', '-', not starting with '-')")
+        if port is not None and not 0 < port < 65536:
+            raise EdgeAgeError(f"--device {spec}: port {port} is out of range (1..65535)")
         bad = [o for o in options if "=" not in o]
         if bad:
             raise EdgeAgeError(f"--ssh-option {bad[0]}: expected KEY=VALUE (as ssh -o)")
@@ -130,7 +140,8 @@ class SshDevice:
             cmd += ["-i", self.identity]
         if self.port:
             cmd += ["-p", str(self.port)]
-        return cmd + [f"{self.user}@{self.host}" if self.user else self.host, remote_cmd]
+        # '--': the destination is never read as an option, whatever the URL held
+        return cmd + ["--", f"{self.user}@{self.host}" if self.user else self.host, remote_cmd]
 
     def run(self, remote_cmd: str, timeout: float, what: str, stdin=None) -> subprocess.CompletedProcess:
         try:

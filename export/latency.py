@@ -66,7 +66,7 @@ def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int, batc
     {"kind": "torch", "checkpoint": path, "threads": n} or {"kind": "peer", "peer": toml path,
     "threads": n} (``edgeage.export.peer``). ``batch``: images per timed call (the
     inputs repeated when there are fewer)."""
-    from edgeage.utils import EdgeAgeError
+    from edgeage.utils import EdgeAgeError, python_module_cmd
 
     with tempfile.TemporaryDirectory(prefix="edgeage-latency-") as tmp:
         xb = np.concatenate([x1] * -(-batch // len(x1)))[:batch]
@@ -74,7 +74,7 @@ def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int, batc
         args = dict(job, x=str(Path(tmp) / "x.npy"), out=str(Path(tmp) / "res.json"),
                     warmup=warmup, runs=runs, rounds=rounds)
         (Path(tmp) / "args.json").write_text(json.dumps(args))
-        p = subprocess.run([sys.executable, "-m", "edgeage.export.latency", str(Path(tmp) / "args.json")],
+        p = subprocess.run(python_module_cmd("edgeage.export.latency", Path(tmp) / "args.json"),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if p.returncode or not (Path(tmp) / "res.json").is_file():
             tail = "\n".join(p.stderr.strip().splitlines()[-8:])

@@ -24,13 +24,15 @@ demo may crop differently: its MAE here is on edgeage's crop). The peer's files 
 they are; nothing of them is copied into reports or artifacts."""
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
-from edgeage.utils import EdgeAgeError
+from edgeage.schemas import PRECISION, Closed, integer, number, read_data, validate
+from edgeage.utils import EdgeAgeError, register_input
 
 RUNTIMES = {"openvino": "openvino", "onnxruntime": "onnx"}  # runtime -> the edgeage target it is compared with
 
@@ -63,37 +65,33 @@ class PeerSpec:
         return sum(f.stat().st_size for f in self.files if f.is_file())
 
 
+class _PeerToml(Closed):
+    """A peer TOML: every key, typed and bounded (``edgeage.schemas``)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    model: Annotated[str, Field(min_length=1, max_length=4096)]
+    runtime: Literal["openvino", "onnxruntime"]
+    precision: PRECISION
+    input_size: integer(8, 1024)
+    channel_order: Literal["rgb", "bgr"] = "rgb"
+    pixel_scale: number(hi=1e6, gt=0.0) = 1.0
+    mean: Annotated[list[number(-1e6, 1e6)], Field(min_length=3, max_length=3)] = [0.0, 0.0, 0.0]
+    std: Annotated[list[number(hi=1e6, gt=0.0)], Field(min_length=3, max_length=3)] = [1.0, 1.0, 1.0]
+    output: Annotated[str, Field(max_length=256)] | integer(0, 1024) = 0
+    age_scale: number(hi=1e6, gt=0.0) = 1.0
+    params: number(0.0, 1e12) | None = None
+
+
 def load_peer(path) -> PeerSpec:
     path = Path(path)
-    try:
-        d = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeAgeError(f"--peer {path}: no such file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise EdgeAgeError(f"--peer {path}: not a valid TOML ({e})") from None
-    known = set(PeerSpec.__dataclass_fields__) - {"toml"}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise EdgeAgeError(f"--peer {path}: unknown keys {unknown} (known: {', '.join(sorted(known))})")
-    for k in ("name", "model", "runtime", "precision", "input_size"):
-        if k not in d:
-            raise EdgeAgeError(f"--peer {path}: missing key {k!r}")
-    if d["runtime"] not in RUNTIMES:
-        raise EdgeAgeError(f"--peer {path}: runtime = {d['runtime']!r}; one of {', '.join(RUNTIMES)}")
-    if d.get("channel_order", "rgb") not in ("rgb", "bgr"):
-        raise EdgeAgeError(f"--peer {path}: channel_order must be 'rgb' or 'bgr'")
-    try:
-        spec = PeerSpec(**{**d, "model": (path.parent / d["model"]).resolve(), "input_size": int(d["input_size"]),
-                           "pixel_scale": float(d.get("pixel_scale", 1.0)), "age_scale": float(d.get("age_scale", 1.0)),
-                           "mean": [float(v) for v in d.get("mean", [0, 0, 0])],
-                           "std": [float(v) for v in d.get("std", [1, 1, 1])]}, toml=path.resolve())
-    except (TypeError, ValueError) as e:
-        raise EdgeAgeError(f"--peer {path}: {e}") from None
-    if len(spec.mean) != 3 or len(spec.std) != 3 or min(spec.std) <= 0:
-        raise EdgeAgeError(f"--peer {path}: mean and std need 3 values each, std > 0")
+    register_input(path)
+    where = f"--peer {path}"
+    d = read_data(path, "toml", where)
+    p = validate(_PeerToml, d, where)
+    spec = PeerSpec(**{**p.model_dump(), "model": (path.parent / p.model).resolve()}, toml=path.resolve())
     missing = [str(f) for f in spec.files if not f.is_file()]
     if missing:
-        raise EdgeAgeError(f"--peer {path}: model file(s) not found: {', '.join(missing)}")
+        raise EdgeAgeError(f"{where}: model file(s) not found: {', '.join(missing)}")
     return spec
 
 

@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgeage.utils import EdgeAgeError, atomic_dir
+from edgeage.utils import EdgeAgeError, atomic_dir, python_module_cmd
 
 DEFAULT_CPU = "cortex-a76"  # a phone-like core: 128-bit NEON, dotprod, fp16; no SVE / SME
 # qemu 7.2's aarch64 CPU models; max = every feature qemu emulates (SVE2, SME, 512-bit vectors)
@@ -212,9 +212,9 @@ def _build(pkgs: list[str], progress: bool) -> dict:
             raise EdgeAgeError(f"qemu-aarch64 setup: the arm64 packages hold no {PYTHON}")
         t1 = time.monotonic()
         _say(f"qemu-aarch64 setup [4/5]: pip install --platform aarch64 {' '.join(pkgs)}", progress)
-        cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-compile",
+        cmd = python_module_cmd("pip", "install", "--disable-pip-version-check", "--no-compile",
                "--target", str(sysroot / SITE), "--only-binary=:all:", "--python-version", "3.11",
-               "--implementation", "cp", "--abi", "cp311"]
+               "--implementation", "cp", "--abi", "cp311")
         for plat in PLATFORMS:
             cmd += ["--platform", plat]
         cmd += ["--no-warn-conflicts"] + ([] if progress else ["-q"])

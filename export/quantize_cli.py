@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from edgeage.cli import force_option, model_option
+from edgeage.cli import FiniteRange, InputPath, force_option, model_option
 
 
 @click.command("quantize")
@@ -17,21 +17,21 @@ from edgeage.cli import force_option, model_option
 @click.option("--calib-images", type=click.IntRange(min=1), default=300, show_default=True,
               help="Calibration images (counted in images), seeded random from the calibration data.")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True, help="QAT epochs.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=FiniteRange(min=0, min_open=True), default=None,
               help="QAT learning rate (default: the recipe's x 0.05).")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="QAT: at most this many optimiser steps per epoch (a random part of the training split).")
-@click.option("--distill-alpha", type=click.FloatRange(0.0, 1.0), default=1.0, show_default=True,
+@click.option("--distill-alpha", type=FiniteRange(0.0, 1.0), default=1.0, show_default=True,
               help="QAT: weight of the loss that pulls the INT8 model's age distribution towards the float "
                    "model's on the same degraded images (0 = labels only).")
-@click.option("--max-mae-drop", type=click.FloatRange(min=0.0), default=None,
+@click.option("--max-mae-drop", type=FiniteRange(min=0.0), default=None,
               help="Accuracy control: keep the layers that hurt validation MAE most in float until the "
                    "drop (years) holds. Needs labelled validation images: the checkpoint's training data "
                    "(its val part), or labelled --calib-data (UTKFace names or a CSV with an age column).")
 @click.option("--val-images", type=click.IntRange(min=0), default=500, show_default=True,
               help="Labelled validation images for MAE before/after and accuracy control: the val part of "
                    "the training split, or labelled --calib-data images other than the calibration ones.")
-@click.option("--calib-data", "--data", "data", type=click.Path(exists=True), default=None,
+@click.option("--calib-data", "--data", "data", type=InputPath(exists=True), default=None,
               help="Calibration data (--data is an alias). The checkpoint's training data (default: the "
                    "recipe's data path) calibrates on its training split; any other folder of photos "
                    "(searched recursively, any names, labels not needed: faces are detected and cropped), "

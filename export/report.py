@@ -136,8 +136,26 @@ def check_blocks(r: dict) -> list[Block]:
     return blocks
 
 
+def verdict(r: dict) -> str:
+    """PASSED, FAILED, or NOT JUDGED (nothing failed because no threshold applied)."""
+    if not r["passed"]:
+        return "FAILED"
+    return "PASSED" if r.get("judged", True) else "NOT JUDGED"
+
+
+def _page_verdict(r: dict) -> bool | None:
+    """``report_html``'s verdict: True, False, or None (not judged)."""
+    return {"PASSED": True, "FAILED": False}.get(verdict(r))
+
+
 def verdict_line(r: dict) -> str:
-    return "PASSED" if r["passed"] else "FAILED: " + "; ".join(r["failures"])
+    v = verdict(r)
+    if v == "FAILED":
+        return "FAILED: " + "; ".join(r["failures"])
+    if v == "NOT JUDGED":
+        return ("NOT JUDGED: no threshold applied (skipped: " + ", ".join(r.get("skipped_thresholds") or [])
+                + "); give labelled faces (--data, a folder of AGE_*-named images or a CSV) to judge it")
+    return v
 
 
 def check_text(r: dict) -> str:
@@ -271,12 +289,14 @@ def _png_data_url(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def report_html(blocks: list[Block], passed: bool, failures: list[str], images: list[Path] = ()) -> str:
+def report_html(blocks: list[Block], passed: bool | None, failures: list[str], images: list[Path] = ()) -> str:
     """One self-contained page: the title, the verdict (failures listed), the blocks, the PNG
     charts embedded as data: URLs. No scripts, no external references; all text escaped."""
     title = next((b.text for b in blocks if isinstance(b, Title)), "edgeage report")
     parts = [block_html(b) for b in blocks if isinstance(b, Title)][:1]
-    if passed:
+    if passed is None:
+        parts.append('<div class="verdict"><strong>NOT JUDGED</strong> (no threshold applied)</div>')
+    elif passed:
         parts.append('<div class="verdict pass"><strong>PASSED</strong></div>')
     else:
         items = "".join(f"<li>{_e(f)}</li>" for f in failures)
@@ -352,7 +372,7 @@ def write_check_report(out_dir, r: dict, force: bool = False) -> list[Path]:
         files.append(out / "latency.png")
     pngs = files[2:]
     files.insert(2, _write_html(out / "report.html",
-                                report_html(check_blocks(r), r["passed"], r["failures"], pngs)))
+                                report_html(check_blocks(r), _page_verdict(r), r["failures"], pngs)))
     return files
 
 
@@ -378,7 +398,7 @@ def write_device_report(out_dir, report: dict, force: bool = False, result_json=
         blocks += [Para(p.splitlines()) for p in re.split(r"\n\s*\n", extra) if p.strip()]
     else:
         blocks = blocks[:1] + [Pre(text)]
-    _write_html(out / "report.html", report_html(blocks, report["passed"], report["failures"]))
+    _write_html(out / "report.html", report_html(blocks, _page_verdict(report), report["failures"]))
     return files
 
 
@@ -408,7 +428,8 @@ def bench_rows(b: dict, variant=None, error_chars: int = 300) -> tuple[list[str]
         lt = r.get("latency_ms") or {}
         vs = r.get("vs_fp32") or {}
         qat = r.get("qat_bar")
-        result = "pass" if r["passed"] else "FAIL: " + "; ".join(f.split(":")[0] for f in r["failures"])
+        result = {"PASSED": "pass", "NOT JUDGED": "not judged"}.get(verdict(r)) or \
+            "FAIL: " + "; ".join(f.split(":")[0] for f in r["failures"])
         if qat and qat.get("holds") is not None:
             result += f" (QAT bar {qat['mae_drift_limit']:g}: {'holds' if qat['holds'] else 'missed'})"
         rows.append([r["target"], variant(r), _mb(r["size_bytes"]), _f(r["target_mae"]),

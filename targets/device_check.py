@@ -66,9 +66,7 @@ def run_check(bundle, result_path, warmup: int = 3, threads: int = 1, count: int
     labels = bundle / "check" / "labels.csv"
     if not labels.is_file():
         raise EdgeAgeError(f"{bundle}: no check/labels.csv: make the bundle with check images (--data)")
-    rows = [ln.split(",") for ln in labels.read_text().splitlines()[1:] if ln.strip()][:count or None]
-    if not rows:
-        raise EdgeAgeError(f"{labels}: lists no images")
+    rows = bundle_labels(labels)[:count or None]
     runner = load_runner(bundle, threads=threads)  # the installed target of the artifact's name; sha256s checked
     man = runner.manifest
     est = AgeEstimator(runner.run, man)
@@ -77,7 +75,7 @@ def run_check(bundle, result_path, warmup: int = 3, threads: int = 1, count: int
     for _ in range(warmup):
         runner.run(x0)
     images, lat = [], []
-    for f, age in rows:
+    for f, age in rows:  # checked: plain names, finite ages in 0..120
         crop = load_image(bundle / "check" / plain_name(f, str(labels)))  # a DataError names a damaged file
         t0 = time.perf_counter()
         x = est.inputs(crop)
@@ -110,6 +108,37 @@ def run_check(bundle, result_path, warmup: int = 3, threads: int = 1, count: int
                        ("emulated_time_ms" if emulated else "latency_ms"): timing}}
     write_json(result_path, res)
     return res
+
+
+def bundle_labels(labels: Path) -> list[tuple[str, float]]:
+    """A bundle's check/labels.csv (``file,age``), every row checked by the schema (a plain
+    file name, an age in 0..120): one EdgeAgeError naming the file, row and field."""
+    import csv
+    import io
+
+    from edgeage.schemas import LabelRow, MAX_BYTES, validate
+
+    if labels.stat().st_size > MAX_BYTES:
+        raise EdgeAgeError(f"{labels}: too large for a labels file")
+    try:
+        reader = csv.DictReader(io.StringIO(labels.read_text()))
+        raw = list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise EdgeAgeError(f"{labels}: not a readable CSV ({e})") from None
+    if reader.fieldnames is None or not {"file", "age"} <= set(reader.fieldnames):
+        raise EdgeAgeError(f"{labels}: needs the columns file,age (has {reader.fieldnames})")
+    rows = []
+    for i, r in enumerate(raw, start=2):
+        where = f"{labels}: line {i}"
+        try:
+            age = float(r["age"])
+        except (TypeError, ValueError):
+            raise EdgeAgeError(f"{where}: age {r['age']!r} is not a number") from None
+        row = validate(LabelRow, {"file": r["file"], "age": age}, where)
+        rows.append((plain_name(row.file, where), float(row.age)))
+    if not rows:
+        raise EdgeAgeError(f"{labels}: lists no images")
+    return rows
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from edgeage.backend import Int8Options
-from edgeage.utils import EdgeAgeError
+from edgeage.utils import EdgeAgeError, library_log
 
 
 def nncf_dataset(items: list[np.ndarray], transform=None):
@@ -38,14 +38,10 @@ def nncf_ptq(model, opts: Int8Options, ignored_scope=None, transform=None, valid
     vds = nncf.Dataset(val, (lambda it: transform(it[0])) if transform else (lambda it: it[0]))
     messages = []
     handler = _ListHandler(messages)
-    nlog = logging.getLogger("nncf")
-    nlog.addHandler(handler)
-    try:
+    with library_log("nncf", handler):
         q = nncf.quantize_with_accuracy_control(
             model, ds, vds, validation_fn=validate, max_drop=float(acc["max_drop"]),
             drop_type=nncf.DropType.ABSOLUTE, **kw)
-    finally:
-        nlog.removeHandler(handler)
     opts.report["accuracy_control"] = "nncf.quantize_with_accuracy_control"
     opts.report["kept_float"] = reverted_ops(messages)
     opts.report["nncf_log"] = [m for m in messages if "revert" in m.lower() or "drop" in m.lower()][-20:]

@@ -22,7 +22,7 @@ import numpy as np
 from edgeage.artifact import read_manifest
 from edgeage.utils import EdgeAgeError
 
-from .spec import load_module, load_spec, threads as spec_threads
+from .spec import installed_spec, load_module, load_spec, threads as spec_threads
 
 
 class BaseRunner:
@@ -38,6 +38,19 @@ class BaseRunner:
             if f.endswith(suffix):
                 return self.artifact_dir / f
         raise EdgeAgeError(f"{self.artifact_dir}: no *{suffix} file in the artifact; re-export it")
+
+    def verified_bytes(self, suffix: str) -> bytes:
+        """The model file's bytes, checked against the manifest's sha256 as read (what the runtime
+        gets is exactly what was verified; nothing beside it, such as an external-data file, is
+        opened by the runtime)."""
+        from edgeage.utils import sha256_bytes
+
+        path = self.path(suffix)
+        data = path.read_bytes()
+        want = next(f["sha256"] for f in self.manifest["artifact"]["files"] if f["name"] == path.name)
+        if sha256_bytes(data) != want:
+            raise EdgeAgeError(f"{path}: corrupted or modified (sha256 differs from manifest.json); re-export it")
+        return data
 
     def run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -102,15 +115,8 @@ def artifact_spec(manifest: dict, spec: dict | str | None = None) -> dict:
     TOML path the user gave), else the *installed* target of the artifact's target name. The
     artifact's own ``spec_file`` is never followed: a folder from elsewhere could otherwise bring
     its own runner code and its own thresholds."""
-    art = manifest["artifact"]
     if spec is None:
-        from .spec import known_targets
-
-        if art["target"] not in known_targets():
-            raise EdgeAgeError(f"the artifact was exported for target {art['target']!r}, which is not installed "
-                               f"here (known: {', '.join(known_targets())}); pass --target PATH.toml, a target "
-                               "TOML you trust (its modules run as code)")
-        spec = art["target"]
+        return installed_spec(manifest["artifact"]["target"])
     return load_spec(spec) if isinstance(spec, str) else spec
 
 
@@ -130,8 +136,10 @@ def load_runner(artifact_dir, spec: dict | str | None = None, threads: int | Non
     except EdgeAgeError:
         raise
     except ImportError as e:  # the runtime is not installed here: not the file's fault
-        raise EdgeAgeError(f"{artifact_dir}: the {spec['name']} runtime is not installed here ({e}); install "
-                           f"it ({', '.join(spec.get('packages') or [spec['name']])}) to run this artifact") from None
+        how = (f"pip install 'edgeage[{spec['name']}]'" if spec["name"] in ("onnx", "openvino", "tflite", "executorch")
+               else f"install {', '.join(spec.get('packages') or [spec['name']])}")
+        raise EdgeAgeError(f"{artifact_dir}: the {spec['name']} runtime is not installed here ({e}); {how} to run "
+                           "this artifact") from None
     except Exception as e:  # noqa: BLE001 - a runtime that cannot load the file
         raise runtime_error(artifact_dir, manifest, spec, "load the model", e) from e
     return LoadedRunner(runner, artifact_dir, manifest, spec)

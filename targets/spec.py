@@ -22,12 +22,16 @@ import dataclasses
 import importlib
 import importlib.util
 import sys
-import tomllib
 import os
 from importlib import resources
 from pathlib import Path
 
-from edgeage.backend import PRECISIONS
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictBool
+
+from edgeage.schemas import PRECISION, Closed, Name, Open, integer, number, read_data
+from edgeage.schemas import validate as validate_schema
 from edgeage.utils import EdgeAgeError
 
 SPEC_FILE = "target.toml"
@@ -48,8 +52,9 @@ def targets_dir() -> Path:
 
 
 def search_dirs() -> list[Path]:
-    """The shipped targets' folder, then those of EDGEAGE_TARGET_PATH."""
-    extra = [Path(p) for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p]
+    """The shipped targets' folder, then those of EDGEAGE_TARGET_PATH (absolute paths only: a
+    relative entry would depend on the current folder)."""
+    extra = [Path(p) for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p and os.path.isabs(p)]
     return [targets_dir(), *extra]
 
 
@@ -66,21 +71,44 @@ def known_targets() -> list[str]:
     return sorted(target_folders())
 
 
+def is_target_path(target: str) -> bool:
+    """A path the user wrote (it holds a path separator or ends in ``.toml``: ``./my-target``,
+    ``/opt/t/target.toml``); anything else is a target *name*."""
+    return "/" in target or os.sep in target or target.endswith(".toml")
+
+
 def spec_path(target: str) -> Path:
-    """A target name, a target folder (holding target.toml) or a TOML path -> the TOML."""
-    p = Path(target)
-    if p.suffix == ".toml":
-        if not p.is_file():
-            raise EdgeAgeError(f"{target}: target spec file not found")
-        return p.resolve()
-    if p.is_dir() and (p / SPEC_FILE).is_file():
-        return (p / SPEC_FILE).resolve()
+    """A target name -> the TOML of that installed target (the shipped folders, then those of
+    EDGEAGE_TARGET_PATH; never the current folder: a folder there named like a target is data, not
+    a target). A path (``./folder``, ``dir/target.toml``) is the user's explicit choice: a folder
+    holding target.toml, or the TOML itself."""
+    if not isinstance(target, str) or not target:
+        raise EdgeAgeError(f"target {target!r}: expected a target name or a path")
+    if is_target_path(target):
+        p = Path(target)
+        if p.suffix == ".toml":
+            if not p.is_file():
+                raise EdgeAgeError(f"{target}: target spec file not found")
+            return p.resolve()
+        if p.is_dir() and (p / SPEC_FILE).is_file():
+            return (p / SPEC_FILE).resolve()
+        raise EdgeAgeError(f"{target}: not a target folder (no {SPEC_FILE} in it) or a target .toml")
     found = target_folders().get(target)
     if found is not None:
         return found
     raise EdgeAgeError(f"unknown target {target!r}; known targets: {', '.join(known_targets()) or '(none)'}"
-                       f" (or pass a target folder / the path of a target .toml; more folders of targets: "
-                       f"{PATH_ENV})")
+                       f" (a target of your own: pass its folder as a path, e.g. ./my-target, or the path of "
+                       f"its .toml; more folders of targets: {PATH_ENV})")
+
+
+def installed_spec(name: str) -> dict:
+    """The installed target called ``name`` (a name read from a file, e.g. an artifact's
+    ``artifact.target``): never a path, never the current folder."""
+    if not isinstance(name, str) or is_target_path(name) or name not in target_folders():
+        raise EdgeAgeError(f"the artifact was exported for target {name!r}, which is not installed here "
+                           f"(known: {', '.join(known_targets())}); pass --target PATH.toml, a target TOML "
+                           "you trust (its modules run as code)")
+    return load_spec(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,53 +161,45 @@ def load_spec(target: str) -> dict:
     """The parsed, checked TOML of a target name, folder or path, as the dict exporters and
     runners receive; ``spec['_file']`` is its path (``TargetSpec`` is the typed view)."""
     path = spec_path(target)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise EdgeAgeError(f"{path}: invalid TOML ({e})") from None
+    raw = read_data(path, "toml")
     return TargetSpec.from_dict(raw, path).to_dict()
 
 
+class _Thresholds(Closed):
+    mae_drift: number(0.0, 1e6) | None = None
+    age_abs_diff_max: number(0.0, 1e6) | None = None
+    age_abs_diff_p99: number(0.0, 1e6) | None = None
+    argmax_agreement_min: number(0.0, 1.0) | None = None
+    logit_abs_diff_max: number(0.0, 1e6) | None = None
+
+
+class _Runtime(Open):
+    threads: integer(1, 1024) = 1
+
+
+class _Deploy(Closed):
+    spatial: Literal["nhwc", "nchw"] = "nhwc"   # edgeage.models.deploy.SPATIAL_FORMS (that module imports torch)
+
+
+class _TargetToml(Open):
+    """A target TOML: every key edgeage reads, typed and bounded (other keys are the target's own)."""
+
+    name: Name
+    exporter: Annotated[str, Field(min_length=1, max_length=512)]
+    runner: Annotated[str, Field(min_length=1, max_length=512)]
+    precisions: Annotated[list[PRECISION], Field(min_length=1, max_length=4)]
+    packages: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=64)] = []
+    android_app: StrictBool = False
+    runtime: _Runtime = _Runtime()
+    thresholds: dict[PRECISION, _Thresholds] = {}
+    int8: dict[str, Any] = {}
+    deploy: _Deploy = _Deploy()
+
+
 def validate(spec: dict, path) -> None:
-    """Types and values of every key edgeage reads, as one EdgeAgeError naming the key."""
-
-    def bad(key: str, want: str, got) -> EdgeAgeError:
-        return EdgeAgeError(f"{path}: {key} must be {want}, not {type(got).__name__} {got!r}")
-
-    for key in ("name", "exporter", "runner"):
-        if not isinstance(spec[key], str) or not spec[key]:
-            raise bad(key, "a non-empty string", spec[key])
-    prec = spec["precisions"]
-    if not isinstance(prec, list) or not prec or not all(isinstance(p, str) for p in prec):
-        raise bad("precisions", f'a list of strings, e.g. precisions = ["fp32"]', prec)
-    unknown = [p for p in prec if p not in PRECISIONS]
-    if unknown:
-        raise EdgeAgeError(f"{path}: unknown precision(s) {unknown} in precisions; known: {', '.join(PRECISIONS)}")
-    if not isinstance(spec["packages"], list) or not all(isinstance(p, str) for p in spec["packages"]):
-        raise bad("packages", "a list of package names", spec["packages"])
-    if not isinstance(spec.get("android_app", False), bool):
-        raise bad("android_app", "true or false", spec["android_app"])
-    for key in ("runtime", "thresholds", "int8", "deploy"):
-        if key in spec and not isinstance(spec[key], dict):
-            raise bad(key, f"a table ([{key}])", spec[key])
-    for k, v in spec.get("deploy", {}).items():  # edgeage.models.deploy.deploy_form's options
-        if k != "spatial":
-            raise EdgeAgeError(f"{path}: unknown key deploy.{k}; known: spatial")
-        if v not in ("nhwc", "nchw"):  # edgeage.models.deploy.SPATIAL_FORMS (that module imports torch)
-            raise bad("deploy.spatial", '"nhwc" or "nchw"', v)
-    if "threads" in spec["runtime"] and (not isinstance(spec["runtime"]["threads"], int)
-                                         or spec["runtime"]["threads"] < 1):
-        raise bad("runtime.threads", "an integer >= 1", spec["runtime"]["threads"])
-    for p, th in spec["thresholds"].items():
-        if not isinstance(th, dict):
-            raise bad(f"thresholds.{p}", f"a table ([thresholds.{p}])", th)
-        unknown = set(th) - set(THRESHOLDS)
-        if unknown:
-            raise EdgeAgeError(f"{path}: unknown threshold(s) {sorted(unknown)} in [thresholds.{p}]; "
-                               f"known: {', '.join(THRESHOLDS)}")
-        for k, v in th.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < 0:
-                raise bad(f"thresholds.{p}.{k}", "a number >= 0", v)
+    """Types and values of every key edgeage reads (the schema above), as one EdgeAgeError
+    naming the file and the key."""
+    validate_schema(_TargetToml, spec, str(path))
 
 
 def check_precision(spec: dict, precision: str) -> None:

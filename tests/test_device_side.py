@@ -1,7 +1,8 @@
 """The device side (a first step of the devices issue): an exported artifact run by its runtime
-alone, in a separate virtual environment where `import torch` fails (the package installed
-without its dependencies + requirements-device.txt + onnxruntime), gives the same ages as the
-desktop PyTorch model on real photos."""
+alone, in a separate virtual environment where `import torch` fails (the core package and its
+[onnx] extra, a plain non-editable `pip install`), gives the same ages as the desktop PyTorch
+model on real photos; `pip check` passes there, and a command that needs another extra says so
+in one line naming it."""
 from __future__ import annotations
 
 import json
@@ -20,10 +21,20 @@ def device_venv(tmp_path_factory):
     venv = tmp_path_factory.mktemp("device-venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    for args in (["--no-deps", str(ROOT)], ["-r", str(ROOT / "requirements-device.txt"), "onnxruntime==1.31.1"]):
-        p = subprocess.run(pip + args, capture_output=True, text=True)
-        assert p.returncode == 0, p.stderr[-3000:]
+    p = subprocess.run(pip + [f"{ROOT}[onnx]"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
     return venv
+
+
+def test_the_core_install_is_consistent_and_names_missing_extras(device_venv, tmp_path):
+    p = subprocess.run([str(device_venv / "bin" / "python"), "-m", "pip", "check"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    for cmd, extra in ((["models"], "train"), (["info"], "train"), (["export", "--target", "onnx"], "export"),
+                       (["eval", "--data", str(tmp_path)], "train"), (["bench"], "export")):
+        p = subprocess.run([str(device_venv / "bin" / "edgeage"), *cmd], capture_output=True, text=True, cwd=tmp_path)
+        err = p.stderr.strip()
+        assert p.returncode == 1 and "Traceback" not in err, (cmd, err)
+        assert err.count("\n") == 0 and f"[{extra}] extra" in err and f"edgeage[{extra}]" in err, (cmd, err)
 
 
 def test_predict_artifact_in_a_torch_free_venv_matches_the_desktop(device_venv, exported, tiny_ckpt, face_dir,

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import click
 
+from edgeage.cli import FiniteRange, InputPath
+
 
 @click.command("train")
 @click.option("--recipe", "recipes", required=True, multiple=True,
               help="Recipe TOML path or shipped recipe name (mgpnet-t, ...). Several: trained side by side "
                    "on one augmented stream (they must share [data], [degrade] and the augmentation keys).")
-@click.option("--data", type=click.Path(exists=True), default=None, help="Override [data].path.")
+@click.option("--data", type=InputPath(exists=True), default=None, help="Override [data].path.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override [train].epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--lr", type=FiniteRange(min=0, min_open=True), default=None)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run folder (default runs/<recipe>).")
 @click.option("--resume", is_flag=True, help="Continue from <out>/last.pt if present.")
 @click.option("--stop-after", type=click.IntRange(min=1), default=None, help="End this run after N epochs (resumable).")

@@ -408,6 +408,10 @@ def _validate_and_checkpoint(run: Run, epoch: int, rec: dict, prep, parts, split
     """Validation MAE of the raw and the EMA weights (the better one kept), best.pt when it
     improves, last.pt (with the training state), metrics.json and curve.png every epoch."""
     model, out = run.model, run.out
+    if not math.isfinite(rec["train_loss"]) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise EdgeAgeError(f"training diverged in epoch {epoch + 1} (train loss {rec['train_loss']:g}, weights not "
+                           f"finite): nothing of this epoch was saved. Lower [train] lr (now {run.tc['lr']:g}) or "
+                           "check the labels")
     vman = build_manifest(model, run.normalize, prep.crop)  # preprocessing + readout for validation
     res, _ = _eval(model, prep, parts["val"], vman, run.device)
     keep = model

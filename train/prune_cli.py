@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import click
 
+from edgeage.cli import FiniteRange, InputPath
+
 
 @click.command("prune")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--model", "model_path", type=InputPath(dir_okay=False), default=None,
               help="Checkpoint to prune. Default: the shipped default model.")
-@click.option("--ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True), required=True,
+@click.option("--ratio", type=FiniteRange(0, 1, min_open=True, max_open=True), required=True,
               help="Fraction of the channels removed from every channel group (residual widths "
                    "included); 0.5 leaves about a quarter of the MACs.")
 @click.option("--by", type=click.Choice(["channels", "macs"]), default="channels", show_default=True,
@@ -21,9 +23,9 @@ import click
                    "model included, on the checkpoint's data split).")
 @click.option("--recipe", default=None,
               help="Recipe for fine-tuning. Default: the one recorded in the checkpoint.")
-@click.option("--data", type=click.Path(exists=True), default=None,
+@click.option("--data", type=InputPath(exists=True), default=None,
               help="Override the recipe's [data].path (it must give the checkpoint's split).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=FiniteRange(min=0, min_open=True), default=None,
               help="Override the recipe's learning rate.")
 @click.option("--distill", is_flag=True,
               help="Fine-tune with the unpruned model as teacher (the recipe's [distill] alpha "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from edgeage.utils import EdgeAgeError
+from edgeage.utils import EdgeAgeError, capture_native_output
 
 from edgeage.backend import step
 
@@ -110,39 +110,18 @@ def check_loads(path: Path, precision: str) -> None:
     mivolo-face's quantized values, a convolution of swinface-age's), which otherwise surfaced
     only at check time as an unloadable file; the export fails here instead, naming the node
     XNNPACK refused (from the runtime's log on stderr) and the target."""
-    import os
     import re
-    import sys
-    import tempfile
 
     from executorch.runtime import Runtime
 
-    for stream in (sys.stdout, sys.stderr):  # what Python holds goes out before fds 1, 2 move
-        stream.flush()
-    with tempfile.TemporaryFile(mode="w+b") as log:
-        saved = {fd: os.dup(fd) for fd in (1, 2)}
-        for fd in saved:  # the runtime logs from C++ (on fd 2; fd 1 too, to be sure)
-            os.dup2(log.fileno(), fd)
+    with capture_native_output() as log:  # the runtime logs from C++ (on fd 2; fd 1 too, to be sure)
         try:
             program = Runtime.get().load_program(path)
             program.load_method("forward")
-            err = None
+            return
         except Exception as e:  # noqa: BLE001 - reported below with the runtime's reason
             err = e
-        finally:
-            try:  # C stdio may hold the log in a buffer (stderr redirected): flush it into ours
-                import ctypes
-
-                ctypes.CDLL(None).fflush(None)
-            except (OSError, AttributeError):
-                pass
-            for fd, orig in saved.items():
-                os.dup2(orig, fd)
-                os.close(orig)
-        if err is None:
-            return
-        log.seek(0)
-        text = log.read().decode(errors="replace")
+    text = log.text
     nodes = re.findall(r"Failed to create (.+? node \d+) with code: (\w+)", text)
     what = ("; ".join(f"{n} ({code})" for n, code in nodes) or
             f"a node ({type(err).__name__}: {err}; the runtime's log on stderr names it)")

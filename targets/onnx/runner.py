@@ -17,7 +17,9 @@ class Runner(BaseRunner):
         super().__init__(artifact_dir, manifest, spec, threads)
         self.model_path = self.path(".onnx")
         self.optimization = spec["runtime"].get("graph_optimization", "ORT_ENABLE_ALL")
-        self.session = self._session(str(self.model_path))
+        # from the verified bytes: an external-data file beside the model (which no sha256 covers)
+        # is never read; a model that needs one fails to load here
+        self.session = self._session(self.verified_bytes(".onnx"))
         self.input = self.session.get_inputs()[0].name
         self.info.update(provider=self.session.get_providers()[0], graph_optimization=self.optimization)
 

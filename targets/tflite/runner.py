@@ -18,12 +18,10 @@ _PERM_LAYOUT = {(0, 2, 3, 1): "NHWC", (0, 3, 1, 2): "NCHW"}
 
 
 def load_interpreter(path: Path, threads: int, preserve_all: bool = False):
-    from ai_edge_litert.interpreter import Interpreter
+    from edgeage.litert import interpreter
 
     try:
-        it = Interpreter(model_path=str(path), num_threads=int(threads),
-                         experimental_preserve_all_tensors=preserve_all)
-        it.allocate_tensors()
+        it = interpreter(path, threads, experimental_preserve_all_tensors=preserve_all)
     except (ValueError, RuntimeError) as e:
         raise EdgeAgeError(f"{path}: not a loadable TFLite model ({str(e).strip()}); the file may "
                            "be truncated or corrupted: re-export it with `edgeage export`") from None
@@ -103,9 +101,9 @@ def module_path(tensor_name: str) -> str:
 def graph_scopes(path: Path) -> list[tuple[str, int, bool]]:
     """(torch module path, output tensor index, is NHWC) of every float op output but the
     layout transposes, in execution order, from the graph before delegation."""
-    from ai_edge_litert.interpreter import Interpreter
+    from edgeage.litert import interpreter
 
-    it = Interpreter(model_path=str(path))
+    it = interpreter(path, allocate=False)
     details = {t["index"]: t for t in it.get_tensor_details()}
     layout = {d["index"]: "NCHW" for d in it.get_input_details()}
     items = []

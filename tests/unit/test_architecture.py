@@ -104,7 +104,9 @@ def test_the_layering_check_catches_a_cycle(tmp_path):
 CORE_TORCH_FREE = ["edgeage.utils", "edgeage.preprocess", "edgeage.readout", "edgeage.manifest",
                    "edgeage.artifact", "edgeage.backend", "edgeage.pipeline", "edgeage.face", "edgeage.data",
                    "edgeage.metrics", "edgeage.targets.spec", "edgeage.targets.runner",
-                   "edgeage.targets.onnx.runner", "edgeage.targets.openvino.runner", "edgeage.targets.tflite.runner"]
+                   "edgeage.targets.onnx.runner", "edgeage.targets.openvino.runner", "edgeage.targets.tflite.runner",
+                   "edgeage.schemas", "edgeage.litert", "edgeage.groups", "edgeage.video", "edgeage.track",
+                   "edgeage.targets.device_check"]
 
 
 def test_core_and_runners_import_without_torch():

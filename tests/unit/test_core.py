@@ -96,7 +96,8 @@ def test_manifest_round_trip_and_errors():
     for broken, word in ((lambda x: x.pop("readout"), "readout"),
                          (lambda x: x["preprocess"].pop("crop"), "preprocess.crop"),
                          (lambda x: x["readout"].update(type="median"), "unknown readout"),
-                         (lambda x: x["preprocess"]["crop"].update(colour=1), "malformed")):
+                         (lambda x: x["preprocess"]["crop"].update(colour=1), r"preprocess\.crop\.colour"),
+                         (lambda x: x["preprocess"]["normalize"].update(input_size=float("nan")), "input_size")):
         bad = json.loads(json.dumps(d))
         broken(bad)
         with pytest.raises(EdgeAgeError, match=word):
@@ -109,9 +110,11 @@ def test_target_spec_validation_names_the_key(tmp_path):
     t = tmp_path / "t" / "target.toml"
     t.parent.mkdir()
     base = 'exporter = "e.py"\nrunner = "r.py"\n'
-    for body, word in (('precisions = "fp32"\n', "precisions"), ('precisions = ["fp8"]\n', "unknown precision"),
+    for body, word in (('precisions = "fp32"\n', "precisions"), ('precisions = ["fp8"]\n', r"precisions\.0"),
                        ('precisions = ["fp32"]\n[thresholds.fp32]\nmae_drift = -1\n', "thresholds.fp32.mae_drift"),
-                       ('precisions = ["fp32"]\n[thresholds.fp32]\nmax_error = 1\n', "unknown threshold"),
+                       ('precisions = ["fp32"]\n[thresholds.fp32]\nmax_error = 1\n', r"thresholds\.fp32\.max_error"),
+                       ('precisions = ["fp32"]\n[runtime]\nthreads = 100000\n', r"runtime\.threads"),
+                       ('precisions = ["fp32"]\n[thresholds.fp32]\nmae_drift = nan\n', r"thresholds\.fp32\.mae_drift"),
                        ('precisions = ["fp32"]\nandroid_app = "yes"\n', "android_app")):
         t.write_text(base + body)
         with pytest.raises(EdgeAgeError, match=word):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import tomllib
 from importlib import resources
 from pathlib import Path
 
-from edgeage.utils import EdgeAgeError
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictBool
+
+from edgeage.schemas import Closed, ModelSection, integer, number, parse_text, validate
+from edgeage.utils import EdgeAgeError, register_input
 
 DEFAULTS: dict = {
     "model": {"name": "mgpnet-t"},
@@ -41,10 +45,15 @@ def recipe_path(name_or_path: str) -> Path:
 
 def load_recipe(name_or_path: str, overrides: dict | None = None) -> dict:
     path = recipe_path(name_or_path)
+    register_input(path)
     try:
-        user = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise EdgeAgeError(f"{path}: invalid TOML ({e})") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise EdgeAgeError(f"{path}: cannot read the recipe ({e})") from None
+    user = parse_text(text, "toml", str(path))
+    if not all(isinstance(v, dict) for k, v in user.items() if k != "name"):
+        bad = next(k for k, v in user.items() if k != "name" and not isinstance(v, dict))
+        raise EdgeAgeError(f"{path}: {bad} must be a table ([{bad}])")
     r = merge(DEFAULTS, user, str(path))
     r["name"] = user.get("name", path.stem)
     for sec, vals in (overrides or {}).items():
@@ -76,50 +85,80 @@ class Recipe:
                 "degrade": dict(self.degrade), "distill": dict(self.distill), "name": self.name}
 
 
-# value checks beyond the type: (section, key) -> (test, what it must be)
-_RANGES = {
-    ("data", "val"): (lambda v: 0 < v < 1, "a fraction in (0, 1): training needs a validation split"),
-    ("data", "test"): (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
-    ("train", "epochs"): (lambda v: v >= 1, "an integer >= 1"),
-    ("train", "batch_size"): (lambda v: v >= 1, "an integer >= 1"),
-    ("train", "lr"): (lambda v: v > 0, "a number > 0"),
-    ("train", "num_workers"): (lambda v: v >= 0, "an integer >= 0"),
-    ("train", "ema_decay"): (lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("data", "crop"): (lambda v: v in ("detect", "none"), '"detect" or "none"'),
-    ("data", "crop_size"): (lambda v: 8 <= v <= 1024, "an integer in 8..1024"),
-    ("data", "train_subset"): (lambda v: v >= 0, "an integer >= 0"),
-    ("degrade", "p"): (lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
-    ("distill", "alpha"): (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    ("distill", "mode"): (lambda v: v in ("online", "clean"), '"online" or "clean"'),
-    ("distill", "temperature"): (lambda v: v > 0, "a number > 0"),
-}
+class _Data(Closed):
+    path: str
+    seed: integer(0, 2**31 - 1)
+    val: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)]  # training needs a validation split
+    test: Annotated[float, Field(ge=0, lt=1, strict=True, allow_inf_nan=False)]
+    crop: Literal["detect", "none"]
+    crop_margin: number(0.1, 10.0)
+    crop_shift_y: number(-1.0, 1.0)
+    crop_size: integer(8, 1024)
+    skip_bad: StrictBool
+    train_subset: integer(0, 10**9)
+
+
+class _Train(Closed):
+    epochs: integer(1, 100_000)
+    batch_size: integer(1, 65_536)
+    lr: number(hi=10.0, gt=0.0)
+    weight_decay: number(0.0, 10.0)
+    warmup_epochs: number(0.0, 100_000.0)
+    grad_clip: number(0.0, 1e6)
+    sord_temperature: number(hi=100.0, gt=0.0)
+    label_smoothing: number(0.0, 1.0)
+    ema_decay: Annotated[float, Field(ge=0, lt=1, strict=True, allow_inf_nan=False)]
+    flip: number(0.0, 1.0)
+    erasing: number(0.0, 1.0)
+    jitter: number(0.0, 1.0)
+    rotate: StrictBool
+    num_workers: integer(0, 256)
+    amp: StrictBool
+    seed: integer(0, 2**31 - 1)
+    init: str
+    init_skip: str
+
+
+class _Degrade(Closed):
+    p: number(0.0, 1.0)
+    strength: number(0.0, 1.0)
+    strength_min: number(0.0, 1.0)
+
+
+class _Distill(Closed):
+    teacher: str | Annotated[list[str], Field(max_length=16)]
+    alpha: number(0.0, 1.0)
+    temperature: number(hi=100.0, gt=0.0)
+    mode: Literal["online", "clean"]
+    views: integer(1, 2)
+
+
+class _Recipe(Closed):
+    """A merged recipe: every key's type and range (the model's options: the model registry)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    model: dict
+    data: _Data
+    train: _Train
+    degrade: _Degrade
+    distill: _Distill
+
+
+def _recipe_loc(loc: tuple) -> str:
+    return f"[{loc[0]}] " + ".".join(str(p) for p in loc[1:]) if len(loc) > 1 else str(loc[0])
 
 
 def validate_recipe(r: dict, where: str = "recipe") -> dict:
-    """Every value's type (that of its default; an int where a float is expected is fine), the
-    ranges above, and the model name and options (the registry's), as one EdgeAgeError naming the
-    key; before anything is created."""
+    """Every value's type and range (``_Recipe``, the one schema library's check), and the model
+    name and options (the registry's), as one EdgeAgeError naming the key; before anything is
+    created."""
     from edgeage.models import default_config
 
     if not split_sum_ok(r["data"]):
         raise EdgeAgeError(f"{where}: [data] val + test = {r['data']['val'] + r['data']['test']:g} leaves no "
                            "training images; keep val + test < 1")
-    for sec, defaults in DEFAULTS.items():
-        for key, d in defaults.items():
-            v = r[sec].get(key)
-            if sec == "distill" and key == "teacher":
-                ok = isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v))
-            elif isinstance(d, bool):
-                ok = isinstance(v, bool)
-            elif isinstance(d, float):
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-            else:
-                ok = isinstance(v, type(d)) and not (isinstance(v, bool) and not isinstance(d, bool))
-            if not ok:
-                raise EdgeAgeError(f"{where}: [{sec}] {key} = {v!r} must be a {type(d).__name__}")
-            rng = _RANGES.get((sec, key))
-            if rng and not rng[0](v):
-                raise EdgeAgeError(f"{where}: [{sec}] {key} = {v!r} must be {rng[1]}")
+    validate(_Recipe, {"name": r.get("name", "recipe"), **{k: v for k, v in r.items() if k != "name"}}, where,
+             loc=_recipe_loc, hint="fix the recipe (see train/recipes/ for examples)")
     mcfg = dict(r["model"])
     name = mcfg.pop("name", None)
     if not isinstance(name, str):
@@ -131,6 +170,7 @@ def validate_recipe(r: dict, where: str = "recipe") -> dict:
     unknown = sorted(set(mcfg) - set(known))
     if unknown:
         raise EdgeAgeError(f"{where}: unknown option(s) {unknown} in [model] for {name!r}; valid: {sorted(known)}")
+    validate(ModelSection, r["model"], f"{where}: [model]")
     return r
 
 
