@@ -11,6 +11,7 @@ photo, ``--rounds`` times (the best round is kept per model: the least disturbed
 the machine). Reports photos/s and faces/s, and ms per photo for each stage."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -114,6 +115,97 @@ def write_pipeline_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
         left += v
     ax.set_xlabel("ms per photo")
     ax.set_title("where the time goes")
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    _savefig(fig, out / "pipeline_stages.png")
+    page = report_html(blocks, True, [], [out / "pipeline_stages.png"])
+    return [out / "pipeline.json", out / "pipeline.md", _write_html(out / "pipeline.html", page),
+            out / "pipeline_stages.png"]
+
+
+# ---- video: decode -> detect -> track -> crop -> model -> readout, frames/s (issue 26) ---------
+
+def video_bench(video, models: list[tuple[str, object]], opts=None, warmup: int = 10, rounds: int = 2,
+                progress: bool = True) -> dict:
+    """Every model over every frame of ``video`` through ``edgeage.video.run_video`` (the same
+    code as ``predict VIDEO``: tracker, batched faces per frame), ``rounds`` times after
+    ``warmup`` untimed frames; the best round per model. Ages per track and per face are kept so
+    that rows can be compared (the first row is the reference)."""
+    from edgeage.video import STAGES as VSTAGES
+    from edgeage.video import VideoOptions, VideoSource, run_video
+
+    opts = opts or VideoOptions()
+    rows, ref = [], None
+    for label, est in models:
+        if warmup:
+            with VideoSource(video) as src:
+                run_video(est, src, VideoOptions(max_frames=warmup), progress=False, keep_frames=False)
+        best = None
+        for _ in range(rounds):
+            with VideoSource(video) as src:
+                res = run_video(est, src, opts, progress=False, keep_frames=True)
+            if best is None or res["wall_s"] < best["wall_s"]:
+                best = res
+        ages = [f["age"] for fr in best["per_frame"] for f in fr["faces"] if "age" in f]
+        row = {"model": label, "frames": best["frames"], "faces": best["faces"], "wall_s": best["wall_s"],
+               "frames_per_s": best["frames"] / best["wall_s"], "faces_per_s": best["faces"] / best["wall_s"],
+               "ms_per_frame": best["ms_per_frame"], "share": best["share"],
+               "tracks": [{"id": t["id"], "age": t["age"], "faces": t["faces"]} for t in best["tracks"]]}
+        if ref is None:
+            ref = ages
+        elif len(ages) == len(ref):
+            d = np.abs(np.asarray(ages) - np.asarray(ref))
+            row["age_drift_vs_first"] = {"max": float(d.max()) if len(d) else 0.0,
+                                         "mean": float(d.mean()) if len(d) else 0.0}
+        else:
+            row["age_drift_vs_first"] = {"note": f"{len(ages)} faces vs {len(ref)}: detections differ"}
+        rows.append(row)
+        if progress:
+            print(f"{label}: {row['frames_per_s']:.1f} frames/s, {row['faces_per_s']:.1f} faces/s", flush=True)
+    with VideoSource(video) as src:
+        meta = {"video": str(video), "width": src.width, "height": src.height, "fps": src.fps,
+                "frames_in_file": src.frame_count}
+    return {"kind": "video", **meta, "stages": list(VSTAGES), "rounds": rounds, "warmup": warmup,
+            "options": dataclasses.asdict(opts), "rows": rows}
+
+
+def video_blocks(b: dict) -> list:
+    from .report import Para, Table, Title
+
+    st = b["stages"]
+    headers = ["model", "frames/s", "faces/s"] + [f"{s} ms" for s in st] + ["model share", "age drift max / mean"]
+    rows = [[r["model"], f"{r['frames_per_s']:.1f}", f"{r['faces_per_s']:.1f}"]
+            + [f"{r['ms_per_frame'][s]:.2f}" for s in st] + [f"{100 * r['share']['model']:.0f} %",
+                                                             _drift(r)] for r in b["rows"]]
+    return [Title("edgeage pipeline-bench (video)"),
+            Para([f"{b['video']}: {b['rows'][0]['frames'] if b['rows'] else 0} frames {b['width']}x{b['height']}, "
+                  f"detect every {b['options']['detect_every']}; decode -> detect -> track -> crop -> model -> "
+                  f"readout, the faces of a frame as one batch; best of {b['rounds']} rounds after "
+                  f"{b['warmup']} warm-up frames; ms per frame by stage; age drift: per face vs the first row."]),
+            Table(headers, rows)]
+
+
+def _drift(r: dict) -> str:
+    d = r.get("age_drift_vs_first")
+    if d is None:
+        return "(reference)"
+    return f"{d['max']:.3f} / {d['mean']:.3f}" if "max" in d else d["note"]
+
+
+def write_video_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
+    from .report import _json_md, _plt, _savefig, _write_html, blocks_md, report_html
+
+    blocks = video_blocks(b)
+    out = _json_md(out_dir, "pipeline", b, blocks_md(blocks), force)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.7 * len(b["rows"]) + 1.5)))
+    left = np.zeros(len(b["rows"]))
+    for i, s in enumerate(b["stages"]):
+        v = np.array([r["ms_per_frame"][s] for r in b["rows"]])
+        ax.barh([r["model"] for r in b["rows"]], v, left=left, label=s, color=f"C{i}")
+        left += v
+    ax.set_xlabel("ms per frame")
+    ax.set_title("where the time goes (video)")
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()
     _savefig(fig, out / "pipeline_stages.png")
