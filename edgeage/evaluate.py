@@ -33,17 +33,16 @@ def evaluate_prepared(est: AgeEstimator, prep, indices=None, tta_flip: bool = Fa
     return res, pred
 
 
-def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_flip: bool = False,
-             degrade_p: float = 0.0, seed: int = 0, skip_bad: bool = False, progress: bool = True):
-    """``edgeage eval``: (result, names, true ages, predicted ages) of a checkpoint on ``data``
-    (a folder, CSV or prepared cache), or on one part of the split the checkpoint records
-    (the same data required)."""
+def load_eval_data(est: AgeEstimator, data, split: str = "all", skip_bad: bool = False,
+                   progress: bool = True, prep=None):
+    """(prepared crops, indices) of ``data`` (a folder, CSV or prepared cache) for ``est``: all
+    of them, or one part of the split its checkpoint records (the same data required)."""
     from .data import is_prepared, load_prepared, prepare, split as make_split
     from .utils import EdgeAgeError
 
-    est = AgeEstimator.from_checkpoint(model_path).with_crop_policy(crop)
-    prep = load_prepared(data, expect_crop=est.crop) if is_prepared(data) else \
-        prepare(data, est.crop, skip_bad=skip_bad, progress=progress)
+    if prep is None or prep.crop != est.crop:
+        prep = load_prepared(data, expect_crop=est.crop) if is_prepared(data) else \
+            prepare(data, est.crop, skip_bad=skip_bad, progress=progress)
     idx = np.arange(len(prep.names))
     if split != "all":
         rec = est.manifest.get("training", {}).get("split")
@@ -53,9 +52,26 @@ def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_
             raise EdgeAgeError(f"--split {split}: {data} is not the data the model was trained on "
                                "(file-list hash differs); use --split all")
         idx = make_split(prep.names, rec["seed"], rec["val"], rec["test"])[split]
+    return prep, idx
+
+
+def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_flip: bool = False,
+             degrade_p: float = 0.0, seed: int = 0, skip_bad: bool = False, progress: bool = True,
+             by: list[str] | None = None):
+    """``edgeage eval``: (result, names, true ages, predicted ages) of a checkpoint on ``data``
+    (a folder, CSV or prepared cache), or on one part of the split the checkpoint records
+    (the same data required). ``by``: group names (``edgeage.groups``) for ``result["groups"]``."""
+    from .groups import by_groups, check_by
+
+    est = AgeEstimator.from_checkpoint(model_path).with_crop_policy(crop)
+    prep, idx = load_eval_data(est, data, split, skip_bad, progress)
+    if by:
+        check_by(by, prep, data)  # before the model runs
     res, pred = evaluate_prepared(est, prep, idx, tta_flip, degrade_p=degrade_p, seed=seed)
     res.update(model=est.manifest.get("source", {}).get("path"), data=str(data), split=split,
                skipped=len(prep.skipped), skipped_files=list(prep.skipped))
+    if by:
+        res["groups"] = by_groups(by, prep, idx, pred, prep.ages[idx])
     return res, [prep.names[i] for i in idx], prep.ages[idx], pred
 
 
@@ -73,8 +89,38 @@ def write_eval_report(out_dir: str | os.PathLike, res: dict, names: list[str], t
              f"faces not found = {res.get('faces_not_found', 0)}\n", "| ages | n | MAE |",
              "|---|---|---|"]
     lines += [f"| {k} | {v['n']} | {v['mae']:.2f} |" for k, v in res["per_decade"].items()]
+    images = [out / "error_by_age.png"]
+    if res.get("groups"):
+        from .groups import group_markdown, plot_groups
+
+        plot_groups(out / "by_group.png", res["groups"])
+        images.append(out / "by_group.png")
+        lines += group_markdown(res) + ["", "![MAE per group](by_group.png)"]
     with atomic_path(out / "eval.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+    from .groups import write_group_html
+
+    write_group_html(out, res, images)
+
+
+def resolution_curve(models, data, split: str = "test", sizes=None, skip_bad: bool = False,
+                     progress: bool = True) -> dict:
+    """``edgeage resolution-curve``: MAE vs face size (``edgeage.groups.resolution_curve``) of
+    every model (a checkpoint or a shipped name) on ``data`` / ``split``."""
+    from .groups import CURVE_SIZES, resolution_curve as curve
+
+    sizes = sorted({int(s) for s in (sizes or CURVE_SIZES)})
+    res = {"data": str(data), "split": split, "sizes": sizes, "models": []}
+    prep = None
+    for m in models:
+        est = AgeEstimator.from_checkpoint(m)
+        prep, idx = load_eval_data(est, data, split, skip_bad, progress, prep)
+        c = curve(est, prep.crops[idx], prep.ages[idx], sizes)
+        res["models"].append({"name": str(m or "default"), "model": est.manifest.get("source", {}).get("path"),
+                              "arch": est.manifest.get("model", {}).get("name"),
+                              "input_size": int(est.normalize.input_size), **c})
+        res.update(n=int(len(idx)), crop_size=int(prep.crop.crop_size))
+    return res
 
 
 def plot_error_by_age(path, true: np.ndarray, pred: np.ndarray, res: dict) -> None:

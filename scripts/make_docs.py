@@ -11,6 +11,7 @@ Inputs (data only, read and never executed):
   bench/train_throughput.json          `scripts/bench_train.py`
   edgeage/assets/*-metrics.json        the shipped models' training histories and splits
   bench/edge-v2/eval*.json             `edgeage eval` of the shipped default on the test split
+  bench/eval-groups/*/*.json           `edgeage eval --by` / `edgeage resolution-curve` of both shipped models
   `edgeage info [--model mgpnet-xs]`   the shipped models' manifests
   `edgeage models`                     parameters and MACs of the registered and shipped models
 Only bench files that git tracks are read (all of them when git is not available), so a local,
@@ -833,6 +834,59 @@ def page_history(used: set[str]) -> str:
     return "\n".join(parts)
 
 
+# `edgeage eval --by` and `edgeage resolution-curve` of both shipped models on the test split
+# (bench/eval-groups/README.md has the commands).
+EVAL_GROUPS = "bench/eval-groups"
+EVAL_GROUPS_MODELS = ("default", "mgpnet-xs")
+EVAL_GROUPS_CMD = ("OMP_NUM_THREADS=1 edgeage eval --model {m} --data .cache/utk-prepared-boxes --split test "
+                   "--by race,gender,decade,face-size --out bench/eval-groups/{m}")
+CURVE_CMD = ("OMP_NUM_THREADS=1 edgeage resolution-curve --model default --model mgpnet-xs --data "
+             ".cache/utk-prepared-boxes --split test --out bench/eval-groups/curve")
+
+
+def eval_groups_section() -> list[str]:
+    """The model card's "by group and by face size" section (empty without the JSON files)."""
+    evs = {m: f"{EVAL_GROUPS}/{m}/eval.json" for m in EVAL_GROUPS_MODELS}
+    curve_rel = f"{EVAL_GROUPS}/curve/curve.json"
+    if not all((ROOT / r).is_file() for r in [*evs.values(), curve_rel]):
+        return []
+    ev = {m: load(r) for m, r in evs.items()}
+    curve = load(curve_rel)
+    lines = ["## Accuracy by group and by face size", "",
+             f"Test split (n = {ev['default']['n']:,}), both shipped models; race and gender from the UTKFace file "
+             "names, face size = the side of BlazeFace's box on the source image (recorded by `edgeage prepare`; "
+             "`.cache/utk-prepared-boxes` holds the same crops as `.cache/utk-prepared`, with the boxes). "
+             "MAE (years) / CS(5); gap = worst − best group MAE (known groups; in brackets, groups of n ≥ "
+             f"{ev['default']['groups']['race']['large_groups']['min_n']} only). "
+             f"Sources: {', '.join(f'`{r}`' for r in evs.values())}; plots `{EVAL_GROUPS}/<model>/by_group.png`.", "",
+             code(*(EVAL_GROUPS_CMD.format(m=m) for m in EVAL_GROUPS_MODELS)), ""]
+    for name in ("race", "gender", "face-size", "decade"):
+        gs = {m: ev[m]["groups"][name] for m in EVAL_GROUPS_MODELS}
+        rows = [[k, v["n"], f"{v['mean_age']:.1f}"]
+                + [f"{gs[m]['groups'][k]['mae']:.2f} / {gs[m]['groups'][k]['cs5']:.3f}" for m in EVAL_GROUPS_MODELS]
+                for k, v in gs["default"]["groups"].items()]
+        rows.append(["**gap**", "", ""] + [f"{g['gap']:.2f} ({g['worst']} − {g['best']}) "
+                                           f"[{g['large_groups']['gap']:.2f}]" for g in gs.values()])
+        lines += [md_table([name, "n", "mean true age"] + [f"`{m}`" for m in EVAL_GROUPS_MODELS], rows), ""]
+    fs = ev["default"]["groups"]["face-size"]["groups"]
+    big = sorted((k for k in fs if k != "unknown"), key=lambda k: -fs[k]["n"])[:2]
+    lines += ["The groups differ in age (mean true age above) and the error grows with age, so part of a "
+              "group's gap is its age mix. UTKFace's faces are large (the box side is "
+              f"{' or '.join(big)} px for {sum(fs[k]['n'] for k in big) / ev['default']['n']:.0%} of the test "
+              "split), so the face-size groups say little about small faces; the curve below does.", "",
+              "### Face-resolution curve", "",
+              "Each test face (the canonical crop) down-sampled to the size (area), brought back as a CCTV "
+              "pipeline would (bilinear up-sampling to the 96 px canonical crop, then the model's own resize to "
+              f"its input). MAE (years); plot `{EVAL_GROUPS}/curve/curve.png`, source `{curve_rel}`.", "",
+              code(CURVE_CMD), ""]
+    ms = curve["models"]
+    rows = [[f"{px} px"] + [f"{next(q for q in m['points'] if q['px'] == px)['mae']:.2f}" for m in ms]
+            for px in curve["sizes"]]
+    rows.append([f"as prepared ({curve['crop_size']} px crop)"] + [f"{m['full']['mae']:.2f}" for m in ms])
+    lines += [md_table(["face size"] + [f"`{m['name']}` ({m['input_size']} px input)" for m in ms], rows), ""]
+    return lines
+
+
 def page_model_card(sizes, manifest, metrics) -> str:
     kd = f"{EDGE_V2}/bench.json"
     b = load(kd)
@@ -868,7 +922,7 @@ def page_model_card(sizes, manifest, metrics) -> str:
     sparse = [k for k, d in val["per_decade"].items() if d["n"] < 60]
     return "\n".join([
         header(["edgeage info", "edgeage/assets/default-metrics.json", kd, f"{EDGE_V2}/eval*.json",
-                "edgeage models"]),
+                "edgeage models"] + ([f"{EVAL_GROUPS}/*/*.json"] if eval_groups_section() else [])),
         "# Model card: the shipped default model",
         "",
         "## Model",
@@ -949,6 +1003,7 @@ def page_model_card(sizes, manifest, metrics) -> str:
         f"PyTorch eager, same run: {_mb(b['float']['size_bytes'])}, MAE {b['float']['mae']:.4f}, p50 "
         f"{b['float']['latency_ms_by_threads']['1']['p50']:.3f} ms.",
         "",
+        *eval_groups_section(),
         "## Limits and biases",
         "",
         "- **Age distribution.** UTKFace has many faces in their twenties and thirties and few old ones "
@@ -959,9 +1014,13 @@ def page_model_card(sizes, manifest, metrics) -> str:
         f"- **Age range.** The readout is an expectation over bins {mdl['age_min']}..{mdl['age_max']}: "
         f"estimates never leave that range, and ages near its ends are pulled towards the middle.",
         "- **Demographics.** UTKFace labels gender (2 classes) and race (5 classes: White, Black, Asian, "
-        "Indian, Others) and is not balanced across them. Accuracy per gender, race or skin tone has **not** "
-        "been measured; do not assume it is uniform. The labels are annotations of web photos, not verified "
-        "ages, and are noisy.",
+        "Indian, Others) and is not balanced across them. "
+        + ("Accuracy per gender and race is measured on the test split above ([by group and by face size]"
+           "(#accuracy-by-group-and-by-face-size)) and is not uniform; the groups also differ in their age "
+           "mix, which the table does not separate. Skin tone and other groups are not measured. "
+           if eval_groups_section() else "Accuracy per gender, race or skin tone has **not** been measured; "
+           "do not assume it is uniform. ")
+        + "The labels are annotations of web photos, not verified ages, and are noisy.",
         f"- **Faces not found.** When BlazeFace finds no face, the centre square of the image is used and the "
         f"image is counted as \"faces not found\" in every report ({tr['faces_not_found_in_data']} of the "
         f"{total:,} UTKFace crops, {TEST_EVAL_FACES_NOT_FOUND} of the test split). In uncontrolled photos "
@@ -971,7 +1030,8 @@ def page_model_card(sizes, manifest, metrics) -> str:
         f"noise, JPEG, colour shifts; p = {rec['degrade']['p']:g}); on the synthetically degraded test split "
         f"the MAE is {degr} against {clean} clean. Real CCTV, kiosk or phone footage was not evaluated.",
         "- **Not evaluated:** other datasets (cross-dataset accuracy), video, real low-resolution cameras, "
-        "pose, occlusion, masks, make-up, lighting extremes, accuracy per demographic group, and anything on "
+        "pose, occlusion, masks, make-up, lighting extremes, "
+        + ("" if eval_groups_section() else "accuracy per demographic group, ") + "and anything on "
         "a phone (the Android app's check mode has not run on a device; see [devices](devices.md)).",
         f"- **Test-time augmentation** (flip) gives {flip}; the exported models run a single pass.",
         "",
