@@ -111,3 +111,39 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
 
 def _abs_source(src: dict) -> dict:
     return {**src, "path": str(Path(src["path"]).resolve())} if src.get("path") else src
+
+
+def export_model(target: str, model=None, precision: str = "fp32", out=None, *, calib_data=None,
+                 calib_images: int = 300, from_dir=None, force: bool = False) -> tuple[Path, dict]:
+    """Export a checkpoint (``model``: a path or a shipped model's name; None: the shipped default)
+    to ``target`` (an installed target's name, or the path of a target folder / TOML) at
+    ``precision``; INT8 is calibrated on ``calib_data`` (or packaged from an ``edgeage quantize``
+    result, ``from_dir``). Writes the artifact folder ``out`` (default
+    ``artifacts/<model>-<target>-<precision>``); returns it and its manifest. ``edgeage export``
+    is this function."""
+    from edgeage.artifact import read_manifest
+    from edgeage.checkpoint import load_model
+    from edgeage.targets.spec import check_precision, load_spec
+    from edgeage.utils import check_output
+
+    spec = load_spec(target)
+    check_precision(spec, precision)
+    if from_dir and precision != "int8":
+        raise EdgeAgeError("--from packages an `edgeage quantize` result: use it with --precision int8")
+    if out:
+        check_output(out, force)  # before loading, calibrating or exporting anything
+    if from_dir:
+        from .package import package
+
+        path = package(from_dir, spec, out, force=force, model_path=model)
+        return Path(path), read_manifest(path)
+    net, manifest = load_model(model)
+    out = out or default_artifact_dir(manifest["model"]["name"], spec["name"], precision)
+    calib = None
+    if precision == "int8":  # fewer images than asked, skipped ones: CalibrationWarnings
+        from .calibration import default_options
+
+        calib, info = default_options(manifest, calib_data, calib_images)
+        manifest = dict(manifest, quantize=info)
+    path = export_artifact(net, manifest, spec, precision, out, calib=calib, force=force)
+    return Path(path), read_manifest(path)

@@ -28,42 +28,20 @@ def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images
     """Export a checkpoint to a target's format: model file(s) + manifest.json."""
     import warnings
 
-    from edgeage.checkpoint import load_model
-    from edgeage.targets.spec import check_precision, load_spec
-    from edgeage.utils import EdgeAgeError, check_output
-
     from edgeage.artifact import read_manifest
 
-    from .artifact import default_artifact_dir, export_artifact, stdout_to_stderr
+    from .artifact import export_model, stdout_to_stderr
+    from .quantize_cli import echo_warnings
 
-    spec = load_spec(target)
-    check_precision(spec, precision)
-    if from_dir and precision != "int8":
-        raise EdgeAgeError("--from packages an `edgeage quantize` result: use it with --precision int8")
-    if out:
-        check_output(out, force)  # before loading, calibrating or exporting anything
-    cal = None  # int8 calibrated here: its provenance
-    with stdout_to_stderr():
-        if from_dir:
-            from .package import package
-
-            path = package(from_dir, spec, out, force=force, model_path=model_path)
-        else:
-            model, manifest = load_model(model_path)
-            out = out or default_artifact_dir(manifest["model"]["name"], spec["name"], precision)
-            calib = None
-            if precision == "int8":
-                from .calibration import default_options
-                from .quantize_cli import echo_warnings
-
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", UserWarning)
-                    try:
-                        calib, info = default_options(manifest, calib_data, calib_images)
-                    finally:
-                        echo_warnings(caught)
-                manifest, cal = dict(manifest, quantize=info), info["calibration"]
-            path = export_artifact(model, manifest, spec, precision, out, calib=calib, force=force)
+    with stdout_to_stderr(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            path, manifest = export_model(target, model_path, precision, out, calib_data=calib_data,
+                                          calib_images=calib_images, from_dir=from_dir, force=force)
+        finally:
+            echo_warnings(caught)
+    spec_name, cal = manifest["artifact"]["target"], (manifest.get("quantize") or {}).get("calibration")
+    cal = cal if not from_dir else None
     files = ", ".join(f"{f['name']} ({f['size'] / 2**20:.2f} MB)" for f in read_manifest(path)["artifact"]["files"])
-    click.echo(f"exported {spec['name']} {precision} to {path}: {files}, manifest.json"
+    click.echo(f"exported {spec_name} {precision} to {path}: {files}, manifest.json"
                + (f"; calibrated on {cal['count']} images ({cal['kind']}, {cal['source']})" if cal else ""))

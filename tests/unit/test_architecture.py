@@ -35,7 +35,7 @@ def modules() -> dict[str, Path]:
 
 def layer(name: str) -> str:
     last = name.rsplit(".", 1)[-1]
-    if last == "cli" or last.endswith("_cli"):
+    if last in ("cli", "api") or last.endswith("_cli"):  # the front ends: the CLI and the Python API
         return CLI
     for pkg, lay in (("edgeage.export", EXPORT), ("edgeage.targets", BACKEND), ("edgeage.train", TRAIN)):
         if name == pkg or name.startswith(pkg + "."):
@@ -193,3 +193,24 @@ print(loaded)
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr[-2000:]
+
+
+def test_the_public_api_resolves_and_its_device_part_is_torch_free():
+    """`from edgeage import ...`: every public name resolves (edgeage/api.py, loaded on first use);
+    `import edgeage` and the device side's names load no torch."""
+    code = """
+import sys
+sys.modules["torch"] = None
+import edgeage
+assert set(edgeage.__all__) >= {"AgeEstimator", "load_image", "load_artifact", "export_model", "check", "bench"}
+from edgeage import AgeEstimator, EdgeAgeError, load_artifact, load_image
+assert AgeEstimator.__module__ == "edgeage.pipeline" and callable(load_artifact) and callable(load_image)
+print("ok")
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0 and "ok" in p.stdout, p.stderr
+    import edgeage
+
+    assert all(callable(getattr(edgeage, n)) for n in edgeage.__all__ if n != "__version__")
+    with pytest.raises(AttributeError):
+        edgeage.no_such_name

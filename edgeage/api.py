@@ -1,0 +1,93 @@
+"""The public Python API: what the CLI does, as functions (``from edgeage import ...`` loads them
+from here on first use). Like the CLI it is a front end over every layer, so it imports the stage
+packages only inside each function: ``import edgeage`` stays torch-free, and the device side
+(numpy and one runtime) uses ``AgeEstimator``, ``load_image`` and ``load_artifact`` without torch."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+from .data import load_image
+from .pipeline import AgeEstimator
+from .utils import EdgeAgeError
+
+__all__ = ["AgeEstimator", "EdgeAgeError", "bench", "check", "export_model", "load_artifact", "load_image",
+           "load_model"]
+
+
+def load_model(model: str | os.PathLike | None = None):
+    """A checkpoint as (PyTorch model in eval mode, manifest); a path or a shipped model's name,
+    None: the shipped default. Needs the ``[train]`` extra (torch)."""
+    from .checkpoint import load_model as run
+
+    return run(model)
+
+
+def load_artifact(artifact: str | os.PathLike, target: str | None = None, threads: int | None = None) -> AgeEstimator:
+    """An exported artifact as an :class:`AgeEstimator`, run by its runtime alone (no torch).
+
+    :param artifact: the artifact folder (``edgeage export``'s output); every file's sha256 is
+        checked against its manifest.
+    :param target: a target TOML to run it with when its target is not installed here (its
+        modules run as code: only one you trust); default: the installed target of its name.
+    :param threads: runtime threads (default: the target TOML's).
+    """
+    from .targets.runner import artifact_estimator
+
+    return artifact_estimator(artifact, target, threads)
+
+
+def export_model(target: str, model: str | os.PathLike | None = None, precision: str = "fp32",
+                 out: str | os.PathLike | None = None, *, calib_data=None, calib_images: int = 300,
+                 from_dir=None, force: bool = False) -> tuple[Path, dict]:
+    """``edgeage export``: a checkpoint to a target's format; returns (artifact folder, manifest).
+
+    :param target: an installed target's name (``onnx``, ``openvino``, ``tflite``,
+        ``executorch``) or the path of a target folder / TOML.
+    :param model: a checkpoint path or a shipped model's name; None: the shipped default.
+    :param precision: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (as the target supports).
+    :param out: the artifact folder (default ``artifacts/<model>-<target>-<precision>``).
+    :param calib_data: INT8: calibration images (a folder, CSV or prepared cache).
+    :param from_dir: INT8: package an ``edgeage quantize`` result instead of calibrating.
+    :param force: write into a folder holding files edgeage did not write (they stay).
+    """
+    from .export.artifact import export_model as run
+
+    return run(target, model, precision, out, calib_data=calib_data, calib_images=calib_images,
+               from_dir=from_dir, force=force)
+
+
+def check(target: str | None = None, model: str | os.PathLike | None = None, artifact=None,
+          precision: str = "fp32", data=None, limit: int | None = None, **kw) -> dict:
+    """``edgeage check``: an exported model against the float model on the same inputs: drift,
+    accuracy, latency, the target TOML's thresholds. Returns the report (``passed``, ``judged``,
+    ``failures``, metrics).
+
+    :param target: export to this target first (with ``precision``), or None with ``artifact``.
+    :param model: the float model (a checkpoint or a shipped model's name; None: the artifact's).
+    :param artifact: an exported artifact folder to check.
+    :param data: labelled faces (folder, CSV or prepared cache); None: generated inputs.
+    :param limit: at most this many images.
+    :param kw: ``latency=edgeage.export.check.Latency(...)``, ``localize``, ``op_profile``.
+    """
+    from .export.check import run_check
+
+    return run_check(target, model, artifact, precision, data, limit, **kw)
+
+
+def bench(targets: list[str] | None = None, precisions: list[str] | None = None, model=None, data=None,
+          limit: int | None = None, **kw) -> dict:
+    """``edgeage bench``: every target x precision side by side (size, accuracy, drift, latency,
+    pass/fail). Returns the bench dict (``rows``, ``passed``).
+
+    :param targets: target names (default: every installed target).
+    :param precisions: precisions (default: every one each target supports; INT8 where
+        calibration data is given: ``calib_data=...``).
+    :param model: the float model (None: the shipped default).
+    :param data: labelled faces to score on.
+    :param kw: ``calib_data``, ``peers``, ``artifacts``, ``latency``, ``split``.
+    """
+    from .export.check import run_bench
+
+    return run_bench(model, data, limit, targets, precisions, **kw)

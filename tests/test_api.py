@@ -1,0 +1,24 @@
+"""The public Python API (docs/api.md's example), on a small model and real faces: predict,
+export, check, the artifact on its runtime alone (the same ages), bench."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def test_the_documented_api_example_runs(tiny_ckpt, face_dir, tmp_path):
+    from edgeage import AgeEstimator, bench, check, export_model, load_artifact, load_image
+    from edgeage.export.check import Latency
+
+    img = load_image(sorted(face_dir.iterdir())[0])
+    est = AgeEstimator.from_checkpoint(tiny_ckpt)
+    faces = est.predict(img)["faces"]
+    assert faces and 0 <= faces[0]["age"] <= 100
+    art, manifest = export_model("onnx", model=tiny_ckpt, out=tmp_path / "art-onnx")
+    assert (art / "manifest.json").is_file() and manifest["artifact"]["target"] == "onnx"
+    report = check(artifact=art, model=tiny_ckpt, data=face_dir, latency=Latency(runs=0))
+    assert report["passed"] and report["judged"] and report["n"] > 0, report["failures"]
+    device = load_artifact(art)
+    got = [f["age"] for f in device.predict(img)["faces"]]
+    assert np.allclose(got, [f["age"] for f in faces], atol=1e-3)
+    results = bench(targets=["onnx"], precisions=["fp32"], model=tiny_ckpt, latency=Latency(runs=0))
+    assert [r["target"] for r in results["rows"]] == ["onnx"] and results["passed"]
