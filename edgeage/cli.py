@@ -239,16 +239,20 @@ def models_cmd(input_size):
         views = f" (face + context views of {input_size})" if k > 1 else ""
         click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs "
                    f"{count_macs(m, input_size * k) / 1e6:8.1f} M  @ {input_size * k}x{input_size * k}{views}")
-    from .checkpoint import load_model, shipped_models
+    from .checkpoint import load_model, shipped_info, shipped_models
 
-    click.echo("\nShipped weights (--model NAME):")
+    info = shipped_info()
+    click.echo(f"\nShipped weights (--model NAME; without --model: {info['default']}):")
     for name, path in shipped_models().items():
+        if name == "default":
+            continue
         m, man = load_model(path)
         val = (man.get("training") or {}).get("val") or {}
         size = int(man["preprocess"]["normalize"]["input_size"])
+        what = (info["models"].get(name) or {}).get("what", "")
         click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs {count_macs(m, size) / 1e6:8.1f} M  "
                    f"@ {size}x{size}  {man['model']['name']}" + (f", val MAE {val['mae']:.2f}" if "mae" in val else "")
-                   + f" ({path.name})")
+                   + f" ({path.name})" + (f"\n{'':13s} {what}" if what else ""))
 
 
 @main.command()
@@ -275,8 +279,6 @@ def checkpoint_group():
 def checkpoint_upgrade(src, out, trust, force):
     """Rewrite an older edgeage checkpoint (one that needs pickle beyond tensors and plain values)
     as a safe one that loads with weights_only=True. Training state (optimizer) is dropped."""
-    from pathlib import Path
-
     from .checkpoint import TRUST_ENV, load_model, save_checkpoint
 
     if not trust:

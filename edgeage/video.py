@@ -385,3 +385,19 @@ def print_video(res: dict) -> None:
         click.echo(f"  track {t['id']}: age {t['age']:.1f} ± {t['spread']:.1f} ({t['faces']} faces, {when})")
     if res.get("annotated"):
         click.echo(f"wrote {res['annotated']}")
+
+
+def match_tracks(res: dict, paths) -> dict:
+    """For a clip made by ``compose_clip``: track id -> index of the composed face whose path is
+    nearest the track's first detected box (tests and the ablation score tracks with it)."""
+    first = {}
+    for fr in res["per_frame"]:
+        for f in fr["faces"]:
+            if f.get("track", -1) >= 0 and "age" in f and f["track"] not in first:
+                first[f["track"]] = (fr["frame"], f["box"])
+    out = {}
+    for tid, (i, b) in first.items():
+        c = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
+        d = [np.hypot(*(c - (np.array(p[:2]) + p[2] / 2))) if (p := path_at(path, i)) else np.inf for path in paths]
+        out[tid] = int(np.argmin(d))
+    return out

@@ -229,25 +229,17 @@ def pipeline_bench_cmd(photos, video, detect_every, artifacts, model_path, no_to
 
         b = video_bench(video, models, VideoOptions(detect_every=detect_every), warmup, rounds,
                         progress=not as_json)
-        b["threads"] = threads
-        files = write_video_bench(out, b, force) if out else []
-        if as_json:
-            emit_json(b)
-        else:
-            from .report import blocks_md
-
-            click.echo(blocks_md(video_blocks(b)))
-            if files:
-                click.echo(f"\nwrote {', '.join(str(f) for f in files)}")
-        return
-    b = pipeline_bench(pics, models, warmup, rounds, progress=not as_json)
+        blocks, write = video_blocks, write_video_bench
+    else:
+        b = pipeline_bench(pics, models, warmup, rounds, progress=not as_json)
+        blocks, write = pipeline_blocks, write_pipeline_bench
     b["threads"] = threads
-    files = write_pipeline_bench(out, b, force) if out else []
+    files = write(out, b, force) if out else []
     if as_json:
         emit_json(b)
     else:
         from .report import blocks_md
 
-        click.echo(blocks_md(pipeline_blocks(b)))
+        click.echo(blocks_md(blocks(b)))
         if files:
             click.echo(f"\nwrote {', '.join(str(f) for f in files)}")

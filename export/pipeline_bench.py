@@ -102,19 +102,26 @@ def pipeline_blocks(b: dict) -> list:
 
 
 def write_pipeline_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
+    return _write_stages_report(out_dir, b, pipeline_blocks(b), "ms_per_photo", STAGES, "ms per photo",
+                                "where the time goes", force)
+
+
+def _write_stages_report(out_dir, b: dict, blocks: list, key: str, stages, xlabel: str, title: str,
+                         force: bool) -> list[Path]:
+    """pipeline.json / .md / .html and pipeline_stages.png (ms per stage, stacked, one bar a model):
+    the photo and the video pipeline-bench alike."""
     from .report import _json_md, _plt, _savefig, _write_html, blocks_md, report_html
 
-    blocks = pipeline_blocks(b)
     out = _json_md(out_dir, "pipeline", b, blocks_md(blocks), force)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(b["rows"])), 4))
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.7 * len(b["rows"]) + 1.5)))
     left = np.zeros(len(b["rows"]))
-    for i, s in enumerate(STAGES):
-        v = np.array([r["ms_per_photo"][s] for r in b["rows"]])
+    for i, s in enumerate(stages):
+        v = np.array([r[key][s] for r in b["rows"]])
         ax.barh([r["model"] for r in b["rows"]], v, left=left, label=s, color=f"C{i}")
         left += v
-    ax.set_xlabel("ms per photo")
-    ax.set_title("where the time goes")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()
     _savefig(fig, out / "pipeline_stages.png")
@@ -193,22 +200,5 @@ def _drift(r: dict) -> str:
 
 
 def write_video_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
-    from .report import _json_md, _plt, _savefig, _write_html, blocks_md, report_html
-
-    blocks = video_blocks(b)
-    out = _json_md(out_dir, "pipeline", b, blocks_md(blocks), force)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.7 * len(b["rows"]) + 1.5)))
-    left = np.zeros(len(b["rows"]))
-    for i, s in enumerate(b["stages"]):
-        v = np.array([r["ms_per_frame"][s] for r in b["rows"]])
-        ax.barh([r["model"] for r in b["rows"]], v, left=left, label=s, color=f"C{i}")
-        left += v
-    ax.set_xlabel("ms per frame")
-    ax.set_title("where the time goes (video)")
-    ax.legend(fontsize=8, ncol=3)
-    fig.tight_layout()
-    _savefig(fig, out / "pipeline_stages.png")
-    page = report_html(blocks, True, [], [out / "pipeline_stages.png"])
-    return [out / "pipeline.json", out / "pipeline.md", _write_html(out / "pipeline.html", page),
-            out / "pipeline_stages.png"]
+    return _write_stages_report(out_dir, b, video_blocks(b), "ms_per_frame", b["stages"], "ms per frame",
+                                "where the time goes (video)", force)

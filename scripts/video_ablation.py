@@ -47,22 +47,6 @@ def clip_paths(rng, frames: int) -> list[list]:
             [(int(0.3 * f), 40, 480, s()), (int(0.6 * f), 60, 300, s()), (f, 200, 310, s())]]
 
 
-def match(res: dict, paths) -> dict:
-    from edgeage.video import path_at
-
-    first = {}
-    for fr in res["per_frame"]:
-        for face in fr["faces"]:
-            if face.get("track", -1) >= 0 and "age" in face and face["track"] not in first:
-                first[face["track"]] = (fr["frame"], face["box"])
-    out = {}
-    for tid, (i, b) in first.items():
-        c = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
-        d = [np.hypot(*(c - (np.array(p[:2]) + p[2] / 2))) if (p := path_at(path, i)) else np.inf for path in paths]
-        out[tid] = int(np.argmin(d))
-    return out
-
-
 def screenshot(est, clip, png, frame: int = 40, blocks: int = 5) -> int:
     """Frame ``frame`` of ``clip`` as ``predict --annotate`` draws it, each face's square first
     pixelated to ``blocks`` x ``blocks`` cells (unrecognisable), then the boxes, ids and ages."""
@@ -118,7 +102,7 @@ def main(argv=None) -> int:
     from edgeage.pipeline import AgeEstimator
     from edgeage.track import tracker_version, weighted_median
     from edgeage.utils import atomic_path, write_json
-    from edgeage.video import VideoOptions, VideoSource, compose_clip, run_video
+    from edgeage.video import VideoOptions, VideoSource, compose_clip, match_tracks, run_video
 
     est = AgeEstimator.from_checkpoint(None)
     names = sorted(os.listdir(UTK))
@@ -155,7 +139,7 @@ def main(argv=None) -> int:
             for k in everies:
                 with VideoSource(clip) as src:
                     res = run_video(est, src, VideoOptions(detect_every=k, min_track_faces=2), progress=False)
-                who = match(res, paths)
+                who = match_tracks(res, paths)
                 per_k[k]["fps"].append(res["frames_per_s"])
                 per_k[k]["tracks"] += len(res["tracks"])
                 ages = {}

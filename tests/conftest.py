@@ -116,3 +116,28 @@ def edgeage_cli(edgeage_env):
                               text=True, env=edgeage_env, timeout=900)  # a hang fails the test
 
     return run
+
+
+def clean_error(res, *words):
+    """One `Error:` line naming the culprit, exit != 0, never a traceback."""
+    out = res.output if hasattr(res, "output") else res.stdout + res.stderr
+    code = res.exit_code if hasattr(res, "exit_code") else res.returncode
+    assert code != 0, out
+    assert "Traceback" not in out and "Error" in out, out
+    for w in words:
+        assert str(w) in out, (w, out)
+    return out
+
+
+def cli(*args):
+    """The CLI in this process (click's runner): exit code and output."""
+    from click.testing import CliRunner
+
+    from edgeage.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def onnx_art(exported):
+    return exported("onnx")

@@ -16,38 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from edgeage.cli import main
 from edgeage.utils import EdgeAgeError
 
-from conftest import copy_faces
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def clean_error(res, *words):
-    """One `Error:` line naming the culprit, exit != 0, never a traceback."""
-    out = res.output if hasattr(res, "output") else res.stdout + res.stderr
-    code = res.exit_code if hasattr(res, "exit_code") else res.returncode
-    assert code != 0, out
-    assert "Traceback" not in out and "Error" in out, out
-    for w in words:
-        assert str(w) in out, (w, out)
-    return out
+from conftest import clean_error, cli, copy_faces
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(edgeage_env):
     """Every test here uses the session's temp crop cache (never ~/.cache)."""
-
-
-@pytest.fixture(scope="module")
-def onnx_art(exported):
-    return exported("onnx")
 
 
 # ------------------------------------------------------------------------------ data safety

@@ -15,38 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from edgeage.cli import main
 from edgeage.utils import EdgeAgeError
 
+from conftest import clean_error as one_error, cli
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_error(res, *words):
-    """One clear error (exit != 0, no traceback) naming each of ``words``."""
-    out = res.output if hasattr(res, "output") else res.stdout + res.stderr
-    code = res.exit_code if hasattr(res, "exit_code") else res.returncode
-    assert code != 0, out
-    assert "Traceback" not in out, out
-    for w in words:
-        assert str(w) in out, (w, out)
-    return out
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(edgeage_env):
     """The session's temp crop cache (never ~/.cache)."""
-
-
-@pytest.fixture(scope="module")
-def onnx_art(exported):
-    return exported("onnx")
 
 
 def _copy(src: Path, dst: Path) -> Path:

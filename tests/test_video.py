@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from conftest import UTK
+from edgeage.video import match_tracks
 
 LABEL_TOL, STILL_TOL = 12.0, 8.0
 FRAMES, FPS = 60, 15.0
@@ -70,23 +71,6 @@ def clip(tmp_path_factory, labelled):
     paths = default_paths(3, FRAMES)
     seen = compose_clip([f[0] for f in labelled], path, paths, frames=FRAMES, fps=FPS)
     return path, paths, seen
-
-
-def match_tracks(res: dict, paths) -> dict:
-    """track id -> index of the face whose path is nearest the track's first detected box."""
-    from edgeage.video import path_at
-
-    first = {}
-    for fr in res["per_frame"]:
-        for f in fr["faces"]:
-            if f.get("track", -1) >= 0 and "age" in f and f["track"] not in first:
-                first[f["track"]] = (fr["frame"], f["box"])
-    out = {}
-    for tid, (i, b) in first.items():
-        c = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
-        d = [np.hypot(*(c - (np.array(p[:2]) + p[2] / 2))) if (p := path_at(path, i)) else np.inf for path in paths]
-        out[tid] = int(np.argmin(d))
-    return out
 
 
 def check_tracks(res: dict, labelled, paths, seen) -> None:
