@@ -21,7 +21,7 @@ from .preprocess import CropParams, Normalize
 from .utils import EdgeAgeError, atomic_path, register_input, sha256_file
 
 CKPT_FORMAT = "edgeage-checkpoint/1"
-DEFAULT_MODEL = "default.pt"
+SHIPPED = "shipped.toml"   # the shipped models: the default's name, what each one is
 
 
 def build_manifest(model, normalize: Normalize | None = None, crop: CropParams | None = None,
@@ -84,15 +84,25 @@ def _unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
+def shipped_info() -> dict:
+    """``edgeage/assets/shipped.toml``: the default's name and what each shipped model is (part of
+    the installed package, not a file from elsewhere)."""
+    import tomllib
+
+    info = tomllib.loads((Path(str(resources.files("edgeage.assets"))) / SHIPPED).read_text())
+    return {"default": str(info["default"]), "models": dict(info.get("models", {}))}
+
+
 def default_model_path() -> Path:
-    return Path(str(resources.files("edgeage.assets") / DEFAULT_MODEL))
+    """The checkpoint that runs without --model (``shipped.toml``'s ``default``)."""
+    return Path(str(resources.files("edgeage.assets"))) / f"{shipped_info()['default']}.pt"
 
 
 def shipped_models() -> dict[str, Path]:
-    """The checkpoints shipped in the package, by name: ``default`` and every other
+    """The checkpoints shipped in the package, by name: ``default`` (the default's file) and every
     ``edgeage/assets/<name>.pt`` (``--model <name>`` selects one)."""
     assets = Path(str(resources.files("edgeage.assets")))
-    return {("default" if f.name == DEFAULT_MODEL else f.stem): f for f in sorted(assets.glob("*.pt"))}
+    return {"default": default_model_path(), **{f.stem: f for f in sorted(assets.glob("*.pt"))}}
 
 
 def model_path(path: str | os.PathLike | None) -> Path:

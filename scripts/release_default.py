@@ -1,10 +1,11 @@
-"""Ship a run's best checkpoint as the package's default model.
+"""Ship a run's best checkpoint as one of the package's models (``--name``, edgeage/assets/NAME.pt;
+which one is the default is edgeage/assets/shipped.toml's ``default``).
 
-    python scripts/release_default.py [--command CYCLE_COMMAND ...] RUN [RUN ...]
+    python scripts/release_default.py --name NAME [--command CYCLE_COMMAND ...] RUN [RUN ...]
 
 The last RUN's best.pt is shipped; earlier RUNs are the cosine cycles before it (each warm-started
-from the one before, or trained from scratch), in order. Writes edgeage/assets/default.pt (fp16
-weights + manifest), default-curve.png (every cycle, one epoch axis) and default-metrics.json (the
+from the one before, or trained from scratch), in order. Writes edgeage/assets/NAME.pt (fp16
+weights + manifest), NAME-curve.png (every cycle, one epoch axis) and NAME-metrics.json (the
 cycles' histories concatenated: each entry keeps its cycle and cycle epoch; "cycles" lists each
 cycle's recipe, schedule and best validation MAE; "best" is the shipped epoch). The recipes stay in
 train/recipes/.
@@ -57,6 +58,7 @@ def renamed_teachers(run: Path, recipe: dict) -> list[str] | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--name", required=True, help="the shipped model's name (edgeage/assets/NAME.pt)")
     ap.add_argument("--command", action="append", default=[],
                     help="the command line of each cycle, in order (recorded in the metrics)")
     a = ap.parse_args()
@@ -83,15 +85,16 @@ def main() -> None:
     if new_t:
         manifest["training"]["recipe"]["distill"]["teacher"] = new_t if len(new_t) > 1 else new_t[0]
     model, _ = load_model(last / "best.pt")
-    save_checkpoint(ASSETS / "default.pt", model, manifest, half=True)
+    dest = ASSETS / f"{a.name}.pt"
+    save_checkpoint(dest, model, manifest, half=True)
     best = json.loads((last / "metrics.json").read_text())["best"]
     metrics = {"history": history, "best": best, "cycles": cycles,
                "split": json.loads((last / "metrics.json").read_text()).get("split")}
-    (ASSETS / "default-metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    plot_curves(ASSETS / "default-curve.png", history)
+    (ASSETS / f"{a.name}-metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    plot_curves(ASSETS / f"{a.name}-curve.png", history)
     t = manifest["training"]
     print(f"shipped {last / 'best.pt'} (epoch {t['epoch']}, val MAE {t['val']['mae']:.3f}; {len(cycles)} cycle(s), "
-          f"{len(history)} epochs) -> {ASSETS / 'default.pt'} ({(ASSETS / 'default.pt').stat().st_size / 1e6:.2f} MB)")
+          f"{len(history)} epochs) -> {dest} ({dest.stat().st_size / 1e6:.2f} MB)")
 
 
 if __name__ == "__main__":

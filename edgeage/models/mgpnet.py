@@ -110,7 +110,7 @@ def mgpnet_t(**cfg):
     return _build(**cfg)
 
 
-@register_model("mgpnet-e", widths=(32, 64, 128, 256), depths=(1, 1, 2, 1), stem_stride=2,
+@register_model("mgpnet-e", widths=(32, 48, 96, 192), depths=(1, 1, 2, 1), stem_stride=2,
                 **{**_COMMON, "input_size": 32, "attention": "last"})
 def mgpnet_e(**cfg):
     """Edge model v2: MGPBlocks and MGPool sized for INT8 CPU kernels: widths in multiples of 16,
