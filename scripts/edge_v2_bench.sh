@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 18's committed measurements of the shipped default (edge model v2), in one go:
-#   1. edgeage eval of the default on the test split: clean, degraded (p = 0.2), flip TTA;
+#   1. edgeage eval of mgpnet-e (the default when this ran; now --model mgpnet-e) on the test split: clean, degraded (p = 0.2), flip TTA;
 #   2. INT8 PTQ and QAT of the default on every backend (scripts/compression_bench.py --part int8);
 #   3. the previous default (`--model mgpnet-xs`) in INT8 PTQ on every target (reference rows);
 #   4. one edgeage bench: fp32 on every target + those INT8 results, the OMZ peer as a reference
@@ -20,10 +20,10 @@ say() { echo "\$ $*" >&2; "$@"; }
 
 for spec in "eval.json:" "eval_degraded.json:--degrade-p 0.2" "eval_tta.json:--tta-flip"; do
   f=${spec%%:*}; opt=${spec#*:}
-  [ -f "$OUT/$f" ] || { say edgeage eval --data "$DATA" --split test $opt --json > "$OUT/$f.tmp" && mv "$OUT/$f.tmp" "$OUT/$f"; }
+  [ -f "$OUT/$f" ] || { say edgeage eval --model mgpnet-e --data "$DATA" --split test $opt --json > "$OUT/$f.tmp" && mv "$OUT/$f.tmp" "$OUT/$f"; }
 done
 
-say python scripts/compression_bench.py --no-prune --part int8 --data "$DATA" --runs "$RUNS"
+say python scripts/compression_bench.py --model mgpnet-e --no-prune --part int8 --data "$DATA" --runs "$RUNS"
 
 arts=()
 for b in openvino onnx xnnpack litert; do arts+=("$RUNS/ptq-$b" "$RUNS/qat-$b"); done
@@ -34,7 +34,7 @@ for t in openvino onnx executorch tflite; do
 done
 
 if [ ! -f "$OUT/bench.json" ]; then
-  say edgeage bench --data "$DATA" --split test --precisions fp32 --artifacts "$(IFS=,; echo "${arts[*]}")" \
+  say edgeage bench --model mgpnet-e --data "$DATA" --split test --precisions fp32 --artifacts "$(IFS=,; echo "${arts[*]}")" \
       --peer bench/peers/omz-0013.toml --threads 1,2 --batch 1,8,32 --out "$OUT" || true  # a failed row is a row
 fi
 

@@ -22,7 +22,7 @@ first edge model: 40 % of INT8 time in such "float islands"). The rewrites:
 Spatial attention keeps its function and gate: rewritten as a C -> 1 7x7 convolution of x plus a
 1 -> 1 one of the channel max (the mean folded into the weights), OpenVINO ran the C -> 1
 convolution as a slow f32 kernel (one output channel) when kept float, and quantized it moved
-ages more; measured on ``edgeage/assets/default.pt`` and the edge-v2 candidates (lab notes).
+ages more; measured on ``edgeage/assets/mgpnet-e.pt`` (then ``default.pt``) and the edge-v2 candidates (lab notes).
 
 ``deploy_form(model)`` returns a copy with these modules replaced; the trained model and its
 checkpoints keep the paper's form."""
