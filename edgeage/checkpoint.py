@@ -126,13 +126,15 @@ def _bare_name(p: Path) -> bool:
 TRUST_ENV = "EDGEAGE_TRUST_PICKLE"
 
 
-def read_checkpoint(path: str | os.PathLike | None) -> dict:
+def read_checkpoint(path: str | os.PathLike | None, *, own_output: bool = False) -> dict:
     """A checkpoint's contents, read as data: ``torch.load(weights_only=True)`` (tensors and
     plain values only; a file that needs more cannot run code here, it is refused). Checkpoints
     written before edgeage stored plain values load only with the documented opt-in
-    EDGEAGE_TRUST_PICKLE=1, for files you trust (it runs the file's pickle code)."""
+    EDGEAGE_TRUST_PICKLE=1, for files you trust (it runs the file's pickle code). ``own_output``:
+    the file is the command's own output being resumed (not an input an --out may not hold)."""
     path = model_path(path)
-    register_input(path)
+    if not own_output:  # a run resuming from its own last.pt writes that folder by design
+        register_input(path)
     if not path.is_file():
         raise EdgeAgeError(f"{path}: model checkpoint not found"
                            + (" (the shipped default model is missing from this install)"

@@ -141,9 +141,10 @@ class LazyGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Show the libraries' own logs and warnings (quiet by default).")
 def main(verbose):
     """edgeage: facial age estimation from training to INT8 models on edge devices."""
-    from .utils import clear_inputs, quiet_libraries
+    from .utils import input_scope, quiet_libraries
 
-    clear_inputs()  # this command's inputs only (the CLI can run many times in one process)
+    # this command's inputs only (recorded while it runs; the CLI can run many times in a process)
+    click.get_current_context().with_resource(input_scope())
     install_signal_cleanup()  # SIGINT / SIGTERM / SIGHUP: one policy (exit 128 + signal, nothing committed)
     if verbose:
         os.environ["EDGEAGE_VERBOSE"] = "1"  # the subprocesses (latency, device side) inherit it

@@ -178,17 +178,31 @@ def _new_temp(path: Path, suffix: str = "tmp") -> Path:
 # ------------------------------------------------------------------------------ inputs
 
 _INPUTS: set[Path] = set()
+_INPUT_SCOPES: list[int] = []
+
+
+@contextlib.contextmanager
+def input_scope() -> Iterator[None]:
+    """One command (the CLI wraps each in it): the files and folders it reads are recorded, and no
+    output of it may equal or contain one of them. Outside a scope nothing is recorded."""
+    _INPUTS.clear()
+    _INPUT_SCOPES.append(1)
+    try:
+        yield
+    finally:
+        _INPUT_SCOPES.pop()
+        if not _INPUT_SCOPES:
+            _INPUTS.clear()
 
 
 def register_input(path: str | os.PathLike) -> None:
-    """Record a file or folder this process reads (every CLI path option, checkpoints, artifacts,
-    data): no output may equal it or contain it (``check_output``, and again before any commit)."""
+    """Record a file or folder the running command reads (every CLI path option, checkpoints,
+    artifacts, data): no output may equal it or contain it (``check_output``, and again before
+    any commit)."""
+    if not _INPUT_SCOPES:
+        return
     with contextlib.suppress(OSError, ValueError, RuntimeError):
         _INPUTS.add(Path(path).resolve())
-
-
-def clear_inputs() -> None:
-    _INPUTS.clear()
 
 
 def _input_inside(full: Path) -> Path | None:
@@ -327,7 +341,9 @@ def atomic_dir(path: str | os.PathLike, force: bool = False, kind: str = "output
             payload.mkdir()
             yield payload
             names = [p.name for p in payload.iterdir() if p.name != MARKER]
-            _write_new(payload / MARKER, json.dumps(_new_marker(kind, names)) + "\n")
+            marker_tmp = payload.parent / "marker"  # our own temp folder; replaces any marker copied in
+            _write_new(marker_tmp, json.dumps(_new_marker(kind, names)) + "\n")
+            os.replace(marker_tmp, payload / MARKER)
             check_output(path, force, option)  # every input is known by now: none may be replaced
             stop_if_signalled()
             if path.is_dir() and foreign_entries(path):

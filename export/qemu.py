@@ -54,7 +54,8 @@ SYSROOT_PACKAGES = (
     "libcom-err2 libkrb5support0 libkeyutils1 media-types libtbb12 libpugixml1v5 libhwloc15 libudev1 "
     "libnuma1").split()
 # the device side's Python packages (edgeage's own pins are read from its metadata)
-DEVICE_PACKAGES = ("numpy", "pillow", "opencv-python-headless", "click", "ai-edge-litert", "onnxruntime", "openvino")
+DEVICE_PACKAGES = ("numpy", "pillow", "opencv-python-headless", "click", "tqdm", "pydantic", "ai-edge-litert",
+                   "onnxruntime", "openvino")
 PLATFORMS = ("manylinux_2_35_aarch64", "manylinux_2_34_aarch64", "manylinux_2_31_aarch64", "manylinux_2_28_aarch64",
              "manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 PYTHON = "usr/bin/python3.11"
@@ -101,11 +102,13 @@ def device_packages() -> list[str]:
 
     reqs = importlib.metadata.requires("edgeage") or []
     pins = {}
-    for r in reqs:
-        if ";" in r:
+    for r in reqs:  # the core's requirements and the runtime extras' (onnx, openvino, ...)
+        req, _, marker = r.partition(";")
+        if marker and "extra" not in marker:
             continue
-        name = re.split(r"[<>=!~ \[]", r, maxsplit=1)[0].strip().lower()
-        pins[name] = r.replace(" ", "")
+        name = re.split(r"[<>=!~ \[]", req.strip(), maxsplit=1)[0].strip().lower()
+        if name != "edgeage":
+            pins.setdefault(name, req.replace(" ", ""))
     missing = [p for p in DEVICE_PACKAGES if p not in pins]
     if missing:
         raise EdgeAgeError(f"edgeage's metadata pins no version of {', '.join(missing)}: reinstall edgeage")
@@ -417,8 +420,10 @@ def check_runtime(target: str) -> None:
 
 
 def hint(tail: str, target: str) -> str:
-    if "No module named" in tail or "runtime is not installed" in tail:
-        return f" (the emulated device lacks the {target} runtime: run `edgeage device setup qemu-aarch64 --force`)"
+    m = re.search(r"No module named '([\w.]+)'", tail)
+    if m or "runtime is not installed" in tail:
+        what = f"the Python package {m.group(1)!r}" if m else f"the {target} runtime"
+        return f" (the emulated device lacks {what}: run `edgeage device setup qemu-aarch64 --force`)"
     if "Segmentation fault" in tail or "SIGSEGV" in tail or "core dumped" in tail:
         return " (the runtime crashed under qemu)"
     return ""

@@ -38,6 +38,19 @@ def estimator(edgeage_env):
     return AgeEstimator.from_checkpoint(None)
 
 
+def _age_as_in_a_clip(estimator, img) -> float:
+    """The face's age after what a clip does to it: scaled to 150 px and JPEG-compressed at
+    quality 40 (mp4v's artifacts), on a grey frame."""
+    import cv2
+
+    face = cv2.resize(img, (150, 150), interpolation=cv2.INTER_AREA)
+    ok, enc = cv2.imencode(".jpg", face[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 40])
+    frame = np.full((480, 640, 3), 127, np.uint8)
+    frame[165:315, 245:395] = cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1]
+    faces = estimator.predict(frame)["faces"]
+    return faces[0]["age"] if len(faces) == 1 else float("inf")
+
+
 @pytest.fixture(scope="module")
 def labelled(estimator):
     """Three held-out faces (image, label, still-photo age), ages at least 12 years apart."""
@@ -56,7 +69,10 @@ def labelled(estimator):
             continue
         img = load_image(UTK / names[i])
         rec = estimator.predict(img)
-        if len(rec["faces"]) == 1 and abs(rec["faces"][0]["age"] - age) <= 6:
+        # the model reads it within 6 years as a still photo and as the clip shows it (150 px,
+        # lossy): the test then checks the video pipeline, not the model's bad cases
+        if len(rec["faces"]) == 1 and abs(rec["faces"][0]["age"] - age) <= 6 and \
+                abs(_age_as_in_a_clip(estimator, img) - age) <= 6:
             out.append((img, age, rec["faces"][0]["age"]))
         if len(out) == 3:
             return out

@@ -338,7 +338,7 @@ def _resume(run: Run) -> None:
     last = run.out / "last.pt"
     if not last.is_file():
         return
-    ck = read_checkpoint(last)
+    ck = read_checkpoint(last, own_output=True)
     st = ck["train_state"]
     if st["recipe"] != run.recipe:
         raise EdgeAgeError(f"{last}: was trained with a different recipe; use another --out "
