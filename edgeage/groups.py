@@ -10,7 +10,6 @@ brings it back as a CCTV pipeline would: bilinear up-sampling to the canonical c
 the model's own preprocessing (``edgeage.preprocess``) to its input. Imports no torch."""
 from __future__ import annotations
 
-import base64
 import math
 import os
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .document import Heading, Para, Table, Title, blocks_md, page_html, plt_agg, savefig, write_html
 from .metrics import cs, mae
 from .utils import EdgeAgeError, atomic_path, output_dir, write_json
 
@@ -189,59 +189,6 @@ def resolution_curve(est, crops: np.ndarray, true, sizes=CURVE_SIZES) -> dict:
 
 # ---- reports ------------------------------------------------------------------------------------
 
-def _png_data_url(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
-def _html(title: str, sections: list[dict], images: list[Path]) -> str:
-    """One self-contained page (tables, PNGs as data: URLs), every value escaped by Jinja2."""
-    import jinja2
-
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_PAGE).render(title=title, sections=sections,
-                                         images=[(p.name, _png_data_url(p)) for p in images])
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th { background: #f3f3f3; }
-img { max-width: 100%; }
-</style>
-</head>
-<body>
-<h1>{{ title }}</h1>
-{% for s in sections %}
-<h2>{{ s.title }}</h2>
-{% for line in s.lines %}<p>{{ line }}</p>
-{% endfor %}
-<table>
-<thead><tr>{% for h in s.headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
-<tbody>
-{% for row in s.rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>
-{% endfor %}</tbody>
-</table>
-{% endfor %}
-{% for name, url in images %}<figure><img src="{{ url }}" alt="{{ name }}"><figcaption>{{ name }}</figcaption></figure>
-{% endfor %}
-</body>
-</html>
-"""
-
-
-def _md_table(headers: list[str], rows: list[list]) -> list[str]:
-    return (["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-            + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-
-
 def group_sections(res: dict) -> list[dict]:
     """Table sections (title, lines, headers, rows) of an eval result: overall, decades, groups."""
     secs = [{"title": "Overall", "lines": [f"model {res.get('model')}, data {res.get('data')}, split "
@@ -264,20 +211,22 @@ def group_sections(res: dict) -> list[dict]:
     return secs
 
 
+def _blocks(title: str, sections: list[dict]) -> list:
+    """``edgeage.document`` blocks of table sections (title, lines, headers, rows)."""
+    out = [Title(title)]
+    for sec in sections:
+        out += [Heading(sec["title"])] + ([Para(sec["lines"])] if sec["lines"] else []) + \
+            [Table(sec["headers"], sec["rows"])]
+    return out
+
+
 def group_markdown(res: dict) -> list[str]:
-    lines = []
-    for s in group_sections(res)[1:]:
-        lines += ["", f"## {s['title']}", ""] + s["lines"] + [""] + _md_table(s["headers"], s["rows"])
-    return lines
+    return ["", blocks_md(_blocks("", group_sections(res)[1:])[1:])]
 
 
 def plot_groups(path, groups: dict) -> None:
     """One bar chart of MAE per group (n above each bar) per --by name, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plt_agg()
     k = len(groups)
     widths = [max(2.5, 0.55 * len(g["groups"]) + 1.2) for g in groups.values()]
     fig, axes = plt.subplots(1, k, figsize=(sum(widths), 4.2), squeeze=False,
@@ -294,14 +243,11 @@ def plot_groups(path, groups: dict) -> None:
         ax.set_ylim(0, max(vals + [1.0]) * 1.15)
     axes[0][0].set_ylabel("MAE (years)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    savefig(fig, path)
 
 
 def write_group_html(out: Path, res: dict, images: list[Path]) -> None:
-    with atomic_path(out / "eval.html") as tmp:
-        tmp.write_text(_html("Evaluation", group_sections(res), images), encoding="utf-8")
+    write_html(out / "eval.html", page_html(_blocks("Evaluation", group_sections(res)), images=images))
 
 
 def curve_rows(res: dict) -> tuple[list[str], list[list]]:
@@ -322,26 +268,19 @@ def write_curve_report(out_dir, res: dict, force: bool = False) -> Path:
     note = (f"data {res['data']}, split {res['split']}, n = {res['n']}. Each canonical crop (the face) is "
             "down-sampled to the size (area), up-sampled back to the canonical crop (bilinear), then "
             "given to the model through its own preprocessing.")
-    md = ["# Face-resolution curve: MAE (years) vs face size", "", note, ""] + _md_table(headers, rows)
-    md += ["", "CS(5):", ""] + _md_table(headers[:1] + headers[1:], [
+    sec = {"title": "MAE (years) vs face size (px)", "lines": [note], "headers": headers, "rows": rows}
+    cs5 = {"title": "CS(5)", "lines": [], "headers": headers, "rows": [
         [p] + [f"{next(q for q in m['points'] if q['px'] == p)['cs5']:.3f}" for m in res["models"]]
-        for p in res["sizes"]])
-    md += ["", "![MAE vs face size](curve.png)"]
+        for p in res["sizes"]]}
+    blocks = _blocks("Face-resolution curve: MAE (years) vs face size", [sec, cs5])
     with atomic_path(out / "curve.md") as tmp:
-        tmp.write_text("\n".join(md) + "\n")
-    with atomic_path(out / "curve.html") as tmp:
-        tmp.write_text(_html("Face-resolution curve", [{"title": "MAE (years) vs face size (px)", "lines": [note],
-                                                        "headers": headers, "rows": rows}],
-                             [out / "curve.png"]), encoding="utf-8")
+        tmp.write_text(blocks_md(blocks) + "\n\n![MAE vs face size](curve.png)\n")
+    write_html(out / "curve.html", page_html(blocks, images=[out / "curve.png"]))
     return out
 
 
 def plot_curve(path, res: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plt_agg()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, m in enumerate(res["models"]):
         line, = ax.plot([p["px"] for p in m["points"]], [p["mae"] for p in m["points"]], "o-",
@@ -355,6 +294,4 @@ def plot_curve(path, res: dict) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    savefig(fig, path)

@@ -110,10 +110,12 @@ def _write_stages_report(out_dir, b: dict, blocks: list, key: str, stages, xlabe
                          force: bool) -> list[Path]:
     """pipeline.json / .md / .html and pipeline_stages.png (ms per stage, stacked, one bar a model):
     the photo and the video pipeline-bench alike."""
-    from .report import _json_md, _plt, _savefig, _write_html, blocks_md, report_html
+    from edgeage.document import blocks_md, plt_agg, savefig, write_html
+
+    from .report import _json_md, report_html
 
     out = _json_md(out_dir, "pipeline", b, blocks_md(blocks), force)
-    plt = _plt()
+    plt = plt_agg()
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.7 * len(b["rows"]) + 1.5)))
     left = np.zeros(len(b["rows"]))
     for i, s in enumerate(stages):
@@ -124,9 +126,9 @@ def _write_stages_report(out_dir, b: dict, blocks: list, key: str, stages, xlabe
     ax.set_title(title)
     ax.legend(fontsize=8, ncol=3)
     fig.tight_layout()
-    _savefig(fig, out / "pipeline_stages.png")
+    savefig(fig, out / "pipeline_stages.png")
     page = report_html(blocks, True, [], [out / "pipeline_stages.png"])
-    return [out / "pipeline.json", out / "pipeline.md", _write_html(out / "pipeline.html", page),
+    return [out / "pipeline.json", out / "pipeline.md", write_html(out / "pipeline.html", page),
             out / "pipeline_stages.png"]
 
 

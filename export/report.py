@@ -7,15 +7,15 @@ same blocks, so they cannot drift apart. The HTML page embeds the PNG charts as 
 no external references (CSS inline, no scripts); every string from a report is HTML-escaped."""
 from __future__ import annotations
 
-import base64
-import html
 import re
 import shutil
 from pathlib import Path
-from typing import NamedTuple, Union
 
 import numpy as np
 
+from edgeage.document import Block, Para, Pre, Table, Title, _e, block_md, blocks_md, page_html  # noqa: F401
+from edgeage.document import md_table  # noqa: F401 - re-exported (scripts import it from here)
+from edgeage.document import plt_agg as _plt, savefig as _savefig, write_html as _write_html
 from edgeage.utils import atomic_path, output_dir, write_json
 
 STDOUT_DROP = ("per_image", "latency", "float_latency")  # kept in report.json, not in --json output
@@ -27,46 +27,6 @@ def _f(v, fmt: str = ".4f") -> str:
 
 def _mb(n) -> str:
     return "-" if n is None else f"{n / 2**20:.2f} MB"
-
-
-def md_table(headers: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-
-
-class Title(NamedTuple):
-    text: str
-
-
-class Para(NamedTuple):
-    lines: list  # consecutive lines of one paragraph
-
-
-class Table(NamedTuple):
-    headers: list
-    rows: list
-
-
-class Pre(NamedTuple):
-    text: str  # preformatted text, shown as it is
-
-
-Block = Union[Title, Para, Table, Pre]
-
-
-def block_md(b: Block) -> str:
-    if isinstance(b, Title):
-        return f"# {b.text}"
-    if isinstance(b, Table):
-        return md_table(b.headers, b.rows)
-    if isinstance(b, Pre):
-        return b.text
-    return "\n".join(b.lines)
-
-
-def blocks_md(blocks: list[Block]) -> str:
-    """Markdown of blocks: one blank line between blocks."""
-    return "\n\n".join(block_md(b) for b in blocks)
 
 
 def _lines(blocks: list[Block]) -> list[str]:  # the old list-of-lines form (each block + "")
@@ -218,122 +178,17 @@ def localize_text(loc: dict) -> list[str]:
     return _lines(localize_blocks(loc))
 
 
-# ---- HTML -------------------------------------------------------------------------------------
-
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 1.5em 2em;
-       color: #1d1d1f; max-width: 1400px; line-height: 1.4; }
-h1 { font-size: 1.5em; margin: 0 0 .6em 0; }
-h2 { font-size: 1.15em; margin: 1.6em 0 .5em 0; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
-p { margin: .9em 0 .4em 0; overflow-wrap: anywhere; }
-.verdict { padding: .6em 1em; border-radius: 6px; margin: 0 0 1.2em 0; border: 1px solid; }
-.verdict strong { font-size: 1.2em; letter-spacing: .04em; }
-.verdict ul { margin: .4em 0 0 0; padding-left: 1.4em; }
-.verdict li { overflow-wrap: anywhere; }
-.verdict.pass { background: #e7f6ea; border-color: #4caf50; color: #1b5e20; }
-.verdict.fail { background: #fdecea; border-color: #e53935; color: #8e1c1a; }
-table { border-collapse: collapse; margin: .3em 0 1em 0; font-size: .92em; }
-th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
-th { background: #f0f2f5; font-weight: 600; }
-tr:nth-child(even) td { background: #fafbfc; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.long { max-width: 32em; overflow-wrap: anywhere; font-size: .9em; }
-td.pass, tr:nth-child(even) td.pass { background: #e7f6ea; color: #1b5e20; font-weight: 600; }
-td.fail, tr:nth-child(even) td.fail { background: #fdecea; color: #b71c1c; font-weight: 600; }
-td.long.pass, td.long.fail { font-weight: normal; }
-figure { margin: 1em 0; display: inline-block; vertical-align: top; }
-figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
-figcaption { font-size: .85em; color: #555; }
-pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f8fa; padding: .6em; }
-"""
-
-_VERDICT_COLUMNS = ("verdict", "result")
-_NUMBER = re.compile(r"^[-+]?(\d[\d.]*(e[-+]?\d+)?)( ?(x|%|MB|ms))?$|^-$")
-
-
-def _e(v) -> str:
-    return html.escape(str(v), quote=True)
-
-
-def _cell_class(header: str, text: str) -> str:
-    long = " long" if len(text) > 80 else ""
-    if header in _VERDICT_COLUMNS:
-        if text.startswith("pass"):
-            return "pass" + long
-        if text.startswith(("FAIL", "ERROR")):
-            return "fail" + long
-    if _NUMBER.match(text.strip()):
-        return "num"
-    return long.strip()
-
-
-def block_html(b: Block) -> str:
-    if isinstance(b, Title):
-        return f"<h1>{_e(b.text)}</h1>"
-    if isinstance(b, Table):
-        head = "".join(f"<th>{_e(h)}</th>" for h in b.headers)
-        body = []
-        for row in b.rows:
-            cells = []
-            for h, c in zip(list(b.headers) + [""] * (len(row) - len(b.headers)), row):
-                cls = _cell_class(str(h), str(c))
-                cells.append(f'<td class="{cls}">{_e(c)}</td>' if cls else f"<td>{_e(c)}</td>")
-            body.append("<tr>" + "".join(cells) + "</tr>")
-        return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
-    if isinstance(b, Pre):
-        return f"<pre>{_e(b.text)}</pre>"
-    return "<p>" + "<br>\n".join(_e(x) for x in b.lines) + "</p>"
-
-
-def _png_data_url(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
 def report_html(blocks: list[Block], passed: bool | None, failures: list[str], images: list[Path] = ()) -> str:
-    """One self-contained page: the title, the verdict (failures listed), the blocks, the PNG
-    charts embedded as data: URLs. No scripts, no external references; all text escaped."""
-    title = next((b.text for b in blocks if isinstance(b, Title)), "edgeage report")
-    parts = [block_html(b) for b in blocks if isinstance(b, Title)][:1]
+    """One self-contained page (``edgeage.document.page_html``) with the verdict: PASSED, FAILED
+    (the failures listed) or NOT JUDGED (``passed`` None)."""
     if passed is None:
-        parts.append('<div class="verdict"><strong>NOT JUDGED</strong> (no threshold applied)</div>')
+        head = '<div class="verdict"><strong>NOT JUDGED</strong> (no threshold applied)</div>'
     elif passed:
-        parts.append('<div class="verdict pass"><strong>PASSED</strong></div>')
+        head = '<div class="verdict pass"><strong>PASSED</strong></div>'
     else:
         items = "".join(f"<li>{_e(f)}</li>" for f in failures)
-        parts.append('<div class="verdict fail"><strong>FAILED</strong>' + (f"<ul>{items}</ul>" if items else "")
-                     + "</div>")
-    parts += [block_html(b) for b in blocks if not isinstance(b, Title)]
-    if images:
-        parts.append("<h2>Plots</h2>")
-        parts += [f'<figure><img src="{_png_data_url(p)}" alt="{_e(Path(p).name)}">'
-                  f"<figcaption>{_e(Path(p).name)}</figcaption></figure>" for p in images]
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(parts) + "\n</body>\n</html>\n")
-
-
-def _write_html(path: Path, page: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return path
-
-
-def _savefig(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+        head = '<div class="verdict fail"><strong>FAILED</strong>' + (f"<ul>{items}</ul>" if items else "") + "</div>"
+    return page_html(blocks, head, images)
 
 
 def _json_md(out_dir, stem: str, obj: dict, text: str, force: bool = False) -> Path:

@@ -105,7 +105,7 @@ CORE_TORCH_FREE = ["edgeage.utils", "edgeage.preprocess", "edgeage.readout", "ed
                    "edgeage.artifact", "edgeage.backend", "edgeage.pipeline", "edgeage.face", "edgeage.data",
                    "edgeage.metrics", "edgeage.targets.spec", "edgeage.targets.runner",
                    "edgeage.targets.onnx.runner", "edgeage.targets.openvino.runner", "edgeage.targets.tflite.runner",
-                   "edgeage.schemas", "edgeage.litert", "edgeage.groups", "edgeage.video", "edgeage.track",
+                   "edgeage.schemas", "edgeage.litert", "edgeage.groups", "edgeage.document", "edgeage.video", "edgeage.track",
                    "edgeage.targets.device_check"]
 
 
