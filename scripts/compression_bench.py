@@ -12,18 +12,18 @@ from __future__ import annotations
 import argparse
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from edgeage.export.quantize import int8_targets  # noqa: E402
+from edgeage.utils import python_module_cmd
 
 # int8 backend name -> target, from the targets' own TOMLs ([int8] backend = ...)
 BACKENDS = {b: spec["name"] for b, spec in int8_targets().items()}
 
 
 def edgeage(*args: str) -> None:
-    cmd = [sys.executable, "-c", "from edgeage.cli import main; main()", *args]
+    cmd = python_module_cmd("edgeage.cli", *args)
     print("$ edgeage " + " ".join(shlex.quote(a) for a in args), flush=True)
     t = time.time()
     subprocess.run(cmd, check=True)

@@ -19,6 +19,7 @@ import argparse
 import json
 import subprocess
 import sys
+from edgeage.utils import python_module_cmd
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ ORDER = (("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", 
 
 
 def edgeage(*args, ok=(0,)) -> dict:
-    p = subprocess.run([sys.executable, "-m", "edgeage.cli", *map(str, args)], capture_output=True, text=True)
+    p = subprocess.run(python_module_cmd("edgeage.cli", *args), capture_output=True, text=True)
     if p.returncode not in ok:
         raise SystemExit(f"edgeage {' '.join(map(str, args[:3]))} failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout)

@@ -34,6 +34,7 @@ import tomllib
 from pathlib import Path
 
 from edgeage.export.report import _mb, bench_rows, md_table
+from edgeage.utils import python_module_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -188,7 +189,7 @@ def run_edgeage(*args: str) -> str:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     try:
-        out = subprocess.run([sys.executable, "-m", "edgeage.cli", *args], cwd=ROOT, env=env,
+        out = subprocess.run(python_module_cmd("edgeage.cli", *args), cwd=ROOT, env=env,
                              capture_output=True, text=True, check=True)
     except subprocess.CalledProcessError as e:
         sys.exit(f"Error: `edgeage {' '.join(args)}` failed (exit {e.returncode}): {e.stderr.strip()[-2000:]}")

@@ -16,6 +16,7 @@ import csv
 import json
 import subprocess
 import sys
+from edgeage.utils import python_module_cmd
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ PRECISIONS = ("fp32", "int8")
 
 
 def sh(*args, check=True) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "edgeage.cli", *map(str, args)], capture_output=True, text=True)
+    p = subprocess.run(python_module_cmd("edgeage.cli", *args), capture_output=True, text=True)
     if check and p.returncode != 0:
         raise SystemExit(f"edgeage {' '.join(map(str, args[:3]))} failed:\n{p.stderr[-3000:]}")
     return p
