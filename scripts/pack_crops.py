@@ -1,9 +1,11 @@
 """Pack a prepared crop cache small enough to travel to a GPU machine, and unpack it there.
 
-    python scripts/pack_crops.py pack   --prepared .cache/utk-prepared --out .gpu/utk
+    python scripts/pack_crops.py pack   --prepared .cache/utk-prepared --out .gpu/utk [--codec jpg]
     python scripts/pack_crops.py unpack --src .gpu/utk --out .cache/utk-prepared
 
-``pack`` JPEG-encodes the training and validation crops (quality 92 by default) and leaves the
+``pack`` encodes the training and validation crops (WebP at quality 90 by default: 29 MiB for
+UTKFace's 16,043 train + val crops at 96 px, mean absolute error 1.75 of 255; JPEG at 92 took
+49 MiB, too much beside the repository inside the device tool's 64 MiB) and leaves the
 test split's crops out entirely (they are written back as black images, so the test split can
 never be evaluated, or leak, on the packed copy). File names, ages and the split are kept, so
 ``edgeage train`` on the unpacked cache trains on exactly the same split as on the original."""
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 
-def pack(prepared: Path, out: Path, quality: int, seed: int, val: float, test: float) -> None:
+def pack(prepared: Path, out: Path, quality: int, seed: int, val: float, test: float, codec: str = "webp") -> None:
     import cv2
 
     from edgeage.data import load_prepared, split
@@ -31,18 +33,18 @@ def pack(prepared: Path, out: Path, quality: int, seed: int, val: float, test: f
     for i, c in enumerate(prep.crops):
         b = b""
         if keep[i]:  # crops are RGB; OpenCV encodes BGR
-            ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(c[..., ::-1]),
-                                   [cv2.IMWRITE_JPEG_QUALITY, quality])
+            flag = cv2.IMWRITE_WEBP_QUALITY if codec == "webp" else cv2.IMWRITE_JPEG_QUALITY
+            ok, enc = cv2.imencode(f".{codec}", np.ascontiguousarray(c[..., ::-1]), [flag, quality])
             if not ok:
-                sys.exit(f"could not JPEG-encode crop {i} ({prep.names[i]})")
+                sys.exit(f"could not {codec}-encode crop {i} ({prep.names[i]})")
             b = enc.tobytes()
         blobs.append(b)
         offsets.append(offsets[-1] + len(b))
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "jpeg.npy", np.frombuffer(b"".join(blobs), np.uint8))
+    np.save(out / "blobs.npy", np.frombuffer(b"".join(blobs), np.uint8))
     np.save(out / "offsets.npy", np.asarray(offsets, np.int64))
     meta = json.loads((prepared / "meta.json").read_text())
-    meta["packed"] = {"quality": quality, "test_left_out": int((~keep).sum()),
+    meta["packed"] = {"codec": codec, "quality": quality, "test_left_out": int((~keep).sum()),
                       "shape": list(prep.crops.shape[1:])}
     (out / "meta.json").write_text(json.dumps(meta))
     mb = sum(f.stat().st_size for f in out.iterdir()) / 2**20
@@ -53,7 +55,7 @@ def unpack(src: Path, out: Path) -> None:
     import cv2
 
     meta = json.loads((src / "meta.json").read_text())
-    blob, off = np.load(src / "jpeg.npy"), np.load(src / "offsets.npy")
+    blob, off = np.load(src / "blobs.npy"), np.load(src / "offsets.npy")
     crops = np.zeros([len(off) - 1] + meta["packed"]["shape"], np.uint8)
     for i in range(len(crops)):
         if off[i + 1] > off[i]:
@@ -73,7 +75,8 @@ def main() -> None:
     p = sub.add_parser("pack")
     p.add_argument("--prepared", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quality", type=int, default=92)
+    p.add_argument("--quality", type=int, default=90)
+    p.add_argument("--codec", choices=["webp", "jpg"], default="webp")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val", type=float, default=0.1)
     p.add_argument("--test", type=float, default=0.15)
@@ -82,7 +85,7 @@ def main() -> None:
     u.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     if a.cmd == "pack":
-        pack(a.prepared, a.out, a.quality, a.seed, a.val, a.test)
+        pack(a.prepared, a.out, a.quality, a.seed, a.val, a.test, a.codec)
     else:
         unpack(a.src, a.out)
 

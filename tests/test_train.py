@@ -108,6 +108,15 @@ def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
     assert cache.stat().st_mtime_ns == mtime and np.array_equal(again, probs)
     ck = read_checkpoint(tmp_path / "student" / "best.pt")
     assert ck["manifest"]["training"]["recipe"]["distill"]["teacher"] == teachers
+    # a teacher that reads another crop than the student's (margin 1 vs a margin-2 context crop)
+    # would score faces it never saw: one clear error naming the teacher
+    from edgeage.utils import EdgeAgeError
+
+    r2 = recipe(data_dir)
+    r2["data"]["crop_margin"] = 2.0
+    r2["distill"].update(teacher=teachers[:1], mode="clean")
+    with pytest.raises(EdgeAgeError, match=r"t1/best\.pt: it reads crops at margin 1\.0.*margin 2\.0"):
+        train(r2, tmp_path / "context-student", progress=False)
 
 
 def test_init_skip_puts_a_new_head_on_trained_weights(data_dir, tmp_path):

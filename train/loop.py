@@ -474,7 +474,13 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: 
                 return z["probs"]
     total = None
     for p in paths:
-        t, _ = load_model(p)
+        t, tman = load_model(p)
+        tcrop = tman["preprocess"]["crop"]
+        if (tcrop["margin"], tcrop["shift_y"]) != (prep.crop.margin, prep.crop.shift_y):
+            raise EdgeAgeError(f"[distill] teacher {p}: it reads crops at margin {tcrop['margin']}, shift_y "
+                               f"{tcrop['shift_y']}, but this run's crops are at margin {prep.crop.margin}, "
+                               f"shift_y {prep.crop.shift_y}; mode = 'clean' runs the teacher on the student's "
+                               "crops, so use a teacher trained on the same crop (or no [distill])")
         if t.head.spec.get("type") != "expectation" or t.head.spec != spec:
             raise EdgeAgeError(f"[distill] teacher {p}: head {t.head.kind!r} {t.head.spec} does not "
                                f"give the student's age-bin distribution ({spec}); mode = 'clean' "
