@@ -407,7 +407,7 @@ def issue24_lines(results: str = "") -> list[str]:
         f"- Test MAE ≤ {ACCURACY_GOAL} years: {mark(min(xs, fe) <= ACCURACY_GOAL)} by every shipped model: "
         f"`{DEFAULT}` {xs:.2f} ({xs - ACCURACY_GOAL:+.2f}), `{FAST}` {fe:.2f} ({fe - ACCURACY_GOAL:+.2f}). "
         f"What was tried: [`{DEFAULT}`]({results}index.md#the-default-mgpnet-xs), [`{FAST}`]"
-        f"({results}index.md#the-fastest-mgpnet-e), the [lab notes]({'../' if not results else ''}lab-notes.md).",
+        f"({results}index.md#the-fastest-mgpnet-e), and the changelog (`CHANGELOG.md` in the repository).",
         f"- OpenVINO INT8 p50 ≤ the peer's (`{s['peer']}`, {pp:.3f} ms; one `edgeage bench` run, "
         f"`{s['rel']}`, batch 1, 1 thread): `{FAST}` {s[FAST + ' PTQ']:.3f} ms PTQ "
         f"({s[FAST + ' PTQ'] / pp:.2f}x), {s[FAST + ' QAT']:.3f} ms QAT ({s[FAST + ' QAT'] / pp:.2f}x): "
@@ -546,7 +546,7 @@ def page_results_index(sizes, manifest, metrics, e_manifest, e_metrics) -> str:
         f"Validation MAE {ebest['val_mae']:.3f} (epoch {ebest['epoch']} of the last cycle, shipped). Test "
         f"split: {fe[clean][0]} single pass against `{DEFAULT}`'s {xs[clean][0]}: "
         f"{float(fe[clean][0]) - float(xs[clean][0]):+.2f} years, the accuracy line of issue 18 that is not met "
-        "(what was tried: the lab notes). Curve (all cycles): "
+        "(what was tried: the changelog). Curve (all cycles): "
         f"`edgeage/assets/{FAST}-curve.png`; history: `edgeage/assets/{FAST}-metrics.json`.",
         "",
         f"### Validation split (from the manifest: epoch {e_manifest['training']['epoch']}, "
@@ -568,7 +568,7 @@ def page_results_index(sizes, manifest, metrics, e_manifest, e_metrics) -> str:
         "for a trained base model. Its weights are not shipped: the fp16 file is 33 MB, against 3.3 MB for "
         "`mgpnet-xs`, for 0.03 better MAE, and it would push a GPU session's upload past its 64 MiB limit "
         "(the packed crops are 47 MiB); `scripts/gpu_session.py` retrains it (`runs/gpu/mgpnet/best.pt`, the "
-        "distillation recipe's teacher path). What the lease found is in the lab notes.",
+        "distillation recipe's teacher path). What the lease found is in the changelog.",
         "",
         "## Why `mgpnet-xs`",
         "",
@@ -825,7 +825,7 @@ def page_ablations() -> str:
         "DAA, last by far at 2 epochs, leads at 5 (the per-age AdaIN styles and the decoder need steps before "
         "they pay off, then they help, as the DAA paper reports); SORD, CORAL and mean-residue are within 0.06 "
         "of each other, DEX trails them by ~0.2 and plain regression by ~0.9. An earlier run of the same study "
-        "(see the lab notes) gave the same ranking, rows moving by ≤ 0.11. DAA's lead is not free: its decoder "
+        "(see the changelog) gave the same ranking, rows moving by ≤ 0.11. DAA's lead is not free: its decoder "
         "runs once per reference age (100 styled copies of a 32-channel reduction of the last 4x4 map), "
         "84.6 M MACs against SORD's 55.0 (1.54x). The shipped models keep SORD, the MGP-Net recipe they were "
         "tuned with: a DAA-headed `mgpnet-xs` (115 M MACs) needs the whole ~36-epoch CPU schedule again (not "
@@ -946,7 +946,7 @@ def page_history(used: set[str]) -> str:
     order = list(HISTORY_BEFORE)
     rels.sort(key=lambda r: (order.index(r) if r in order else len(order), r))
     parts = [header(rels or ["bench/*/bench.json"]), "# Superseded bench runs", "",
-             "Kept for comparison; what they taught is in the [lab notes](../lab-notes.md). "
+             "Kept for comparison; what they taught is in the changelog (`CHANGELOG.md` in the repository). "
              "The current numbers are on the [results](index.md) pages. Every `bench/*/bench.json` that no "
              "other page shows appears here.", ""]
     for rel in rels:

@@ -79,7 +79,7 @@ def family_ckpt(tmp_path_factory):
 def test_family_exports_and_passes_check_fp32(family, target, family_ckpt, face_dir, tmp_path, edgeage_cli):
     # each command in a fresh process, as users run them: in one long pytest process, after the
     # other test files, OpenVINO's export of al-resnet once hung (every thread in a futex wait;
-    # alone, and file by file, it passes in seconds: cause not found, lab notes session 8)
+    # alone, and file by file, it passes in seconds: cause not found, changelog session 8)
     ckpt = family_ckpt(family)
     art = tmp_path / "art"
     res = edgeage_cli("export", "--target", target, "--model", ckpt, "--out", art)
