@@ -266,6 +266,14 @@ def test_recipes_trained_together_equal_each_trained_alone(data_dir, tmp_path):
     other = read_checkpoint(tmp_path / "b" / "last.pt")
     assert other["manifest"]["preprocess"]["normalize"]["input_size"] == 48
     assert any(not torch.equal(v, other["state_dict"][k]) for k, v in together.items() if v.is_floating_point())
+    # a time budget sizes the schedule after epoch 1 (a tiny one: the 2-epoch minimum), and the
+    # cosine schedule then ends at the budget's last epoch
+    logs = []
+    res = train_together([a], [tmp_path / "budget"], progress=False, log=logs.append, budget_s=0.01)
+    assert res["smoke"]["epochs_run"] == 2
+    assert any("second half's pace" in m and "-> 2 epochs" in m for m in logs)
+    hist = json.loads((tmp_path / "budget" / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in hist] == [1, 2] and hist[-1]["lr"] == pytest.approx(0.0, abs=1e-9)
     c = load_recipe("smoke", {"data": {"path": str(data_dir)}, "train": {"batch_size": 4}})
     with pytest.raises(EdgeAgeError, match=r"\[train\] batch_size"):
         train_together([a, c], [tmp_path / "x", tmp_path / "y"], progress=False)

@@ -82,7 +82,7 @@ def train_together(recipes: list[str | dict], outs: list[str | Path], overrides:
     epoch, val_s, last_epoch_s = 0, 0.0, 0.0
     while epoch < epochs:
         t0 = time.time()
-        recs = _epoch(runs, epoch, epochs)
+        recs, steady = _epoch(runs, epoch, epochs)
         dt = time.time() - t0
         if epoch == 0 or validate_now(epoch, epochs, val_every):
             for run, rec in zip(runs, recs):
@@ -93,7 +93,8 @@ def train_together(recipes: list[str | dict], outs: list[str | Path], overrides:
         epoch += 1
         if budget_s is not None and epoch == 1:  # size the schedule to the budget
             left = budget_s - (time.time() - t_start)
-            per_epoch = dt + val_s * min(1.0, 0.5 + 1.0 / val_every)
+            # the epoch's pace from its second half: the first steps of a fresh GPU process are slow
+            per_epoch = steady + val_s * min(1.0, 0.5 + 1.0 / val_every)
             new = max(2, 1 + int(left / per_epoch))
             min_warm = min(float(r.tc["warmup_epochs"]) for r in runs)
             if min_warm < 1:
@@ -101,7 +102,8 @@ def train_together(recipes: list[str | dict], outs: list[str | Path], overrides:
             for run in runs:
                 run.tc["epochs"] = new
                 run.sched.lr_lambdas = [_lr_lambda(new * steps, int(run.tc["warmup_epochs"] * steps))]
-            log(f"epoch 1: {dt:.1f} s training, {val_s:.1f} s validation; {left:.0f} s left -> {new} epochs")
+            log(f"epoch 1: {dt:.1f} s training ({steady:.1f} s at its second half's pace), {val_s:.1f} s "
+                f"validation; {left:.0f} s left -> {new} epochs")
             epochs = new
         elif budget_s is not None and time.time() - t_start + last_epoch_s > budget_s and epoch < epochs:
             log(f"budget reached after epoch {epoch}/{epochs}: stopping (best.pt is saved)")
@@ -119,7 +121,10 @@ def validate_now(epoch: int, epochs: int, val_every: int) -> bool:
     return (epoch + 1) % val_every == 0 or epoch + 1 >= epochs // 2 or epoch + 1 == epochs
 
 
-def _epoch(runs, epoch: int, epochs: int) -> list[dict]:
+def _epoch(runs, epoch: int, epochs: int) -> tuple[list[dict], float]:
+    """One epoch of every run on the shared stream: each run's record, and the epoch's time at
+    the pace of its second half (the first steps of a fresh GPU process are slow: cuDNN
+    autotuning, workers starting), which sizes a budgeted schedule."""
     from tqdm import tqdm
 
     first = runs[0]
@@ -133,7 +138,10 @@ def _epoch(runs, epoch: int, epochs: int) -> list[dict]:
     t0 = time.time()
     bar = tqdm(first.loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not first.progress,
                mininterval=10.0, leave=False)
-    for imgs, ages, pos in bar:
+    half, t_half = len(first.loader) // 2, None
+    for step, (imgs, ages, pos) in enumerate(bar):
+        if step == half:  # the second half's pace, past the first steps' warm-up (cuDNN autotuning, workers)
+            t_half, seen_half = time.time(), seen
         imgs = imgs.to(device, non_blocking=True)
         ages = ages.to(device, non_blocking=True)
         xs = {}
@@ -145,9 +153,10 @@ def _epoch(runs, epoch: int, epochs: int) -> list[dict]:
             sums[k] += train_step(run, xs[key], ages, pos) * len(ages)
         seen += len(ages)
     dt = time.time() - t0
+    steady = (time.time() - t_half) * seen / (seen - seen_half) if t_half is not None and seen > seen_half else dt
     losses = [float(s) / max(seen, 1) for s in sums]
     for r, v in zip(runs, losses):
         if not math.isfinite(v):
             raise EdgeAgeError(f"{r.recipe['name']}: training loss is {v} in epoch {epoch + 1}; lower its [train] lr")
     return [{"epoch": epoch + 1, "train_loss": v, "lr": r.sched.get_last_lr()[0],
-             "images_per_s": seen / dt} for v, r in zip(losses, runs)]
+             "images_per_s": seen / dt} for v, r in zip(losses, runs)], steady
