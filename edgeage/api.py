@@ -52,7 +52,7 @@ def export_model(target: str, model: str | os.PathLike | None = None, precision:
     :param from_dir: INT8: package an ``edgeage quantize`` result instead of calibrating.
     :param force: write into a folder holding files edgeage did not write (they stay).
     """
-    from .export.artifact import export_model as run
+    from .export.artifact.writer import export_model as run
 
     return run(target, model, precision, out, calib_data=calib_data, calib_images=calib_images,
                from_dir=from_dir, force=force)
@@ -69,9 +69,9 @@ def check(target: str | None = None, model: str | os.PathLike | None = None, art
     :param artifact: an exported artifact folder to check.
     :param data: labelled faces (folder, CSV or prepared cache); None: generated inputs.
     :param limit: at most this many images.
-    :param kw: ``latency=edgeage.export.check.Latency(...)``, ``localize``, ``op_profile``.
+    :param kw: ``latency=edgeage.export.conformance.check.Latency(...)``, ``localize``, ``op_profile``.
     """
-    from .export.check import run_check
+    from .export.conformance.check import run_check
 
     return run_check(target, model, artifact, precision, data, limit, **kw)
 
@@ -88,6 +88,6 @@ def bench(targets: list[str] | None = None, precisions: list[str] | None = None,
     :param data: labelled faces to score on.
     :param kw: ``calib_data``, ``peers``, ``artifacts``, ``latency``, ``split``.
     """
-    from .export.check import run_bench
+    from .export.conformance.check import run_bench
 
     return run_bench(model, data, limit, targets, precisions, **kw)

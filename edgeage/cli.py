@@ -19,14 +19,14 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 STAGE_COMMANDS = {
     "train": "edgeage.train.cli:train_cmd",
     "prune": "edgeage.train.prune_cli:prune_cmd",
-    "quantize": "edgeage.export.quantize_cli:quantize_cmd",
-    "export": "edgeage.export.cli:export_cmd",
-    "check": "edgeage.export.check_cli:check_cmd",
-    "bench": "edgeage.export.check_cli:bench_cmd",
-    "pipeline-bench": "edgeage.export.check_cli:pipeline_bench_cmd",
-    "android": "edgeage.export.android_cli:android_group",
-    "device-check": "edgeage.export.android_cli:device_check_cmd",
-    "device": "edgeage.export.android_cli:device_group",
+    "quantize": "edgeage.export.int8.cli:quantize_cmd",
+    "export": "edgeage.export.artifact.cli:export_cmd",
+    "check": "edgeage.export.conformance.cli:check_cmd",
+    "bench": "edgeage.export.conformance.cli:bench_cmd",
+    "pipeline-bench": "edgeage.export.conformance.cli:pipeline_bench_cmd",
+    "android": "edgeage.export.devices.cli:android_group",
+    "device-check": "edgeage.export.devices.cli:device_check_cmd",
+    "device": "edgeage.export.devices.cli:device_group",
 }
 
 

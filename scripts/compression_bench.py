@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from edgeage.export.quantize import int8_targets  # noqa: E402
+from edgeage.export.int8.quantize import int8_targets  # noqa: E402
 from edgeage.utils import python_module_cmd
 
 # int8 backend name -> target, from the targets' own TOMLs ([int8] backend = ...)

@@ -55,9 +55,9 @@ def main() -> int:
 
     from edgeage.artifact import read_manifest
     from edgeage.checkpoint import load_model, model_path
-    from edgeage.export import qemu
-    from edgeage.export.android import make_bundle
-    from edgeage.export.check import split_subset
+    from edgeage.export.devices.kinds import qemu
+    from edgeage.export.devices.bundle import make_bundle
+    from edgeage.export.conformance.check import split_subset
     from edgeage.utils import atomic_path, output_dir
 
     if qemu.info() is None:

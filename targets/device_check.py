@@ -6,7 +6,7 @@ It reads a bundle written by ``edgeage android bundle`` / ``device-check`` (the 
 each crop through the pipeline (model input, the artifact's runner, the readout) one at a time,
 times each inference, and writes the ``edgeage-check-result/1`` JSON the app writes (schema in
 android-demo/core/.../CheckRun.java); the host compares it with the float model
-(``edgeage.export.android.compare``). The result is written atomically: an aborted check leaves
+(``edgeage.export.devices.bundle.compare``). The result is written atomically: an aborted check leaves
 none."""
 from __future__ import annotations
 

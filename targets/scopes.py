@@ -2,7 +2,7 @@
 
 Given the graph's nodes in topological order with the torch module path each came from, a
 module's output is the output of the last node inside its scope (true for the sequential blocks
-of these models; ``edgeage.export.localize.compare`` drops any shape mismatch)."""
+of these models; ``edgeage.export.conformance.localize.compare`` drops any shape mismatch)."""
 from __future__ import annotations
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 def test_the_documented_api_example_runs(tiny_ckpt, face_dir, tmp_path):
     from edgeage import AgeEstimator, bench, check, export_model, load_artifact, load_image
-    from edgeage.export.check import Latency
+    from edgeage.export.conformance.check import Latency
 
     img = load_image(sorted(face_dir.iterdir())[0])
     est = AgeEstimator.from_checkpoint(tiny_ckpt)

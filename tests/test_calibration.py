@@ -94,7 +94,7 @@ def test_int8_export_calibrated_on_unlabelled_photos_records_provenance(user_int
 
 def test_data_alias_and_a_csv_without_ages_calibrate_the_same(user_int8, tiny_ckpt, photos, tmp_path):
     from edgeage.checkpoint import load_model
-    from edgeage.export.calibration import quant_data
+    from edgeage.export.artifact.calibration import quant_data
 
     first = json.loads((user_int8[0] / "manifest.json").read_text())["quantize"]["calibration"]
     res = cli("export", "--target", "onnx", "--precision", "int8", "--model", tiny_ckpt, "--data", photos,
@@ -216,7 +216,7 @@ def split_case(tmp_path_factory, face_dir):
 
 def test_training_split_stays_the_default_and_leaves_out_held_out_duplicates(split_case, photos, tmp_path):
     from edgeage.checkpoint import load_model
-    from edgeage.export.calibration import quant_data
+    from edgeage.export.artifact.calibration import quant_data
 
     data, ckpt, orig, dup = split_case
     _, manifest = load_model(ckpt)

@@ -19,7 +19,7 @@ from edgeage.utils import EdgeAgeError
 
 @pytest.fixture(scope="session")
 def qemu_device():
-    from edgeage.export import qemu
+    from edgeage.export.devices.kinds import qemu
 
     if qemu.info() is None:
         try:
@@ -45,7 +45,7 @@ def _outputs(path) -> "np.ndarray":
 def test_qemu_check_passes_and_is_marked_emulated(target, qemu_device, exported, tiny_ckpt, face_dir, edgeage_env,
                                                   tmp_path):
     art = exported(target)
-    from edgeage.export.android import make_bundle
+    from edgeage.export.devices.bundle import make_bundle
 
     bundle = make_bundle(art, tmp_path / "bundle", face_dir, 8, progress=False, app=False)["out"]
     p = _cli(edgeage_env, "device-check", "--device", "qemu-aarch64", "--artifact", art, "--model", tiny_ckpt,
@@ -81,7 +81,7 @@ def test_openvino_under_qemu_max_sme_gives_wrong_outputs_and_the_check_catches_t
     art = tmp_path / "art-ov"
     p = _cli(edgeage_env, "export", "--target", "openvino", "--model", "mgpnet-xs", "--out", art)
     assert p.returncode == 0, p.stderr[-3000:]
-    from edgeage.export.android import make_bundle
+    from edgeage.export.devices.bundle import make_bundle
 
     bundle = make_bundle(art, tmp_path / "bundle", face_dir, 3, progress=False, app=False)["out"]
     runs = {}

@@ -97,7 +97,7 @@ def test_device_check_local_runs_the_device_side_and_compares(device_venv, expor
     assert p.returncode != 0 and "openvino" in p.stderr and "Traceback" not in p.stderr.split("failed")[0]
     assert not (tmp_path / "rep2").exists()
     # a check that the device aborts midway (a damaged check image): a clear error, no partial result
-    from edgeage.export.android import make_bundle
+    from edgeage.export.devices.bundle import make_bundle
 
     bundle = tmp_path / "bundle"
     make_bundle(art, bundle, face_dir, 4, progress=False, app=False)

@@ -96,7 +96,7 @@ def test_ssh_failures_are_one_clear_error_and_leave_nothing(case, sshd, device_v
         data = tmp_path / "faces"
         shutil.copytree(face_dir, data)
         victim = sorted(data.iterdir())[len(list(data.iterdir())) // 2]
-        from edgeage.export.android import make_bundle
+        from edgeage.export.devices.bundle import make_bundle
 
         bundle = make_bundle(art, tmp_path / "bundle", data, 6, progress=False, app=False)["out"]
         png = sorted((Path(bundle) / "check").glob("*.png"))[3]

@@ -157,7 +157,7 @@ def test_failed_export_names_the_step_and_leaves_nothing(tiny_ckpt, tmp_path):
 @pytest.mark.parametrize("target", LOCALIZABLE)
 def test_localize_fp32_matches_layer_by_layer(target, exported, tiny_ckpt):
     from edgeage.checkpoint import load_model
-    from edgeage.export.localize import localize
+    from edgeage.export.conformance.localize import localize
     from edgeage.targets.runner import load_runner
 
     runner = load_runner(exported(target))
@@ -218,7 +218,7 @@ def test_openvino_static_shapes_compile_per_batch_size_with_the_same_outputs(exp
 def test_op_profile_attributes_time_to_the_convolutions(target, exported):
     """--op-profile: the runtime's own per-op timing where it has one (OpenVINO, ONNX Runtime,
     ExecuTorch's ETDump of the XNNPACK kernels), a note saying so where it has none (LiteRT)."""
-    from edgeage.export.report import op_profile_text
+    from edgeage.export.conformance.report import op_profile_text
     from edgeage.targets.runner import load_runner
 
     runner = load_runner(exported(target))
@@ -250,7 +250,7 @@ def test_bench_table_over_targets_and_precisions(tiny_ckpt, tmp_path):
 
 
 def test_int8_per_image_limits_are_judged_on_faces_only():
-    from edgeage.export.check import judge
+    from edgeage.export.conformance.check import judge
     from edgeage.targets.spec import load_spec
 
     spec = load_spec("openvino")

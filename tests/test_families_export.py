@@ -121,7 +121,7 @@ def test_an_op_the_runtime_cannot_convert_fails_with_the_op_and_target_named(tmp
     no rule for: the export must stop with one message naming the target and the op (no
     fallback, nothing written). A model holding that op, through the real exporter."""
     from edgeage.checkpoint import build_manifest
-    from edgeage.export.artifact import export_artifact
+    from edgeage.export.artifact.writer import export_artifact
     from edgeage.models import create
     from edgeage.targets.spec import load_spec
     from edgeage.utils import EdgeAgeError

@@ -302,7 +302,7 @@ def test_file_names_in_a_manifest_cannot_leave_the_folder(name, onnx_art, tmp_pa
 
 
 def test_device_result_file_names_cannot_leave_the_bundle(tmp_path):
-    from edgeage.export.android import load_result
+    from edgeage.export.devices.bundle import load_result
 
     res = {"format": "edgeage-check-result/1", "model": {"file": "m", "sha256": "0"},
            "images": [{"file": "../../../etc/passwd", "output": [0.0], "true_age": 1, "pred_age": 1}]}

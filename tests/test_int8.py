@@ -125,7 +125,7 @@ def int8_evidence(target: str, art: Path) -> int:
 
 def test_calibration_comes_from_the_training_split(ckpt, faces, tmp_path):
     from edgeage.checkpoint import load_model
-    from edgeage.export.calibration import quant_data
+    from edgeage.export.artifact.calibration import quant_data
     from edgeage.utils import EdgeAgeError
 
     _, manifest = load_model(ckpt)
@@ -146,7 +146,7 @@ def test_calibration_comes_from_the_training_split(ckpt, faces, tmp_path):
     qd = quant_data(manifest, other, 8, val_images=0)
     assert qd.kind == "user-images" and qd.labelled and qd.parts is None and len(qd.calib) == 8
     with pytest.raises(EdgeAgeError, match="list hash"):  # where the split itself is asked for
-        from edgeage.export.calibration import load_split
+        from edgeage.export.artifact.calibration import load_split
 
         load_split(manifest, other)
     res = cli("export", "--target", "onnx", "--precision", "int8", "--model", ckpt, "--data", other,
@@ -159,8 +159,8 @@ def test_calibration_comes_from_the_training_split(ckpt, faces, tmp_path):
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_ptq_export_from_and_check(backend, ptq, ckpt, faces, tmp_path, edgeage_cli):
     from edgeage.checkpoint import load_model
-    from edgeage.export.artifact import export_artifact
-    from edgeage.export.calibration import quant_data
+    from edgeage.export.artifact.writer import export_artifact
+    from edgeage.export.artifact.calibration import quant_data
     from edgeage.targets.spec import load_spec
 
     target = BACKENDS[backend]
@@ -216,9 +216,9 @@ def test_broken_calibration_fails(ckpt, faces, tmp_path):
     """The closeness bound catches a bad quantization: activation ranges calibrated on images
     50x too bright leave a few int8 steps for real faces."""
     from edgeage.checkpoint import load_model
-    from edgeage.export.artifact import export_artifact
+    from edgeage.export.artifact.writer import export_artifact
     from edgeage.backend import Int8Options
-    from edgeage.export.calibration import quant_data
+    from edgeage.export.artifact.calibration import quant_data
     from edgeage.targets.spec import load_spec
 
     model, manifest = load_model(ckpt)
@@ -276,7 +276,7 @@ def test_qat_pt2e_trains_converts_and_runs(ckpt, faces, ptq, tmp_path):
     assert (out / "qat" / "metrics.json").is_file()
 
     from edgeage.checkpoint import load_model
-    from edgeage.export.calibration import quant_data
+    from edgeage.export.artifact.calibration import quant_data
 
     model, manifest = load_model(ckpt)
     qd = quant_data(manifest, faces, 8, val_images=0)
@@ -326,7 +326,7 @@ def test_qat_nncf_openvino_converts_the_fake_quantized_model(ckpt, faces, tmp_pa
     assert types.count("ShapeOf") == 0, types.count("ShapeOf")
 
     from edgeage.checkpoint import load_model
-    from edgeage.export.calibration import quant_data
+    from edgeage.export.artifact.calibration import quant_data
 
     model, manifest = load_model(ckpt)
     qd = quant_data(manifest, faces, 8, val_images=0)
@@ -344,8 +344,8 @@ def test_accuracy_control_keeps_layers_float(ckpt, faces, tmp_path):
     from edgeage.checkpoint import load_model
     from edgeage.targets.executorch import exporter as executorch
     from edgeage.backend import Int8Options
-    from edgeage.export.accuracy import greedy_keep_float
-    from edgeage.export.calibration import quant_data
+    from edgeage.export.int8.accuracy import greedy_keep_float
+    from edgeage.export.artifact.calibration import quant_data
     from edgeage.readout import readout_mae
 
     model, manifest = load_model(ckpt)
@@ -354,7 +354,7 @@ def test_accuracy_control_keeps_layers_float(ckpt, faces, tmp_path):
         warnings.simplefilter("ignore")
         qd = quant_data(manifest, faces, 16, val_images=20)  # 5 val images
     float_mae = readout_mae(manifest["readout"], model(torch.from_numpy(qd.val)).detach().numpy(), qd.val_ages)
-    from edgeage.export.artifact import example_input
+    from edgeage.export.artifact.writer import example_input
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -123,7 +123,7 @@ def test_bench_html(bench_out):
 
 def test_report_strings_are_escaped(check_out, bench_out, tmp_path):
     """Report contents are data: a target name or an error message with markup stays text."""
-    from edgeage.export.report import write_bench, write_check_report
+    from edgeage.export.conformance.report import write_bench, write_check_report
 
     evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     r = json.loads((check_out / "report.json").read_text())
@@ -151,8 +151,8 @@ def test_report_strings_are_escaped(check_out, bench_out, tmp_path):
 def test_write_device_report(check_out, tmp_path):
     """write_device_report: report.json, report.md (report.report_text), report.html with the
     device lines, and an atomic copy of the device's result file; strings escaped."""
-    from edgeage.export.report import report_text
-    from edgeage.export.report import write_device_report
+    from edgeage.export.conformance.report import report_text
+    from edgeage.export.conformance.report import write_device_report
 
     r = json.loads((check_out / "report.json").read_text())
     r.update(runtime={"runner": "onnxruntime <b>java</b>", "device": "Pixel <script>x</script>"}, threads=None,
@@ -182,7 +182,7 @@ def test_device_check_writes_html(tmp_path, exported, face_dir, tiny_ckpt):
     and the copy of the check result. The result is computed here by the artifact's own runtime
     on the bundle's crops, in the app's check-result format."""
     from edgeage.checkpoint import manifest_normalize
-    from edgeage.export.android import RESULT_FORMAT, model_file
+    from edgeage.export.devices.bundle import RESULT_FORMAT, model_file
     from edgeage.preprocess import model_input
     from edgeage.readout import apply_readout
     from edgeage.targets.runner import load_runner

@@ -17,7 +17,7 @@ from edgeage.checkpoint import load_model
 from edgeage.data import load_image
 from edgeage.preprocess import CropParams, Normalize, canonical_crop, model_input
 from edgeage.readout import apply_readout
-from edgeage.export.localize import compare, float_intermediates
+from edgeage.export.conformance.localize import compare, float_intermediates
 from edgeage.utils import EdgeAgeError
 
 ROOT = Path(__file__).resolve().parents[1]

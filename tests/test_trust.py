@@ -81,8 +81,8 @@ def test_subprocesses_never_import_from_the_current_folder(tmp_path):
     imported in place of the installed package."""
     from edgeage.utils import python_module_cmd
 
-    cmd = python_module_cmd("edgeage.export.latency", "x")
-    assert cmd[:3] == [sys.executable, "-P", "-m"] and cmd[3:] == ["edgeage.export.latency", "x"]
+    cmd = python_module_cmd("edgeage.export.conformance.latency", "x")
+    assert cmd[:3] == [sys.executable, "-P", "-m"] and cmd[3:] == ["edgeage.export.conformance.latency", "x"]
     (tmp_path / "edgeage").mkdir()
     (tmp_path / "edgeage" / "__init__.py").write_text("raise SystemExit('planted package imported')\n")
     p = subprocess.run([*cmd[:2], "-c", "import edgeage; print(edgeage.__file__)"], capture_output=True, text=True,
@@ -284,7 +284,7 @@ def test_a_deeply_nested_recipe_is_one_error(face_dir, tmp_path):
 @pytest.mark.parametrize("line, field", [("input_size = -1", "input_size"), ("mean = [nan, 0.0, 0.0]", "mean.0"),
                                          ("runtime = \"tensorrt\"", "runtime"), ("age_scale = \"100\"", "age_scale")])
 def test_a_damaged_peer_toml_is_one_error_naming_the_field(line, field, tmp_path):
-    from edgeage.export.peer import load_peer
+    from edgeage.export.conformance.peer import load_peer
 
     (tmp_path / "m.onnx").write_bytes(b"x")
     base = {"name": '"p"', "model": '"m.onnx"', "runtime": '"onnxruntime"', "precision": '"fp32"',
@@ -298,7 +298,7 @@ def test_a_damaged_peer_toml_is_one_error_naming_the_field(line, field, tmp_path
 
 
 def test_bundle_labels_and_check_results_are_checked(onnx_art, face_dir, tmp_path):
-    from edgeage.export.android import load_result
+    from edgeage.export.devices.bundle import load_result
     from edgeage.targets.device_check import bundle_labels
 
     labels = tmp_path / "labels.csv"
@@ -342,14 +342,14 @@ def test_nan_inf_and_huge_options_are_usage_errors(args):
 @pytest.mark.parametrize("url", ["ssh://-oProxyCommand=touch%20/tmp/pwned@host", "ssh://user@-oProxyCommand=x",
                                  "ssh://user@host:99999", "ssh://user@[::1", "ssh://us;er@host"])
 def test_a_malformed_ssh_url_is_refused(url):
-    from edgeage.export.devices import SshDevice
+    from edgeage.export.devices.python_side import SshDevice
 
     with pytest.raises(EdgeAgeError, match="--device"):
         SshDevice.parse(url)
 
 
 def test_ssh_never_reads_the_destination_as_an_option():
-    from edgeage.export.devices import SshDevice
+    from edgeage.export.devices.python_side import SshDevice
 
     cmd = SshDevice.parse("ssh://pi@board.local:2222").ssh("true")
     assert cmd[cmd.index("--") + 1] == "pi@board.local" and cmd[-1] == "true"
@@ -358,8 +358,8 @@ def test_ssh_never_reads_the_destination_as_an_option():
 # ------------------------------------------------------------------------------ verdicts and logs
 
 def test_a_check_with_no_threshold_applied_is_not_judged():
-    from edgeage.export.check import judge
-    from edgeage.export.report import verdict, verdict_line
+    from edgeage.export.conformance.check import judge
+    from edgeage.export.conformance.report import verdict, verdict_line
 
     spec = {"_file": "t.toml", "thresholds": {"int8": {"mae_drift": 0.5, "age_abs_diff_max": 15.0}}}
     r = judge({"mae_drift": None, "age_abs_diff_max": 40.0}, spec, "int8", faces=False)

@@ -8,7 +8,7 @@ shapes), so the file has a static batch of 1 and the runner loops over the batch
 int8: litert-torch's PT2EQuantizer (symmetric, per-channel weights, static activations):
 prepare_pt2e on the exported graph, calibration image by image, convert_pt2e, then
 litert_torch.convert with the same quantizer in its QuantConfig (``calib`` is an
-``edgeage.export.quantize.Int8Options``). EXP, DIV, POW, LOGISTIC stay float in the file
+``edgeage.backend.Int8Options``). EXP, DIV, POW, LOGISTIC stay float in the file
 (toolchain notes). QAT: ``qat_prepare`` / ``qat_convert`` (prepare_qat_pt2e)."""
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The structure, as tests: dependencies run one way (core <- backends / training <- export,
-quantize, conformance <- CLI), the core imports without torch, and a target is one folder.
-Unit tier: no data set, no runtime beyond onnxruntime, seconds."""
+"""The structure, as tests: dependencies run one way (core <- backends / training <- export:
+artifact <- int8 <- conformance <- devices <- CLI), the core imports without torch, a target is
+one folder, a device kind is one file, and the command modules share their options through one
+module and never import each other. Unit tier: no data set, no runtime beyond onnxruntime, seconds."""
 from __future__ import annotations
 
 import ast
@@ -14,10 +15,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"edgeage": ROOT / "edgeage", "edgeage.export": ROOT / "export", "edgeage.targets": ROOT / "targets",
             "edgeage.train": ROOT / "train"}
-CORE, BACKEND, TRAIN, EXPORT, CLI = "core", "backends", "train", "export", "cli"
+CORE, BACKEND, TRAIN, CLI = "core", "backends", "train", "cli"
+# the export stage's sub-packages, lowest first: each may import those before it
+EXPORT = ["artifact", "int8", "conformance", "devices"]
 # what each layer may import (besides itself)
-ALLOWED = {CORE: {CORE}, BACKEND: {CORE, BACKEND}, TRAIN: {CORE, TRAIN}, EXPORT: {CORE, BACKEND, TRAIN, EXPORT},
-           CLI: {CORE, BACKEND, TRAIN, EXPORT, CLI}}
+ALLOWED = {CORE: {CORE}, BACKEND: {CORE, BACKEND}, TRAIN: {CORE, TRAIN},
+           **{sub: {CORE, BACKEND, *EXPORT[:i + 1]} | ({TRAIN} if i >= EXPORT.index("int8") else set())
+              for i, sub in enumerate(EXPORT)},
+           CLI: {CORE, BACKEND, TRAIN, *EXPORT, CLI}}
+# the shared options of the command modules (CLI layer)
+OPTIONS = "edgeage.cli_options"
 
 
 def modules() -> dict[str, Path]:
@@ -33,11 +40,20 @@ def modules() -> dict[str, Path]:
     return out
 
 
-def layer(name: str) -> str:
+def is_command_module(name: str) -> bool:
+    """The modules that define commands: ``edgeage.cli`` (the group and the core's commands), each
+    stage's ``cli`` / ``*_cli`` modules."""
     last = name.rsplit(".", 1)[-1]
-    if last in ("cli", "api") or last.endswith("_cli"):  # the front ends: the CLI and the Python API
+    return last == "cli" or last.endswith("_cli")
+
+
+def layer(name: str) -> str:
+    if is_command_module(name) or name in (OPTIONS, "edgeage.api"):  # the front ends: the CLI and the Python API
         return CLI
-    for pkg, lay in (("edgeage.export", EXPORT), ("edgeage.targets", BACKEND), ("edgeage.train", TRAIN)):
+    if name == "edgeage.export" or name.startswith("edgeage.export."):  # the namespace itself: the lowest
+        parts = name.split(".")
+        return parts[2] if len(parts) > 2 else EXPORT[0]
+    for pkg, lay in (("edgeage.targets", BACKEND), ("edgeage.train", TRAIN)):
         if name == pkg or name.startswith(pkg + "."):
             return lay
     return CORE
@@ -82,9 +98,18 @@ def violations(known: dict[str, Path]) -> list[str]:
 
 def test_dependencies_run_one_way():
     known = modules()
-    assert len(known) > 40 and "edgeage.export.check" in known and "edgeage.targets.onnx.runner" in known
+    assert len(known) > 40 and "edgeage.export.conformance.check" in known and "edgeage.targets.onnx.runner" in known
     bad = violations(known)
     assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+def test_export_is_split_by_concern():
+    """Every module of the export stage sits in one of its sub-packages (none loose beside them),
+    and each sub-package is a layer of its own."""
+    loose = [n for n, f in modules().items() if f.parent == ROOT / "export" and f.name != "__init__.py"]
+    assert not loose, f"modules directly in export/ (put them in {', '.join(EXPORT)}): {loose}"
+    assert sorted(p.name for p in (ROOT / "export").iterdir() if (p / "__init__.py").is_file()) == sorted(EXPORT)
+    assert {layer(n) for n in modules() if n.startswith("edgeage.export.") and not is_command_module(n)} == set(EXPORT)
 
 
 def test_the_layering_check_catches_a_cycle(tmp_path):
@@ -92,11 +117,19 @@ def test_the_layering_check_catches_a_cycle(tmp_path):
     export <-> targets cycle), lazily inside a function, and a relative upward import are found."""
     known = modules()
     fake = tmp_path / "fake.py"
-    fake.write_text("def f():\n    from edgeage.export.check import judge\n    return judge\n")
+    fake.write_text("def f():\n    from edgeage.export.conformance.check import judge\n    return judge\n")
     rel = tmp_path / "rel.py"
     rel.write_text("from ..targets import spec\n")
-    bad = violations({**known, "edgeage.targets.fake": fake, "edgeage.train.rel": rel})
-    assert bad == ["edgeage.targets.fake (backends) imports edgeage.export.check (export)",
+    # inside the export stage: a lower sub-package importing a higher one, relatively and lazily
+    low = tmp_path / "low.py"
+    low.write_text("def f():\n    from ..int8 import quantize\n    from edgeage.export.devices import bundle\n")
+    bad = violations({**known, "edgeage.targets.fake": fake, "edgeage.train.rel": rel,
+                      "edgeage.export.artifact.low": low})
+    assert bad == ["edgeage.export.artifact.low (artifact) imports edgeage.export.devices (devices)",
+                   "edgeage.export.artifact.low (artifact) imports edgeage.export.devices.bundle (devices)",
+                   "edgeage.export.artifact.low (artifact) imports edgeage.export.int8 (int8)",
+                   "edgeage.export.artifact.low (artifact) imports edgeage.export.int8.quantize (int8)",
+                   "edgeage.targets.fake (backends) imports edgeage.export.conformance.check (conformance)",
                    "edgeage.train.rel (train) imports edgeage.targets (backends)",
                    "edgeage.train.rel (train) imports edgeage.targets.spec (backends)"], bad
 

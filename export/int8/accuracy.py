@@ -11,7 +11,7 @@ import numpy as np
 from edgeage.backend import Int8Options
 from edgeage.readout import readout_mae
 
-from .calibration import QuantData
+from ..artifact.calibration import QuantData
 
 
 def quantizable_layers(model) -> list[str]:

@@ -11,9 +11,9 @@ import click
 from edgeage.cli import FiniteRange, InputPath, force_option, threads_type
 from edgeage.utils import EdgeAgeError, check_output
 
-from .android import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_on_device
-from .devices import SshDevice, run_local, run_qemu, run_ssh
-from .report import report_text, write_device_report
+from .bundle import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_on_device
+from .python_side import SshDevice, run_local, run_qemu, run_ssh
+from ..conformance.report import report_text, write_device_report
 
 
 @click.group("android")
@@ -93,9 +93,9 @@ def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, seria
     --device qemu-aarch64[:CPU] (the Python device side as aarch64 code under qemu user-mode
     emulation). Reports drift and the device's latency (none for an emulated device) and
     identity; exits 1 when a threshold of the target's TOML fails."""
-    from edgeage.export.artifact import stdout_to_stderr
+    from edgeage.export.artifact.writer import stdout_to_stderr
 
-    from .check_cli import finish
+    from edgeage.export.conformance.cli import finish
 
     if bundle_dir is None and data is None:
         raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
@@ -107,7 +107,7 @@ def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, seria
     if kind == "qemu-aarch64":
         from edgeage.artifact import read_manifest
 
-        from . import qemu
+        from .kinds import qemu
 
         arg = qemu.parse_cpu(arg or None)
         qemu.check_runtime(read_manifest(artifact)["artifact"]["target"])
@@ -152,7 +152,7 @@ def device_setup_cmd(kind, cpus, force):
     qemu-user-static, an arm64 Debian sysroot with python3.11 (private apt state, dpkg -x, nothing
     installed system-wide) and the runtimes' aarch64 wheels, under EDGEAGE_DEVICES (default
     ~/.cache/edgeage/devices). Needs the network and Debian's apt-get / dpkg."""
-    from . import qemu
+    from .kinds import qemu
 
     cpus = [qemu.parse_cpu(c, f"--cpu {c}") for c in cpus]
     rec = qemu.setup(progress=True, cpus=[qemu.DEFAULT_CPU, *cpus], force=force)

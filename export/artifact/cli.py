@@ -30,8 +30,8 @@ def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images
 
     from edgeage.artifact import read_manifest
 
-    from .artifact import export_model, stdout_to_stderr
-    from .quantize_cli import echo_warnings
+    from .writer import export_model, stdout_to_stderr
+    from edgeage.export.int8.cli import echo_warnings
 
     with stdout_to_stderr(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)

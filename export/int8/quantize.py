@@ -24,7 +24,7 @@ from edgeage.readout import readout_mae
 from edgeage.utils import EdgeAgeError, atomic_dir
 
 from .accuracy import greedy_keep_float
-from .calibration import DEFAULT_CALIB, DEFAULT_VAL, TRAINING, locate, quant_data, require_labels, training_record
+from ..artifact.calibration import DEFAULT_CALIB, DEFAULT_VAL, TRAINING, locate, quant_data, require_labels, training_record
 
 METHODS = ("ptq", "qat")
 log = logging.getLogger("edgeage.quantize")
@@ -77,7 +77,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
     from edgeage.targets.runner import load_runner
     from edgeage.targets.spec import load_module
 
-    from .artifact import example_input, export_artifact
+    from ..artifact.writer import example_input, export_artifact
 
     if method not in METHODS:
         raise EdgeAgeError(f"unknown method {method!r}: use ptq or qat")

@@ -52,7 +52,7 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
 
     from edgeage.artifact import read_manifest
 
-    from .artifact import stdout_to_stderr
+    from edgeage.export.artifact.writer import stdout_to_stderr
     from .quantize import backend_spec, quantize
 
     spec = backend_spec(backend)
@@ -80,7 +80,7 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
 
 def echo_warnings(caught) -> None:
     """Print the calibration warnings (fewer images than asked, images skipped, no face found)."""
-    from .calibration import CalibrationWarning
+    from edgeage.export.artifact.calibration import CalibrationWarning
 
     for w in caught:
         if issubclass(w.category, CalibrationWarning):

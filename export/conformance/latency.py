@@ -1,5 +1,5 @@
 """Latency and peak memory at batch 1, each model measured in a fresh subprocess
-(``python -m edgeage.export.latency ARGS.json``) so that neither the parity run nor another
+(``python -m edgeage.export.conformance.latency ARGS.json``) so that neither the parity run nor another
 runtime shares its memory or thread pools.
 
 Timing: ``warmup`` untimed runs, then ``rounds`` x ``runs`` timed calls of the runner's
@@ -64,7 +64,7 @@ def _status_mb(key: str) -> float:
 def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int, batch: int = 1) -> dict:
     """job: {"kind": "artifact", "artifact": dir, "spec": toml path, "threads": n} or
     {"kind": "torch", "checkpoint": path, "threads": n} or {"kind": "peer", "peer": toml path,
-    "threads": n} (``edgeage.export.peer``). ``batch``: images per timed call (the
+    "threads": n} (``edgeage.export.conformance.peer``). ``batch``: images per timed call (the
     inputs repeated when there are fewer)."""
     from edgeage.utils import EdgeAgeError, python_module_cmd
 
@@ -74,7 +74,7 @@ def measure(job: dict, x1: np.ndarray, warmup: int, runs: int, rounds: int, batc
         args = dict(job, x=str(Path(tmp) / "x.npy"), out=str(Path(tmp) / "res.json"),
                     warmup=warmup, runs=runs, rounds=rounds)
         (Path(tmp) / "args.json").write_text(json.dumps(args))
-        p = subprocess.run(python_module_cmd("edgeage.export.latency", Path(tmp) / "args.json"),
+        p = subprocess.run(python_module_cmd("edgeage.export.conformance.latency", Path(tmp) / "args.json"),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if p.returncode or not (Path(tmp) / "res.json").is_file():
             tail = "\n".join(p.stderr.strip().splitlines()[-8:])
@@ -98,7 +98,7 @@ def _child(args_path: str) -> None:
         model, _ = load_model(args["checkpoint"])
         fn = torch.inference_mode()(lambda a: model(torch.from_numpy(a)))
     elif args["kind"] == "peer":
-        from edgeage.export.peer import PeerRunner, load_peer
+        from edgeage.export.conformance.peer import PeerRunner, load_peer
 
         fn = PeerRunner(load_peer(args["peer"]), args["threads"]).run
     else:

@@ -29,7 +29,7 @@ from edgeage.utils import EdgeAgeError, atomic_dir, plain_name
 
 APP_ID = "org.edgeage.demo"
 DEVICE_DIR = f"/sdcard/Android/data/{APP_ID}/files"
-DEMO = Path(__file__).resolve().parents[1] / "android-demo"   # in a source checkout
+DEMO = Path(__file__).resolve().parents[2] / "android-demo"   # in a source checkout
 DEFAULT_APK = DEMO / "build" / "apk" / "edgeage-demo-debug.apk"
 
 
@@ -62,7 +62,7 @@ def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool
     from edgeage.artifact import MANIFEST, read_manifest
     from edgeage.face import model_path as detector_path
 
-    from .check import prepared_subset
+    from ..conformance.check import prepared_subset
 
     artifact = Path(artifact)
     manifest = read_manifest(artifact)  # checks every file's sha256
@@ -121,7 +121,7 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
     from edgeage.pipeline import AgeEstimator
     from edgeage.readout import apply_readout
 
-    from .check import conformance, judge, latency_section, reference_checkpoint
+    from ..conformance.check import conformance, judge, latency_section, reference_checkpoint
     from edgeage.targets.runner import artifact_spec
 
     manifest = read_manifest(artifact)

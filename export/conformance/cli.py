@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from edgeage.cli import MAX_THREADS, InputPath, emit_json, force_option, model_option, threads_type
-from .cli import PRECISIONS
+from edgeage.export.artifact.cli import PRECISIONS
 
 
 def latency_options(f):
@@ -80,7 +80,7 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
               localize, op_profile, warmup, runs, rounds, force):
     """Check an exported model against the float PyTorch model: drift, accuracy, latency;
     exits 1 when a threshold of the target's TOML fails."""
-    from .artifact import stdout_to_stderr
+    from edgeage.export.artifact.writer import stdout_to_stderr
     from edgeage.utils import check_output
 
     if out:
@@ -109,7 +109,7 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
                    "int8-ptq and int8-qat results, a pruned model's int8); each is compared with the "
                    "checkpoint it came from on the same images.")
 @click.option("--peer", "peers", multiple=True, type=InputPath(dir_okay=False),
-              help="A peer model's TOML (edgeage.export.peer: model file, runtime, preprocessing): a "
+              help="A peer model's TOML (edgeage.export.conformance.peer: model file, runtime, preprocessing): a "
                    "reference row timed in the same run and scored on the same faces. Repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), default="bench", show_default=True,
               help="Write bench.json, bench.md, bench.html (one page, plot embedded), bench_latency.png here.")
@@ -125,7 +125,7 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
 def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, precisions, artifacts, peers, out,
               as_json, threads, batches, warmup, runs, rounds, force):
     """Every target x precision: size, accuracy, drift, latency vs PyTorch eager, pass/fail."""
-    from .artifact import stdout_to_stderr
+    from edgeage.export.artifact.writer import stdout_to_stderr
     from edgeage.utils import check_output
 
     check_output(out, force)

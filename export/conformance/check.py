@@ -30,7 +30,7 @@ from edgeage.targets.runner import load_runner
 from edgeage.targets.spec import THRESHOLDS, check_precision, known_targets, load_spec, thresholds, threads as spec_threads
 
 from . import latency as lat
-from .artifact import default_artifact_dir, export_artifact
+from ..artifact.writer import default_artifact_dir, export_artifact
 from .localize import localize as localize_drift
 
 GENERATED_N = 64       # generated images when no --data is given
@@ -121,7 +121,7 @@ def prepared_subset(data, crop, limit: int | None, progress: bool):
 
 def split_subset(manifest: dict, data, part: str, limit: int | None):
     """The images of one part (train/val/test) of the checkpoint's recorded split of ``data``."""
-    from .calibration import load_split
+    from ..artifact.calibration import load_split
 
     prep, parts = load_split(manifest, data)
     idx = parts[part][select(len(parts[part]), limit)]
@@ -165,11 +165,11 @@ class Reference:
         self._latency: dict = {}
 
     def int8_options(self):
-        """Default PTQ calibration (``edgeage.export.calibration``): --calib-data (its training
+        """Default PTQ calibration (``edgeage.export.artifact.calibration``): --calib-data (its training
         split when it is the checkpoint's training data, else those photos), else the training
         split of --data when --data is the training data, else of the recipe's data path."""
         if self._int8 is None:
-            from .calibration import default_options, is_training_data
+            from ..artifact.calibration import default_options, is_training_data
 
             data = self.calib_data
             if data is None and is_training_data(self.manifest, self.data):
@@ -197,7 +197,7 @@ class Reference:
         """Canonical-crop digests of the judged images, compared with an INT8 model's calibration
         digests."""
         if self._digests is None:
-            from .calibration import crop_digests
+            from ..artifact.calibration import crop_digests
 
             self._digests = crop_digests(self.crops())
         return self._digests
@@ -205,7 +205,7 @@ class Reference:
     def refuse_calibration_overlap(self, quantize: dict | None) -> int | None:
         """How many judged images calibrated the INT8 model with this ``quantize`` section (None:
         it records no calibration digests); an EdgeAgeError when any did."""
-        from .calibration import refuse_overlap
+        from ..artifact.calibration import refuse_overlap
 
         return refuse_overlap(quantize, self.crop_digests())
 
@@ -514,7 +514,7 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
 
 
 def bench_peers(ref: Reference, specs: list, cfg: Latency | None, rows: list[dict]) -> list[dict]:
-    """Peer reference rows (``edgeage.export.peer``), timed with the same protocol as the rows at
+    """Peer reference rows (``edgeage.export.conformance.peer``), timed with the same protocol as the rows at
     each thread count they use; every row on the peer's runtime gets ``vs_peer`` (p50 ratio)."""
     from .peer import peer_row
 

@@ -6,7 +6,7 @@
   the check runs there with the device's Python (``--python``, default python3), the result is
   read back, the remote folder removed;
 - ``qemu-aarch64[:CPU]``: the device side as real aarch64 code under qemu user-mode emulation
-  (``edgeage.export.qemu``; ``edgeage device setup qemu-aarch64`` builds it), through the same
+  (``edgeage.export.devices.kinds.qemu``; ``edgeage device setup qemu-aarch64`` builds it), through the same
   code path as ``local``; its result is marked emulated and holds no latency.
 
 Every failure (no interpreter, unreachable host, a refused key, a device without the runtime, a
@@ -88,7 +88,7 @@ def run_qemu(cpu: str | None, bundle, dest, count: int, warmup: int, threads: in
     runtime the emulated device lacks (ExecuTorch) is one EdgeAgeError before anything runs."""
     from edgeage.artifact import read_manifest
 
-    from . import qemu
+    from .kinds import qemu
 
     target = read_manifest(bundle)["artifact"]["target"]
     qemu.check_runtime(target)

@@ -1,0 +1,1 @@
+"""The device kinds ``edgeage device-check --device`` drives, one module each."""
