@@ -1,16 +1,17 @@
 """The ``edgeage`` command line. Core commands live here; each stage package contributes its
 commands through ``STAGE_COMMANDS`` (imported only when that command runs, so the core never
-imports a stage otherwise and ``edgeage --help`` stays fast)."""
+imports a stage otherwise and ``edgeage --help`` stays fast). The options and output helpers the
+command modules share are in ``edgeage.cli_options``."""
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import signal
 import sys
 
 import click
 
+from .cli_options import FiniteRange, InputPath, crop_option, emit_json, force_option, model_option
 from .utils import EdgeAgeError, install_signal_cleanup, signalled, stop_if_signalled
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -54,39 +55,6 @@ def missing_extra(e: BaseException, command: str | None = None) -> str | None:
         extra = command_extra(command)
     torch = " (PyTorch's CPU build: see the README's Set-up)" if extra in ("train", "export", "executorch") else ""
     return f"needs the [{extra}] extra, which is not installed here (no module {name!r}): pip install 'edgeage[{extra}]'{torch}"
-
-
-class FiniteRange(click.FloatRange):
-    """A float option: finite (nan and inf are refused, which click's FloatRange lets through)."""
-
-    def convert(self, value, param, ctx):
-        import math
-
-        rv = super().convert(value, param, ctx)
-        if rv is not None and not math.isfinite(rv):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return rv
-
-
-MAX_THREADS = 256   # more runtime threads than any edge CPU has cores is a typo
-
-
-def threads_type() -> click.IntRange:
-    return click.IntRange(1, MAX_THREADS)
-
-
-class InputPath(click.Path):
-    """A path option or argument the command reads: recorded (``edgeage.utils.register_input``) so
-    that no output of the command may equal or contain it. Names that are not paths (``--model
-    mgpnet-xs``) are left alone."""
-
-    def convert(self, value, param, ctx):
-        from .utils import register_input
-
-        rv = super().convert(value, param, ctx)
-        if rv is not None and os.path.exists(rv):
-            register_input(rv)
-        return rv
 
 
 class LazyGroup(click.Group):
@@ -149,29 +117,6 @@ def main(verbose):
     if verbose:
         os.environ["EDGEAGE_VERBOSE"] = "1"  # the subprocesses (latency, device side) inherit it
     quiet_libraries()
-
-
-def model_option(f):
-    return click.option("--model", "model_path", type=InputPath(dir_okay=False), default=None,
-                        help="Checkpoint (.pt), or the name of a shipped model (`edgeage models` lists "
-                             "them). Default: the shipped default model.")(f)
-
-
-def crop_option(f):
-    return click.option("--crop", type=click.Choice(["detect", "none"]), default=None,
-                        help="Face crop policy (default: the model manifest's, i.e. detect). "
-                             "none = use each image as is.")(f)
-
-
-def force_option(f):
-    return click.option("--force", is_flag=True,
-                        help="Use --out even if it is a non-empty folder edgeage did not write (its "
-                             "contents may be replaced).")(f)
-
-
-def emit_json(obj) -> None:
-    """Exactly one JSON object on stdout."""
-    click.echo(json.dumps(obj, default=str))
 
 
 @main.command()

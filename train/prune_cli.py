@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from edgeage.cli import FiniteRange, InputPath
+from edgeage.cli_options import FiniteRange, InputPath
 
 
 @click.command("prune")

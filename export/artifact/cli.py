@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import click
 
-from edgeage.cli import InputPath, force_option, model_option
-
-PRECISIONS = ["fp32", "fp16", "bf16", "int8"]
-
+from edgeage.cli_options import PRECISIONS, InputPath, echo_warnings, force_option, model_option, stdout_to_stderr
 
 @click.command("export")
 @click.option("--target", required=True, help="Target name (a TOML in edgeage/targets) or path of a target .toml.")
@@ -30,8 +27,7 @@ def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images
 
     from edgeage.artifact import read_manifest
 
-    from .writer import export_model, stdout_to_stderr
-    from edgeage.export.int8.cli import echo_warnings
+    from .writer import export_model
 
     with stdout_to_stderr(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)

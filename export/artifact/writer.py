@@ -4,34 +4,14 @@ section) is added and the folder renamed into place when complete (``edgeage.uti
 Exporters report where they fail with ``edgeage.backend.step``."""
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
-import sys
 from pathlib import Path
 
 from edgeage.artifact import ARTIFACT_FORMAT, MANIFEST
 from edgeage.backend import ExportError, describe, step
 from edgeage.utils import EdgeAgeError, atomic_dir, package_versions, sha256_file
-
-
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Send everything written to stdout (Python and C level: runtimes print there) to stderr."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    old = sys.stdout
-    try:
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        sys.stdout = old
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def default_artifact_dir(model_name: str, target: str, precision: str) -> Path:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from edgeage.cli import MAX_THREADS, InputPath, emit_json, force_option, model_option, threads_type
-from edgeage.export.artifact.cli import PRECISIONS
+from edgeage.cli_options import (MAX_THREADS, PRECISIONS, InputPath, emit_json, finish, force_option, model_option,
+                                 stdout_to_stderr, threads_type)
 
 
 def latency_options(f):
@@ -80,7 +80,6 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
               localize, op_profile, warmup, runs, rounds, force):
     """Check an exported model against the float PyTorch model: drift, accuracy, latency;
     exits 1 when a threshold of the target's TOML fails."""
-    from edgeage.export.artifact.writer import stdout_to_stderr
     from edgeage.utils import check_output
 
     if out:
@@ -125,7 +124,6 @@ def check_cmd(ctx, target, model_path, artifact, precision, data, limit, split_p
 def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, precisions, artifacts, peers, out,
               as_json, threads, batches, warmup, runs, rounds, force):
     """Every target x precision: size, accuracy, drift, latency vs PyTorch eager, pass/fail."""
-    from edgeage.export.artifact.writer import stdout_to_stderr
     from edgeage.utils import check_output
 
     check_output(out, force)
@@ -147,19 +145,6 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
         click.echo(f"\nwrote {', '.join(str(f) for f in files)}")
     if not bench["passed"]:
         click.echo("bench: some target failed its checks (see the result column)", err=True)
-        ctx.exit(1)
-
-
-def finish(ctx, report: dict, as_json: bool, text_fn, label: str) -> None:
-    """Print a check report (one JSON object with --json, else text); exit 1 if it failed."""
-    from .report import compact
-
-    if as_json:
-        emit_json(compact(report))
-    else:
-        click.echo(text_fn(report))
-    if not report["passed"]:
-        click.echo(f"{label} FAILED: {'; '.join(report['failures'])}", err=True)
         ctx.exit(1)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgeage.cli import FiniteRange, InputPath, force_option, threads_type
+from edgeage.cli_options import FiniteRange, InputPath, finish, force_option, stdout_to_stderr, threads_type
 from edgeage.utils import EdgeAgeError, check_output
 
 from .bundle import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_on_device
@@ -93,10 +93,6 @@ def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, seria
     --device qemu-aarch64[:CPU] (the Python device side as aarch64 code under qemu user-mode
     emulation). Reports drift and the device's latency (none for an emulated device) and
     identity; exits 1 when a threshold of the target's TOML fails."""
-    from edgeage.export.artifact.writer import stdout_to_stderr
-
-    from edgeage.export.conformance.cli import finish
-
     if bundle_dir is None and data is None:
         raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
     kind, _, arg = device.partition(":")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from edgeage.cli import FiniteRange, InputPath, force_option, model_option
+from edgeage.cli_options import FiniteRange, InputPath, echo_warnings, force_option, model_option, stdout_to_stderr
 
 
 @click.command("quantize")
@@ -52,7 +52,6 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
 
     from edgeage.artifact import read_manifest
 
-    from edgeage.export.artifact.writer import stdout_to_stderr
     from .quantize import backend_spec, quantize
 
     spec = backend_spec(backend)
@@ -78,10 +77,3 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
     click.echo(f"wrote {out}: {files}, manifest.json")
 
 
-def echo_warnings(caught) -> None:
-    """Print the calibration warnings (fewer images than asked, images skipped, no face found)."""
-    from edgeage.export.artifact.calibration import CalibrationWarning
-
-    for w in caught:
-        if issubclass(w.category, CalibrationWarning):
-            click.echo(f"warning: {w.message}", err=True)

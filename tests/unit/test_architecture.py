@@ -112,6 +112,35 @@ def test_export_is_split_by_concern():
     assert {layer(n) for n in modules() if n.startswith("edgeage.export.") and not is_command_module(n)} == set(EXPORT)
 
 
+def command_imports(known: dict[str, Path]) -> list[str]:
+    """Imports between front-end modules other than of the shared options module."""
+    bad = set()
+    for name, path in known.items():
+        if layer(name) != CLI:
+            continue
+        for imp in imports(name, path):
+            target = resolve(imp, known)
+            if target not in (None, name, OPTIONS) and layer(target) == CLI:
+                bad.add(f"{name} imports {target}")
+    return sorted(bad)
+
+
+def test_command_modules_share_one_options_module_and_never_import_each_other():
+    """The CLI: `edgeage.cli` (the group) loads each stage's command module by name
+    (``STAGE_COMMANDS``), and a command module takes its shared options from ``edgeage.cli_options``
+    alone, never from another command module or from ``edgeage.cli``."""
+    from edgeage.cli import STAGE_COMMANDS
+
+    known = modules()
+    commands = {m.split(":")[0] for m in STAGE_COMMANDS.values()}
+    assert commands <= set(known) and all(is_command_module(m) for m in commands), commands
+    assert {"edgeage.export.artifact.cli", "edgeage.export.int8.cli", "edgeage.export.conformance.cli",
+            "edgeage.export.devices.cli"} <= commands
+    bad = command_imports(known)
+    assert not bad, "front ends importing each other (share options through edgeage.cli_options):\n" + "\n".join(bad)
+    assert all(OPTIONS in {resolve(i, known) for i in imports(m, known[m])} for m in commands)
+
+
 def test_the_layering_check_catches_a_cycle(tmp_path):
     """The check above is not vacuous: a backend that imports conformance code (the old
     export <-> targets cycle), lazily inside a function, and a relative upward import are found."""
@@ -132,6 +161,14 @@ def test_the_layering_check_catches_a_cycle(tmp_path):
                    "edgeage.targets.fake (backends) imports edgeage.export.conformance.check (conformance)",
                    "edgeage.train.rel (train) imports edgeage.targets (backends)",
                    "edgeage.train.rel (train) imports edgeage.targets.spec (backends)"], bad
+
+
+def test_the_command_module_check_catches_a_chain(tmp_path):
+    """Not vacuous: a command module taking an option from another one, or from edgeage.cli, is found."""
+    chain = tmp_path / "cli.py"
+    chain.write_text("from edgeage.export.artifact.cli import export_cmd\nfrom edgeage.cli import main\n")
+    assert command_imports({**modules(), "edgeage.export.devices.cli": chain}) == [
+        "edgeage.export.devices.cli imports edgeage.cli", "edgeage.export.devices.cli imports edgeage.export.artifact.cli"]
 
 
 CORE_TORCH_FREE = ["edgeage.utils", "edgeage.preprocess", "edgeage.readout", "edgeage.manifest",
