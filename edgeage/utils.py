@@ -610,5 +610,31 @@ def python_module_cmd(module: str, *args) -> list[str]:
     return [sys.executable, "-P", "-m", module, *(str(a) for a in args)]
 
 
+def search_path(env: str) -> list[Path]:
+    """The folders of an ``os.pathsep``-separated search path in the environment variable ``env``
+    (``EDGEAGE_TARGET_PATH``, ``EDGEAGE_DEVICE_PATH``): absolute paths only, as a relative entry
+    would load code from whatever folder edgeage runs in."""
+    return [Path(p) for p in os.environ.get(env, "").split(os.pathsep) if p and os.path.isabs(p)]
+
+
+def import_file(path: Path, name: str):
+    """The module of the .py file ``path`` (code the user pointed to: a target's exporter or
+    runner, a device kind), imported under ``name`` once per file."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except Exception:
+        del sys.modules[name]
+        raise
+    return mod
+
+
 def resolve_threads(n: int | None) -> int:
     return int(n) if n else max(1, os.cpu_count() or 1)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
-import sys
 import os
 from importlib import resources
 from pathlib import Path
@@ -32,7 +30,7 @@ from pydantic import Field, StrictBool
 
 from edgeage.schemas import PRECISION, Closed, Name, Open, integer, number, read_data
 from edgeage.schemas import validate as validate_schema
-from edgeage.utils import EdgeAgeError
+from edgeage.utils import EdgeAgeError, import_file, search_path
 
 SPEC_FILE = "target.toml"
 PATH_ENV = "EDGEAGE_TARGET_PATH"   # more folders of target folders (os.pathsep-separated)
@@ -54,8 +52,7 @@ def targets_dir() -> Path:
 def search_dirs() -> list[Path]:
     """The shipped targets' folder, then those of EDGEAGE_TARGET_PATH (absolute paths only: a
     relative entry would depend on the current folder)."""
-    extra = [Path(p) for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p and os.path.isabs(p)]
-    return [targets_dir(), *extra]
+    return [targets_dir(), *search_path(PATH_ENV)]
 
 
 def target_folders() -> dict[str, Path]:
@@ -224,18 +221,7 @@ def load_module(ref: str, spec: dict):
             path = Path(spec["_file"]).parent / path
         if not path.is_file():
             raise EdgeAgeError(f"{spec['_file']}: module file {path} not found")
-        name = f"edgeage_target_{spec['name']}_{path.stem}".replace("-", "_")
-        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
-            return sys.modules[name]
-        mspec = importlib.util.spec_from_file_location(name, path)
-        mod = importlib.util.module_from_spec(mspec)
-        sys.modules[name] = mod
-        try:
-            mspec.loader.exec_module(mod)
-        except Exception:
-            del sys.modules[name]
-            raise
-        return mod
+        return import_file(path, f"edgeage_target_{spec['name']}_{path.stem}".replace("-", "_"))
     try:
         return importlib.import_module(ref)
     except ModuleNotFoundError as e:
