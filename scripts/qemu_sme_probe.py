@@ -40,7 +40,7 @@ def main() -> int:
     ap.add_argument("--cpus", default="max;max,sme=off;cortex-a76")
     ap.add_argument("--qemu", default=None, help="another qemu-aarch64 binary (default: the set-up one)")
     a = ap.parse_args()
-    from edgeage.export.devices.kinds import qemu
+    from edgeage.export.devices.kinds import qemu_aarch64 as qemu
 
     if qemu.info() is None:
         raise SystemExit("run `edgeage device setup qemu-aarch64` first")

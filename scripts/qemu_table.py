@@ -55,7 +55,7 @@ def main() -> int:
 
     from edgeage.artifact import read_manifest
     from edgeage.checkpoint import load_model, model_path
-    from edgeage.export.devices.kinds import qemu
+    from edgeage.export.devices.kinds import qemu_aarch64 as qemu
     from edgeage.export.devices.bundle import make_bundle
     from edgeage.export.conformance.check import split_subset
     from edgeage.utils import atomic_path, output_dir

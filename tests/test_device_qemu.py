@@ -19,7 +19,7 @@ from edgeage.utils import EdgeAgeError
 
 @pytest.fixture(scope="session")
 def qemu_device():
-    from edgeage.export.devices.kinds import qemu
+    from edgeage.export.devices.kinds import qemu_aarch64 as qemu
 
     if qemu.info() is None:
         try:

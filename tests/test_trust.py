@@ -342,14 +342,14 @@ def test_nan_inf_and_huge_options_are_usage_errors(args):
 @pytest.mark.parametrize("url", ["ssh://-oProxyCommand=touch%20/tmp/pwned@host", "ssh://user@-oProxyCommand=x",
                                  "ssh://user@host:99999", "ssh://user@[::1", "ssh://us;er@host"])
 def test_a_malformed_ssh_url_is_refused(url):
-    from edgeage.export.devices.python_side import SshDevice
+    from edgeage.export.devices.kinds.ssh import SshDevice
 
     with pytest.raises(EdgeAgeError, match="--device"):
         SshDevice.parse(url)
 
 
 def test_ssh_never_reads_the_destination_as_an_option():
-    from edgeage.export.devices.python_side import SshDevice
+    from edgeage.export.devices.kinds.ssh import SshDevice
 
     cmd = SshDevice.parse("ssh://pi@board.local:2222").ssh("true")
     assert cmd[cmd.index("--") + 1] == "pi@board.local" and cmd[-1] == "true"

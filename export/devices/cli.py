@@ -1,8 +1,8 @@
 """``edgeage android bundle``, ``edgeage device-check`` and ``edgeage device setup`` (commands
-only; the work is in ``edgeage.export.android``, ``.devices`` and ``.qemu``)."""
+only; the work is in ``edgeage.export.devices.bundle`` and the device kinds, reached through the
+registry of ``edgeage.export.devices.device``)."""
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -11,9 +11,35 @@ import click
 from edgeage.cli_options import FiniteRange, InputPath, finish, force_option, stdout_to_stderr, threads_type
 from edgeage.utils import EdgeAgeError, check_output
 
-from .bundle import DEFAULT_APK, Adb, compare, load_result, make_bundle, run_on_device
-from .python_side import SshDevice, run_local, run_qemu, run_ssh
 from ..conformance.report import report_text, write_device_report
+from .bundle import compare, load_result, make_bundle
+from .device import DeviceOptions, device_kinds, kinds_help, open_device
+from .kinds.adb import DEFAULT_APK
+
+
+class DeviceOption(click.Option):
+    """``--device``: its help lists the registered device kinds, read when the help is shown
+    (loading the command loads no device kind)."""
+
+    def get_help_record(self, ctx):
+        self.help = kinds_help()
+        return super().get_help_record(ctx)
+
+
+class BuildableKind(click.Choice):
+    """The device kinds ``edgeage device setup`` builds (``Device.builds``), read from the registry
+    when first needed."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        return tuple(k for k, kind in device_kinds().items() if kind.builds)
+
+    @choices.setter
+    def choices(self, _value):  # click.Choice.__init__ assigns it; the registry is the list
+        pass
 
 
 @click.group("android")
@@ -46,12 +72,7 @@ def bundle_cmd(artifact, check_data, check_count, out, target, force):
 @click.command("device-check")
 @click.option("--artifact", required=True, type=InputPath(exists=True, file_okay=False),
               help="The exported artifact the device runs (and the result is compared against).")
-@click.option("--device", "device", default="adb", show_default=True,
-              help="adb[:SERIAL] (the Android app's check mode), local (the Python device side in the "
-                   "interpreter --python, e.g. a torch-free venv's), ssh://user@host[:port] (the Python "
-                   "device side on a Linux device, with its --python) or qemu-aarch64[:CPU] (the Python device "
-                   "side as aarch64 code under qemu, CPU a qemu model, default cortex-a76: correctness only, "
-                   "no latency; `edgeage device setup qemu-aarch64` first).")
+@click.option("--device", "device", cls=DeviceOption, default="adb", show_default=True)
 @click.option("--python", "python", default=None,
               help="The device side's Python: --device local (default: this one), ssh:// (default: python3 "
                    "on the device).")
@@ -95,38 +116,15 @@ def device_check_cmd(ctx, artifact, device, python, identity, ssh_options, seria
     identity; exits 1 when a threshold of the target's TOML fails."""
     if bundle_dir is None and data is None:
         raise EdgeAgeError("give --data (labelled faces to bundle) or --bundle (an existing bundle with check images)")
-    kind, _, arg = device.partition(":")
-    if kind not in ("adb", "local", "ssh", "qemu-aarch64"):
-        raise EdgeAgeError(f"--device {device}: unknown device kind; use adb[:SERIAL], local, "
-                           "ssh://user@host[:port] or qemu-aarch64[:CPU]")
-    ssh = SshDevice.parse(device, identity, ssh_options) if kind == "ssh" else None
-    if kind == "qemu-aarch64":
-        from edgeage.artifact import read_manifest
-
-        from .kinds import qemu
-
-        arg = qemu.parse_cpu(arg or None)
-        qemu.check_runtime(read_manifest(artifact)["artifact"]["target"])
-        qemu.cpu_root(arg)  # set up? (a clear error before the bundle is made)
-    serial = serial or (arg if kind == "adb" else None) or None
+    dev = open_device(device, DeviceOptions(python, identity, tuple(ssh_options), serial, apk), artifact)
     if out:
         check_output(out, force)
     with tempfile.TemporaryDirectory(prefix="edgeage-device-check-") as tmp, stdout_to_stderr():
         if bundle_dir is None:
             bundle_dir = make_bundle(artifact, Path(tmp) / "bundle", data, count, target=target,
-                                     app=kind == "adb", progress=False)["out"]
-        if from_json is None and kind == "local":
-            from_json = run_local(python or sys.executable, bundle_dir, Path(tmp) / "check-result.json", count,
-                                  warmup, threads, timeout)
-        elif from_json is None and kind == "qemu-aarch64":
-            from_json = run_qemu(arg, bundle_dir, Path(tmp) / "check-result.json", count, warmup, threads, timeout)
-        elif from_json is None and kind == "ssh":
-            from_json = run_ssh(ssh, python or "python3", bundle_dir, Path(tmp) / "check-result.json", count,
-                                warmup, threads, timeout)
-        elif from_json is None:
-            adb = Adb(serial)
-            from_json = run_on_device(adb, apk, bundle_dir, count, warmup, threads, timeout,
-                                      Path(tmp) / "check-result.json")
+                                     app=dev.app, progress=False)["out"]
+        if from_json is None:
+            from_json = dev.run_check(bundle_dir, Path(tmp) / "check-result.json", count, warmup, threads, timeout)
         report = compare(load_result(from_json), bundle_dir, artifact, model_path, str(from_json), target)
         if out:
             write_device_report(out, report, force, result_json=from_json)
@@ -139,7 +137,7 @@ def device_group():
 
 
 @device_group.command("setup")
-@click.argument("kind", type=click.Choice(["qemu-aarch64"]))
+@click.argument("kind", type=BuildableKind())
 @click.option("--cpu", "cpus", multiple=True, help="Also prepare this qemu CPU model's root (repeatable; "
               "cortex-a76, the default CPU, always).")
 @click.option("--force", is_flag=True, help="Rebuild even when it is set up.")
@@ -148,9 +146,4 @@ def device_setup_cmd(kind, cpus, force):
     qemu-user-static, an arm64 Debian sysroot with python3.11 (private apt state, dpkg -x, nothing
     installed system-wide) and the runtimes' aarch64 wheels, under EDGEAGE_DEVICES (default
     ~/.cache/edgeage/devices). Needs the network and Debian's apt-get / dpkg."""
-    from .kinds import qemu
-
-    cpus = [qemu.parse_cpu(c, f"--cpu {c}") for c in cpus]
-    rec = qemu.setup(progress=True, cpus=[qemu.DEFAULT_CPU, *cpus], force=force)
-    click.echo(f"qemu-aarch64: {qemu.home()} ({rec['size_bytes'] / 1e6:.0f} MB; {rec['qemu']}; "
-               + ", ".join(f"{k} {v}" for k, v in rec["installed"].items()) + ")")
+    click.echo(device_kinds()[kind].setup(tuple(cpus), force))

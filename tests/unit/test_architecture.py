@@ -233,6 +233,75 @@ def test_target_search_path_adds_folders(tmp_path, monkeypatch):
     assert load_spec(str(d))["_file"] == spec["_file"]  # a folder path works too
 
 
+def test_every_device_kind_is_one_file_implementing_the_device_protocol():
+    """A device kind is one module of edgeage.export.devices.kinds, named after its scheme, whose
+    DEVICE implements the Device protocol; the registry finds each, in the order of the CLI's lists."""
+    import importlib
+
+    from edgeage.export.devices.device import Device, device_kinds, kind_files, kinds_dir
+
+    files = {p.stem for p in kinds_dir().glob("*.py") if p.stem != "__init__"}
+    shipped = {s: f for s, f in kind_files().items() if f.parent == kinds_dir()}
+    assert {f.stem for f in shipped.values()} == files == {"adb", "local", "ssh", "qemu_aarch64"}
+    kinds = device_kinds()
+    assert list(kinds)[:4] == ["adb", "local", "ssh", "qemu-aarch64"]
+    for scheme, f in shipped.items():
+        cls = importlib.import_module(f"edgeage.export.devices.kinds.{f.stem}").DEVICE
+        assert issubclass(cls, Device) and not cls.__abstractmethods__, scheme
+        assert kinds[scheme] is cls and cls.scheme == scheme and cls.usage.startswith(scheme) and cls.summary
+    assert [s for s, k in kinds.items() if k.app] == ["adb"] and [s for s, k in kinds.items() if k.builds] == ["qemu-aarch64"]
+
+
+def test_device_spellings_dispatch_through_the_registry(tmp_path):
+    """Every spelling of --device reaches its kind through open_device (nothing runs here)."""
+    from edgeage.export.devices.device import DeviceOptions, open_device
+    from edgeage.utils import EdgeAgeError
+
+    none = DeviceOptions()
+    local = open_device("local", none, tmp_path)
+    assert type(local).__name__ == "LocalDevice" and local.python == sys.executable
+    assert open_device("local", DeviceOptions(python="/venv/bin/python"), tmp_path).python == "/venv/bin/python"
+    assert open_device("adb", none, tmp_path).serial is None and open_device("adb:S1", none, tmp_path).serial == "S1"
+    assert open_device("adb:S1", DeviceOptions(serial="S2"), tmp_path).serial == "S2"  # --serial wins
+    ssh = open_device("ssh://pi@board.local:2222", DeviceOptions(identity="k", ssh_options=("A=b",)), tmp_path)
+    assert (ssh.user, ssh.host, ssh.port, ssh.identity, ssh.options, ssh.python) == ("pi", "board.local", 2222, "k",
+                                                                                       ["A=b"], "python3")
+    with pytest.raises(EdgeAgeError, match="unknown CPU model 'cortex-x9'"):
+        open_device("qemu-aarch64:cortex-x9", none, tmp_path)
+    with pytest.raises(EdgeAgeError) as e:
+        open_device("bogus:1", none, tmp_path)
+    assert str(e.value) == ("--device bogus:1: unknown device kind; use adb[:SERIAL], local, ssh://user@host[:port] "
+                            "or qemu-aarch64[:CPU]")
+
+
+def test_device_search_path_adds_kind_files_never_from_the_current_folder(tmp_path, monkeypatch):
+    """EDGEAGE_DEVICE_PATH's absolute folders add kinds; a relative entry (the current folder) is
+    never read, and a file that is not a kind is one clear error."""
+    from edgeage.export.devices.device import PATH_ENV, DeviceOptions, device_kinds, open_device
+    from edgeage.utils import EdgeAgeError
+
+    d = tmp_path / "kinds"
+    d.mkdir()
+    (d / "my_board.py").write_text(
+        "from edgeage.export.devices.device import Device\n\n\nclass Board(Device):\n"
+        "    usage, summary = 'my-board:NAME', 'a board'\n\n    @classmethod\n"
+        "    def open(cls, spec, arg, options, artifact):\n        return cls()\n\n"
+        "    def run_check(self, bundle, dest, count, warmup, threads, timeout):\n        return dest\n\n\n"
+        "DEVICE = Board\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(PATH_ENV, os.pathsep.join(["kinds", str(tmp_path / "nowhere")]))
+    assert "my-board" not in device_kinds()
+    monkeypatch.chdir(d)
+    monkeypatch.setenv(PATH_ENV, ".")
+    assert "my-board" not in device_kinds()
+    monkeypatch.setenv(PATH_ENV, str(d))
+    assert list(device_kinds())[-1] == "my-board" and device_kinds()["my-board"].scheme == "my-board"
+    assert type(open_device("my-board:x", DeviceOptions(), tmp_path)).__name__ == "Board"
+    (d / "broken.py").write_text("DEVICE = object\n")
+    with pytest.raises(EdgeAgeError, match="broken.py: a device kind file sets DEVICE"):
+        open_device("broken", DeviceOptions(), tmp_path)
+
+
 def test_describe_names_what_an_exporter_lacks():
     import types
 

@@ -1,5 +1,6 @@
-"""The ``qemu-aarch64`` device: the Python device side's check mode as real aarch64 code under
-qemu user-mode emulation, on this x86 machine (correctness, never latency).
+"""``qemu-aarch64[:CPU]``: the Python device side's check mode as real aarch64 code under qemu
+user-mode emulation, on this x86 machine (correctness, never latency); ``CPU`` a qemu CPU model
+(default cortex-a76), optionally with qemu's feature options.
 
 ``edgeage device setup qemu-aarch64`` builds, once, under ``EDGEAGE_DEVICES`` (default
 ``~/.cache/edgeage/devices``) ``/qemu-aarch64/``:
@@ -20,9 +21,9 @@ Everything is built in a temp folder and renamed into place (``atomic_dir``): a 
 leaves nothing half-made, and a second ``setup`` is a no-op.
 
 ``device-check --device qemu-aarch64[:CPU]`` then runs ``python3.11 -I`` of the sysroot under
-``qemu-aarch64-static -cpu CPU -L cpu/CPU`` on the bundle (``export.devices.run_check_command``,
-the path ``--device local`` takes); the result says ``emulated: true`` in its device identity
-and holds no latency."""
+``qemu-aarch64-static -cpu CPU -L cpu/CPU`` on the bundle (``QemuDevice``, through
+``edgeage.export.devices.python_side.run_check_command``, the path ``--device local`` takes); the
+result says ``emulated: true`` in its device identity and holds no latency."""
 from __future__ import annotations
 
 import hashlib
@@ -37,6 +38,9 @@ import time
 from pathlib import Path
 
 from edgeage.utils import EdgeAgeError, atomic_dir, python_module_cmd
+
+from ..device import Device, DeviceOptions
+from ..python_side import device_side_command, run_check_command
 
 DEFAULT_CPU = "cortex-a76"  # a phone-like core: 128-bit NEON, dotprod, fp16; no SVE / SME
 # qemu 7.2's aarch64 CPU models; max = every feature qemu emulates (SVE2, SME, 512-bit vectors)
@@ -427,3 +431,50 @@ def hint(tail: str, target: str) -> str:
     if "Segmentation fault" in tail or "SIGSEGV" in tail or "core dumped" in tail:
         return " (the runtime crashed under qemu)"
     return ""
+
+
+# ---------------------------------------------------------------------------- the device kind
+
+class QemuDevice(Device):
+    usage = "qemu-aarch64[:CPU]"
+    summary = ("the Python device side as aarch64 code under qemu, CPU a qemu model, default cortex-a76: "
+               "correctness only, no latency; `edgeage device setup qemu-aarch64` first")
+    order = 3
+    builds = True
+
+    def __init__(self, cpu: str):
+        self.cpu = cpu
+
+    @classmethod
+    def open(cls, spec: str, arg: str, options: DeviceOptions, artifact: Path) -> "QemuDevice":
+        """An artifact whose runtime the emulated device lacks (ExecuTorch), an unknown CPU and a
+        device not set up are one EdgeAgeError each, before the bundle is made."""
+        from edgeage.artifact import read_manifest
+
+        cpu = parse_cpu(arg or None)
+        check_runtime(read_manifest(artifact)["artifact"]["target"])
+        cpu_root(cpu)  # set up? (a clear error before the bundle is made)
+        return cls(cpu)
+
+    def run_check(self, bundle, dest: Path, count: int, warmup: int, threads: int, timeout: float) -> Path:
+        """The device side's check mode under ``-cpu self.cpu``, through ``run_check_command``
+        like ``local``."""
+        from edgeage.artifact import read_manifest
+
+        target = read_manifest(bundle)["artifact"]["target"]
+        check_runtime(target)
+        python, path, emu = check_command(self.cpu)
+        temp_dir_for_qemu()
+        where = f"qemu-aarch64 -cpu {emu['qemu_cpu']}"
+        return run_check_command(device_side_command(python, str(bundle), str(dest), count, warmup, threads, path, emu),
+                                 where, dest, timeout, hint=lambda tail: hint(tail, target))
+
+    @classmethod
+    def setup(cls, cpus: tuple[str, ...] = (), force: bool = False) -> str:
+        cpus = [parse_cpu(c, f"--cpu {c}") for c in cpus]
+        rec = setup(progress=True, cpus=[DEFAULT_CPU, *cpus], force=force)  # the module's setup(), above
+        return (f"qemu-aarch64: {home()} ({rec['size_bytes'] / 1e6:.0f} MB; {rec['qemu']}; "
+                + ", ".join(f"{k} {v}" for k, v in rec["installed"].items()) + ")")
+
+
+DEVICE = QemuDevice
