@@ -4,12 +4,15 @@ Apache-2.0) run by ai-edge-litert, and the choice of one face per image.
 ``FaceDetector().detect(img)`` returns every face (box, score, 6 key points) in pixel
 coordinates; ``choose_face`` picks the largest / most central one; ``crop_face`` makes the
 canonical crop (``edgeage.preprocess``), falling back to the centre square when no face is found.
+``letterbox`` and ``decode`` are the steps around the graph, so another runner of it (the PyTorch
+module of ``edgeage.models.blazeface``) gives faces through the same code.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -51,52 +54,103 @@ def model_path() -> str:
     return str(resources.files("edgeage.assets") / "face_detection_short_range.tflite")
 
 
-class FaceDetector:
-    def __init__(self, min_score: float = 0.5, iou: float = 0.3, num_threads: int = 1):
-        from .litert import interpreter
+# a detector runner: letterboxed inputs [N,128,128,3] float32 (NHWC, in [-1, 1]) -> the graph's
+# raw outputs, regressors [N,896,16] and score logits ("classificators") [N,896,1], float32
+Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an image lies in the square detector input: its scale and offsets in pixels."""
+    scale: float
+    ox: int
+    oy: int
+
+    def to_pixels(self, x: float, y: float) -> tuple[float, float]:
+        """Letterboxed unit coordinates -> source pixels."""
+        return ((x * _INPUT - self.ox) / self.scale, (y * _INPUT - self.oy) / self.scale)
+
+
+def letterbox(img: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+    """HxWx3 uint8 RGB -> the detector input [128,128,3] float32 in [-1, 1] (the image resized
+    to fit, centred, -1 around it) and where the image lies in it."""
+    h, w = img.shape[:2]
+    scale = _INPUT / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    canvas = np.zeros((_INPUT, _INPUT, 3), np.float32) - 1.0
+    oy, ox = (_INPUT - nh) // 2, (_INPUT - nw) // 2
+    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    canvas[oy:oy + nh, ox:ox + nw] = small.astype(np.float32) / 127.5 - 1.0
+    return canvas, Letterbox(scale, ox, oy)
+
+
+def decode(reg: np.ndarray, cls: np.ndarray, where: Letterbox, min_score: float = 0.5, iou: float = 0.3,
+           anchors: np.ndarray | None = None) -> list[Face]:
+    """One frame's raw outputs (regressors [896,16], score logits [896,1] or [896]) -> faces in
+    source pixels: anchor decode, score threshold, weighted NMS."""
+    anchors = _anchors() if anchors is None else anchors
+    score = 1.0 / (1.0 + np.exp(-np.clip(cls.reshape(-1), -80, 80)))
+    keep = score >= min_score
+    if not keep.any():
+        return []
+    reg, score, anc = reg[keep], score[keep], anchors[keep]
+    cx = reg[:, 0] / _INPUT + anc[:, 0]
+    cy = reg[:, 1] / _INPUT + anc[:, 1]
+    bw, bh = reg[:, 2] / _INPUT, reg[:, 3] / _INPUT
+    boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+    kps = reg[:, 4:16].reshape(-1, 6, 2) / _INPUT + anc[:, None, :]
+    faces = []
+    for idx in _weighted_nms(boxes, score, iou):
+        wts = score[idx][:, None]
+        b = (boxes[idx] * wts).sum(0) / wts.sum()
+        k = (kps[idx] * wts[:, :, None]).sum(0) / wts.sum()
+        (x0, y0), (x1, y1) = where.to_pixels(b[0], b[1]), where.to_pixels(b[2], b[3])
+        faces.append(Face((float(x0), float(y0), float(x1), float(y1)), float(score[idx[0]]),
+                          [tuple(float(v) for v in where.to_pixels(*p)) for p in k]))
+    return faces
+
+
+class FaceDetector:
+    """``runner``: what computes the raw outputs (``Runner``); by default the shipped .tflite
+    run by LiteRT (``interp``, one frame per invoke). Another runner of the same graph (the
+    PyTorch module of ``edgeage.models.blazeface``, an exported copy) goes through the same
+    letterbox, decode and NMS."""
+
+    def __init__(self, min_score: float = 0.5, iou: float = 0.3, num_threads: int = 1,
+                 runner: Runner | None = None):
         self.min_score, self.iou = min_score, iou
-        self.interp = interpreter(model_path(), num_threads)
-        self._in = self.interp.get_input_details()[0]["index"]
-        outs = {d["name"]: d["index"] for d in self.interp.get_output_details()}
-        self._reg, self._cls = outs["regressors"], outs["classificators"]
         self.anchors = _anchors()
+        self.interp = None
+        if runner is None:
+            from .litert import interpreter
+
+            self.interp = interpreter(model_path(), num_threads)
+            self._in = self.interp.get_input_details()[0]["index"]
+            outs = {d["name"]: d["index"] for d in self.interp.get_output_details()}
+            self._reg, self._cls = outs["regressors"], outs["classificators"]
+            runner = self._litert
+        self.runner = runner
+
+    def _litert(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        regs, clss = [], []
+        for frame in x:  # the graph's batch is 1
+            self.interp.set_tensor(self._in, np.ascontiguousarray(frame[None], np.float32))
+            self.interp.invoke()
+            regs.append(self.interp.get_tensor(self._reg)[0])
+            clss.append(self.interp.get_tensor(self._cls)[0])
+        return np.stack(regs), np.stack(clss)
 
     def detect(self, img: np.ndarray) -> list[Face]:
         """img: HxWx3 uint8 RGB. Letterboxed to 128x128, decoded, weighted NMS."""
-        h, w = img.shape[:2]
-        scale = _INPUT / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        canvas = np.zeros((_INPUT, _INPUT, 3), np.float32) - 1.0
-        oy, ox = (_INPUT - nh) // 2, (_INPUT - nw) // 2
-        small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
-        canvas[oy:oy + nh, ox:ox + nw] = small.astype(np.float32) / 127.5 - 1.0
-        self.interp.set_tensor(self._in, canvas[None])
-        self.interp.invoke()
-        reg = self.interp.get_tensor(self._reg)[0]
-        score = 1.0 / (1.0 + np.exp(-np.clip(self.interp.get_tensor(self._cls)[0, :, 0], -80, 80)))
-        keep = score >= self.min_score
-        if not keep.any():
+        return self.detect_many([img])[0]
+
+    def detect_many(self, imgs: list[np.ndarray]) -> list[list[Face]]:
+        """Several images, one runner call: the faces of each."""
+        if not len(imgs):
             return []
-        reg, score, anc = reg[keep], score[keep], self.anchors[keep]
-        cx = reg[:, 0] / _INPUT + anc[:, 0]
-        cy = reg[:, 1] / _INPUT + anc[:, 1]
-        bw, bh = reg[:, 2] / _INPUT, reg[:, 3] / _INPUT
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        kps = reg[:, 4:16].reshape(-1, 6, 2) / _INPUT + anc[:, None, :]
-        faces = []
-        for idx in _weighted_nms(boxes, score, self.iou):
-            wts = score[idx][:, None]
-            b = (boxes[idx] * wts).sum(0) / wts.sum()
-            k = (kps[idx] * wts[:, :, None]).sum(0) / wts.sum()
-
-            def px(x, y):  # letterboxed unit coords -> source pixels
-                return ((x * _INPUT - ox) / scale, (y * _INPUT - oy) / scale)
-
-            (x0, y0), (x1, y1) = px(b[0], b[1]), px(b[2], b[3])
-            faces.append(Face((float(x0), float(y0), float(x1), float(y1)), float(score[idx[0]]),
-                              [tuple(float(v) for v in px(*p)) for p in k]))
-        return faces
+        canvases, where = zip(*(letterbox(img) for img in imgs))
+        reg, cls = self.runner(np.stack(canvases))
+        return [decode(reg[i], cls[i], w, self.min_score, self.iou, self.anchors) for i, w in enumerate(where)]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
