@@ -14,12 +14,12 @@ from edgeage.utils import EdgeAgeError, check_output
 from ..conformance.report import report_text, write_device_report
 from .bundle import compare, load_result, make_bundle
 from .device import DeviceOptions, device_kinds, kinds_help, open_device
-from .kinds.adb import DEFAULT_APK
+from .kinds.adb import DEFAULT_APK  # --apk's default, shown in the help
 
 
 class DeviceOption(click.Option):
-    """``--device``: its help lists the registered device kinds, read when the help is shown
-    (loading the command loads no device kind)."""
+    """``--device``: its help lists the registered device kinds, read when the help is shown (so
+    loading the commands, e.g. for ``edgeage --help``, runs no kind file of EDGEAGE_DEVICE_PATH)."""
 
     def get_help_record(self, ctx):
         self.help = kinds_help()
