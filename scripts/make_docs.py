@@ -33,7 +33,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from edgeage.export.report import _mb, bench_rows, md_table
+from edgeage.export.conformance.report import _mb, bench_rows, md_table
 from edgeage.utils import python_module_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
