@@ -2,7 +2,7 @@
 (batch 1, 1 thread, alternating rounds with the peer model) and per-face |delta age| against the
 float model on 1,000 test faces. How the gate scope of targets/int8_scope.py was chosen.
 
-    python scripts/gate_scope_probe.py CHECKPOINT
+    python scripts/probes/gate_scope_probe.py CHECKPOINT
 """
 import sys, time, numpy as np, torch, openvino as ov, nncf
 from edgeage.checkpoint import load_model

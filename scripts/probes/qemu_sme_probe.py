@@ -3,7 +3,7 @@ hint, 1 thread) compiled by OpenVINO as aarch64 code under qemu, against a float
 computed in numpy, per qemu CPU; prints the max abs error and the kernel OpenVINO chose
 (PERF_COUNT exec_type) per shape.
 
-    python scripts/qemu_sme_probe.py [--cpus max,max,sme=off;cortex-a76] [--qemu /path/to/qemu-aarch64]
+    python scripts/probes/qemu_sme_probe.py [--cpus max,max,sme=off;cortex-a76] [--qemu /path/to/qemu-aarch64]
 
 (--cpus is ';'-separated because qemu options use commas.) --qemu runs another qemu binary on the
 same sysroot (e.g. a newer Debian's qemu-user, unpacked with dpkg -x), to tell qemu's SME
