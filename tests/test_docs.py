@@ -2,6 +2,7 @@
 the README short and holding CI's exact test command."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +40,27 @@ def test_make_docs_check_fails_on_a_stale_page(tmp_path):
     r = _run(["scripts/make_docs.py", "--check", "--docs", str(docs)])
     assert r.returncode == 1, r.stdout + r.stderr
     assert "training-throughput.md: differs" in r.stdout, r.stdout
+
+
+def _make_docs():
+    """scripts/make_docs.py as a module (a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("make_docs", ROOT / "scripts" / "make_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_template_missing_value_fails():
+    """The pages' templates render with StrictUndefined: a value the script does not pass fails the
+    run instead of leaving a hole in a page. Each key of a real page's context, left out in turn."""
+    make_docs = _make_docs()
+    context = make_docs.throughput_context()
+    page = make_docs.render("training-throughput.md.j2", **context)
+    assert page.startswith(make_docs.MARK), page[:200]
+    for key in context:
+        partial = {k: v for k, v in context.items() if k != key}
+        with pytest.raises(jinja2.UndefinedError, match=f"'{key}' is undefined"):
+            make_docs.render("training-throughput.md.j2", **partial)
 
 
 # what a page must not load from the network (Google Fonts, CDNs, any absolute-URL script/style)
