@@ -15,6 +15,7 @@ centres at +0.5, kernel widened by the downscale factor, weights normalised per 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -44,8 +45,15 @@ class Normalize:
         return d
 
 
+@lru_cache(maxsize=512)
 def resize_weights(n_in: int, n_out: int) -> np.ndarray:
-    """[n_out, n_in] matrix of the antialiased triangle filter (rows sum to 1)."""
+    """[n_out, n_in] matrix of the antialiased triangle filter (rows sum to 1); cached, read-only."""
+    w = _resize_weights(n_in, n_out)
+    w.flags.writeable = False
+    return w
+
+
+def _resize_weights(n_in: int, n_out: int) -> np.ndarray:
     scale = n_in / n_out
     support = max(scale, 1.0)
     centers = (np.arange(n_out) + 0.5) * scale
@@ -58,10 +66,16 @@ def resize_weights(n_in: int, n_out: int) -> np.ndarray:
 def resize(img: np.ndarray, out_h: int, out_w: int | None = None) -> np.ndarray:
     """HxWxC (any dtype) -> out_h x out_w x C float64, by ``resize_weights`` on both axes."""
     out_w = out_h if out_w is None else out_w
-    a = img.astype(np.float64)
-    wy = resize_weights(a.shape[0], out_h)
-    wx = resize_weights(a.shape[1], out_w)
-    return np.einsum("oh,hwc,pw->opc", wy, a, wx, optimize=True)
+    return resize_batch(img[None], out_h, out_w)[0]
+
+
+def resize_batch(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """[B,H,W,C] (any dtype) -> [B,out_h,out_w,C] float64: the vertical pass, then the horizontal,
+    each one matrix product with ``resize_weights``."""
+    b, h, w, c = x.shape
+    rows = resize_weights(h, out_h) @ x.reshape(b, h, w * c).astype(np.float64)     # [B,out_h,W*C]
+    t = rows.reshape(b, out_h, w, c).transpose(0, 1, 3, 2).reshape(b * out_h * c, w) @ resize_weights(w, out_w).T
+    return t.reshape(b, out_h, c, out_w).transpose(0, 1, 3, 2)
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -88,6 +102,8 @@ def square_bounds(box, img_w: int, img_h: int, p: CropParams) -> tuple[int, int,
 def extract_square(img: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
     """side x side window at (x0, y0); outside pixels replicate the nearest edge pixel."""
     h, w = img.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + side <= w and y0 + side <= h:  # inside the image: a view
+        return img[y0:y0 + side, x0:x0 + side]
     ys = np.clip(np.arange(y0, y0 + side), 0, h - 1)
     xs = np.clip(np.arange(x0, x0 + side), 0, w - 1)
     return img[ys[:, None], xs[None, :]]
@@ -105,10 +121,8 @@ def model_input_np(crops, n: Normalize) -> np.ndarray:
     """[N,]HxWx3 uint8 canonical crops -> N x 3 x S x S float32 numpy array (no torch: the
     pipeline and the device side). The same float64 arithmetic as ``model_input``."""
     x = np.asarray(crops)
-    x = (x[None] if x.ndim == 3 else x).astype(np.float64)
-    wy = resize_weights(x.shape[1], n.input_size)
-    wx = resize_weights(x.shape[2], n.input_size)
-    x = np.einsum("oh,nhwc,pw->nopc", wy, x, wx, optimize=True) / 255.0
+    x = x[None] if x.ndim == 3 else x
+    x = resize_batch(x, n.input_size, n.input_size) / 255.0
     if n.channel_order == "BGR":
         x = x[..., ::-1]
     x = (x - np.asarray(n.mean, np.float64)) / np.asarray(n.std, np.float64)
@@ -126,8 +140,8 @@ def model_input(crops, n: Normalize):
     x = torch.as_tensor(np.asarray(crops) if not isinstance(crops, torch.Tensor) else crops)
     x = x[None] if x.ndim == 3 else x
     x = x.to(torch.float64)
-    wy = torch.from_numpy(resize_weights(x.shape[1], n.input_size)).to(x.device)
-    wx = torch.from_numpy(resize_weights(x.shape[2], n.input_size)).to(x.device)
+    wy = torch.tensor(resize_weights(x.shape[1], n.input_size), device=x.device)
+    wx = torch.tensor(resize_weights(x.shape[2], n.input_size), device=x.device)
     x = torch.einsum("oh,nhwc,pw->nopc", wy, x, wx) / 255.0
     if n.channel_order == "BGR":
         x = x.flip(-1)
