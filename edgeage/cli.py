@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .cli_options import FiniteRange, InputPath, crop_option, emit_json, force_option, model_option
+from .cli_options import FiniteRange, InputPath, crop_option, detector_option, emit_json, force_option, model_option
 from .utils import EdgeAgeError, install_signal_cleanup, signalled, stop_if_signalled
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -25,6 +25,7 @@ STAGE_COMMANDS = {
     "check": "edgeage.export.conformance.cli:check_cmd",
     "bench": "edgeage.export.conformance.cli:bench_cmd",
     "pipeline-bench": "edgeage.export.conformance.cli:pipeline_bench_cmd",
+    "detector": "edgeage.export.conformance.detector_cli:detector_group",
     "android": "edgeage.export.devices.cli:android_group",
     "device-check": "edgeage.export.devices.cli:device_check_cmd",
     "device": "edgeage.export.devices.cli:device_group",
@@ -352,6 +353,7 @@ def resolution_curve_cmd(models, data, split, sizes, skip_bad, as_json, out, for
               help="Run an exported artifact with its runtime alone (no PyTorch) instead of a checkpoint.")
 @click.option("--target", default=None,
               help="With --artifact: the target TOML when the artifact's target is not installed here.")
+@detector_option
 @click.option("--camera", type=click.IntRange(min=0), default=None, help="Video: read camera N (instead of files).")
 @click.option("--stream", default=None, help="Video: read a stream URL (rtsp://, http://, ...).")
 @click.option("--detect-every", type=click.IntRange(min=1), default=1, show_default=True,
@@ -366,8 +368,8 @@ def resolution_curve_cmd(models, data, split, sizes, skip_bad, as_json, out, for
               help="Video: stop after N frames (a camera or a stream runs until then or Ctrl-C); 0 = to the end.")
 @force_option
 @click.pass_context
-def predict(ctx, images, model_path, crop, as_json, annotate, artifact, target, camera, stream, detect_every,
-            min_face, max_faces, min_track, max_frames, force):
+def predict(ctx, images, model_path, crop, as_json, annotate, artifact, target, detector, camera, stream,
+            detect_every, min_face, max_faces, min_track, max_frames, force):
     """Detect every face in each image and estimate its age. A bad image is reported and
     skipped; the exit status is 1 when any image failed. A video (VIDEO file, --camera N or
     --stream URL): faces tracked over the frames, one smoothed age per track."""
@@ -386,16 +388,8 @@ def predict(ctx, images, model_path, crop, as_json, annotate, artifact, target, 
         opts = VideoOptions(detect_every=detect_every, min_face=min_face, max_faces=max_faces,
                             min_track_faces=min_track, max_frames=max_frames)
 
-        def load_estimator():
-            if artifact:
-                from edgeage.targets.runner import artifact_estimator
-
-                return artifact_estimator(artifact, target)
-            from .pipeline import AgeEstimator
-
-            return AgeEstimator.from_checkpoint(model_path)
-
-        res = predict_video(videos[0] if videos else None, camera, stream, opts, load_estimator, crop, annotate,
+        res = predict_video(videos[0] if videos else None, camera, stream, opts,
+                            lambda: _estimator(model_path, artifact, target, detector), crop, annotate,
                             force, progress=not as_json)
         if as_json:
             emit_json(res)
@@ -406,11 +400,7 @@ def predict(ctx, images, model_path, crop, as_json, annotate, artifact, target, 
         raise EdgeAgeError("predict: give images, a video, --camera N or --stream URL")
     if annotate:
         check_output(annotate, force, "--annotate")
-    estimator = None
-    if artifact:
-        from edgeage.targets.runner import artifact_estimator
-
-        estimator = artifact_estimator(artifact, target)
+    estimator = _estimator(model_path, artifact, target, detector) if artifact or detector else None
     results = predict_images(images, model_path, crop, annotate, force=force, estimator=estimator)
     failed = [r for r in results if "error" in r]
     if as_json:
@@ -429,6 +419,22 @@ def predict(ctx, images, model_path, crop, as_json, annotate, artifact, target, 
     if failed:
         click.echo(f"predict: {len(failed)} of {len(results)} image(s) failed (listed above)", err=True)
         ctx.exit(1)
+
+
+def _estimator(model_path, artifact, target, detector):
+    """The AgeEstimator of predict's options: an artifact (its runtime alone) or a checkpoint
+    (PyTorch), with an exported face detector when ``detector`` is given."""
+    if detector:
+        from edgeage.targets.runner import artifact_face_detector
+
+        detector = artifact_face_detector(detector)
+    if artifact:
+        from edgeage.targets.runner import artifact_estimator
+
+        return artifact_estimator(artifact, target, detector=detector)
+    from .pipeline import AgeEstimator
+
+    return AgeEstimator.from_checkpoint(model_path, detector=detector)
 
 
 if __name__ == "__main__":  # torchrun -m edgeage.cli train ...

@@ -52,6 +52,12 @@ def model_option(f):
                              "them). Default: the shipped default model.")(f)
 
 
+def detector_option(f):
+    return click.option("--detector", type=InputPath(exists=True, file_okay=False), default=None,
+                        help="An exported face detector (`edgeage detector export`) run by its own runtime, "
+                             "instead of the shipped .tflite by LiteRT.")(f)
+
+
 def crop_option(f):
     return click.option("--crop", type=click.Choice(["detect", "none"]), default=None,
                         help="Face crop policy (default: the model manifest's, i.e. detect). "

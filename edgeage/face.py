@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .preprocess import CropParams, canonical_crop
+from .utils import EdgeAgeError
 
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
 _INPUT = 128
@@ -52,6 +53,40 @@ def _anchors() -> np.ndarray:
 
 def model_path() -> str:
     return str(resources.files("edgeage.assets") / "face_detection_short_range.tflite")
+
+
+DETECTOR_NAME = "blazeface-short-range"
+OUTPUT_WIDTH = 17  # an exported detector's one output [N,896,17]: the 16 regressors, then the score logit
+
+
+def detector_manifest() -> dict:
+    """The manifest of the face detector as an exported model (``edgeage detector export``): a
+    ``face-detector``, input the letterboxed frame ([N,3,128,128] NCHW, RGB, x / 127.5 - 1 =
+    (x / 255 - 0.5) / 0.5), one output ``[N,896,17]`` read by ``decode`` (readout
+    ``blazeface-anchors``), and the .tflite it was built from."""
+    from .manifest import FACE_DETECTOR, MANIFEST_FORMAT
+    from .utils import sha256_file
+
+    return {"format": MANIFEST_FORMAT,
+            "model": {"name": DETECTOR_NAME, "kind": FACE_DETECTOR, "anchors": len(_anchors()),
+                      "outputs": "regressors[16] + score logit[1] per anchor"},
+            "readout": {"type": "blazeface-anchors"},
+            "preprocess": {"crop": {"margin": 1.0, "shift_y": 0.0, "crop_size": _INPUT, "policy": "none"},
+                           "normalize": {"input_size": _INPUT, "mean": [0.5] * 3, "std": [0.5] * 3,
+                                         "channel_order": "RGB", "layout": "NCHW"}},
+            "source": {"path": model_path(), "sha256": sha256_file(model_path())}}
+
+
+def fused_runner(run: Callable[[np.ndarray], np.ndarray]) -> "Runner":
+    """A ``Runner`` from an exported detector's model function (NCHW ``[N,3,128,128]`` ->
+    ``[N,896,17]``, e.g. ``edgeage.targets.runner.load_runner(...).run``)."""
+    def runner(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y = np.asarray(run(np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32)), np.float32)
+        if y.ndim != 3 or y.shape[-1] != OUTPUT_WIDTH:
+            raise EdgeAgeError(f"face detector output has shape {list(y.shape)}, expected [N,896,{OUTPUT_WIDTH}]")
+        return y[..., :OUTPUT_WIDTH - 1], y[..., OUTPUT_WIDTH - 1:]
+
+    return runner
 
 
 # a detector runner: letterboxed inputs [N,128,128,3] float32 (NHWC, in [-1, 1]) -> the graph's

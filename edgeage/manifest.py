@@ -25,11 +25,33 @@ def check_manifest(manifest, where: str) -> dict:
     if not isinstance(manifest, dict):
         raise EdgeAgeError(f"{where}: has no manifest (got {type(manifest).__name__}); not an edgeage file")
     validate(Schema, manifest, f"{where}: manifest")
-    from .readout import READOUT_TYPES
+    kind = model_kind(manifest)
+    known = READOUTS_OF_KIND[kind]
+    if manifest["readout"]["type"] not in known:
+        raise EdgeAgeError(f"{where}: unknown readout type {manifest['readout']['type']!r} for a {kind} (known: "
+                           f"{', '.join(known)})")
+    return manifest
 
-    if manifest["readout"]["type"] not in READOUT_TYPES:
-        raise EdgeAgeError(f"{where}: unknown readout type {manifest['readout']['type']!r} (known: "
-                           f"{', '.join(READOUT_TYPES)})")
+
+AGE_ESTIMATOR, FACE_DETECTOR = "age-estimator", "face-detector"
+# what a model's raw outputs are (manifest model.kind) -> the readouts that turn them into results
+READOUTS_OF_KIND = {AGE_ESTIMATOR: ("expectation", "identity", "coral", "mean"),
+                    FACE_DETECTOR: ("blazeface-anchors",)}
+# the option of the commands that take each kind of artifact
+_OPTION_OF_KIND = {AGE_ESTIMATOR: "--artifact", FACE_DETECTOR: "--detector"}
+
+
+def model_kind(manifest: dict) -> str:
+    return manifest["model"].get("kind", AGE_ESTIMATOR)
+
+
+def require_kind(manifest: dict, kind: str, where: str) -> dict:
+    """The manifest if its model is a ``kind``, else one EdgeAgeError saying what it is and
+    which option takes it (an exported face detector given as an age model, or the reverse)."""
+    got = model_kind(manifest)
+    if got != kind:
+        raise EdgeAgeError(f"{where}: is an exported {got} ({manifest['model']['name']}), not an {kind}; pass "
+                           f"it with {_OPTION_OF_KIND[got]}")
     return manifest
 
 

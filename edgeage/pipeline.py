@@ -20,12 +20,16 @@ ModelFn = Callable[[np.ndarray], np.ndarray]
 
 
 class AgeEstimator:
-    def __init__(self, model: ModelFn, manifest: dict, crop: CropParams | None = None, batch: int = 256):
+    def __init__(self, model: ModelFn, manifest: dict, crop: CropParams | None = None, batch: int = 256,
+                 detector=None):
+        """``detector``: an ``edgeage.face.FaceDetector`` (e.g. on an exported detector,
+        ``edgeage.targets.runner.artifact_face_detector``); None: the shipped .tflite by LiteRT,
+        made when first needed."""
         self.model, self.manifest, self.batch = model, manifest, int(batch)
         self.crop = crop or manifest_crop(manifest)
         self.normalize = manifest_normalize(manifest)
         self.readout = manifest["readout"]
-        self._detector = None
+        self._detector = detector
 
     @classmethod
     def from_checkpoint(cls, path=None, device: str = "cpu", **kw) -> "AgeEstimator":
@@ -39,7 +43,12 @@ class AgeEstimator:
         """The same estimator with another crop policy (``detect`` / ``none``); None: unchanged."""
         if not policy or policy == self.crop.policy:
             return self
-        return AgeEstimator(self.model, self.manifest, dataclasses.replace(self.crop, policy=policy), self.batch)
+        return AgeEstimator(self.model, self.manifest, dataclasses.replace(self.crop, policy=policy), self.batch,
+                            self._detector)
+
+    def with_detector(self, detector) -> "AgeEstimator":
+        """The same estimator (model, crop, readout) with another face detector."""
+        return AgeEstimator(self.model, self.manifest, self.crop, self.batch, detector)
 
     # ---- stages -----------------------------------------------------------------------------
 

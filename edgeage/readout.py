@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-READOUT_TYPES = ("expectation", "identity", "coral", "mean")
+from .manifest import AGE_ESTIMATOR, READOUTS_OF_KIND
+
+READOUT_TYPES = READOUTS_OF_KIND[AGE_ESTIMATOR]  # ages from raw outputs
 
 
 def _is_torch(out) -> bool:

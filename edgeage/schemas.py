@@ -80,6 +80,7 @@ class ModelSection(Open):
     ``MODEL_NUMBER_MAX`` (a width of 10**9 would exhaust memory before any error)."""
 
     name: Name
+    kind: Literal["age-estimator", "face-detector"] = "age-estimator"   # what its outputs are
 
     @model_validator(mode="after")
     def _bounded_numbers(self):

@@ -22,15 +22,24 @@ def nncf_dataset(items: list[np.ndarray], transform=None):
     return nncf.Dataset(items, transform)
 
 
-def nncf_ptq(model, opts: Int8Options, ignored_scope=None, transform=None, validate=None):
+def nncf_ptq(model, opts: Int8Options, ignored_scope=None, transform=None, validate=None,
+             per_tensor_activations: bool = False):
     """nncf.quantize of an OpenVINO model / ONNX ModelProto on batch-1 items (subset_size =
     number of images). With ``opts.accuracy`` (and ``validate(model, items) -> -MAE``):
-    nncf.quantize_with_accuracy_control; the reverted layers go to ``opts.report``."""
+    nncf.quantize_with_accuracy_control; the reverted layers go to ``opts.report``.
+    ``per_tensor_activations``: one scale per activation tensor (onnxruntime's QLinearConv takes
+    no per-channel input zero point; NNCF otherwise picks per-channel for some depthwise
+    convolutions' inputs, e.g. the face detector's)."""
     import nncf
 
     items = opts.items()
     ds = nncf_dataset(items, transform)
     kw = dict(subset_size=len(items), ignored_scope=ignored_scope)
+    if per_tensor_activations:
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+        kw["advanced_quantization_parameters" if opts.accuracy else "advanced_parameters"] = \
+            AdvancedQuantizationParameters(activations_quantization_params=QuantizationParameters(per_channel=False))
     if not opts.accuracy:
         return nncf.quantize(model, ds, **kw)
     acc = opts.accuracy

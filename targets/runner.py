@@ -145,10 +145,29 @@ def load_runner(artifact_dir, spec: dict | str | None = None, threads: int | Non
     return LoadedRunner(runner, artifact_dir, manifest, spec)
 
 
-def artifact_estimator(artifact_dir, spec: dict | str | None = None, threads: int | None = None, **kw):
+def artifact_estimator(artifact_dir, spec: dict | str | None = None, threads: int | None = None,
+                       detector=None, **kw):
     """An ``AgeEstimator`` on an exported artifact: its runtime alone, no torch (the device side:
-    detector, canonical crop, the artifact's model, the readout, all from its manifest)."""
+    detector, canonical crop, the artifact's model, the readout, all from its manifest).
+    ``detector``: an exported face detector's artifact folder (``edgeage detector export``), run
+    by its own target's runtime, or a ``FaceDetector``; None: the shipped .tflite by LiteRT."""
+    from edgeage.manifest import AGE_ESTIMATOR, require_kind
     from edgeage.pipeline import AgeEstimator
 
     runner = load_runner(artifact_dir, spec, threads)
-    return AgeEstimator(runner.run, runner.manifest, **kw)
+    require_kind(runner.manifest, AGE_ESTIMATOR, str(artifact_dir))
+    if detector is not None and not hasattr(detector, "detect_many"):
+        detector = artifact_face_detector(detector, threads=threads)
+    return AgeEstimator(runner.run, runner.manifest, detector=detector, **kw)
+
+
+def artifact_face_detector(artifact_dir, spec: dict | str | None = None, threads: int | None = None, **kw):
+    """An ``edgeage.face.FaceDetector`` on an exported face detector (``edgeage detector export``):
+    the same letterbox, decode and NMS as the shipped .tflite, the artifact's runtime computing the
+    graph. ``kw``: ``min_score``, ``iou``."""
+    from edgeage.face import FaceDetector, fused_runner
+    from edgeage.manifest import FACE_DETECTOR, require_kind
+
+    runner = load_runner(artifact_dir, spec, threads)
+    require_kind(runner.manifest, FACE_DETECTOR, str(artifact_dir))
+    return FaceDetector(runner=fused_runner(runner.run), **kw)

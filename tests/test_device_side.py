@@ -145,3 +145,31 @@ def test_device_check_local_runs_mivolo_face_plus_context(device_venv, face_dir,
     r = json.loads(p.stdout)
     assert r["passed"] and r["n"] == 10 and r["age_abs_diff_max"] < 1e-3
     assert r["float_mae"] > 0
+
+
+def test_detector_and_age_model_on_one_runtime_without_torch(device_venv, exported, face_dir, edgeage_env, tmp_path):
+    """The device side with both models exported to ONNX (`--artifact` + `--detector`): onnxruntime
+    runs the detector and the age model, no torch; the faces and ages are the desktop's (the
+    shipped .tflite detector by LiteRT, the same age artifact)."""
+    from click.testing import CliRunner
+
+    from edgeage.cli import main
+
+    det = tmp_path / "det-onnx"
+    res = CliRunner().invoke(main, ["detector", "export", "--target", "onnx", "--out", str(det)])
+    assert res.exit_code == 0, res.output
+    art, images = exported("onnx"), [str(p) for p in sorted(face_dir.iterdir())[:6]]
+    env = {k: v for k, v in edgeage_env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    p = subprocess.run([str(device_venv / "bin" / "edgeage"), "predict", "--artifact", str(art), "--detector",
+                        str(det), *images, "--json"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    device = json.loads(p.stdout)["images"]
+    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "predict", "--artifact", str(art), *images, "--json"],
+                       capture_output=True, text=True, env=edgeage_env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    desktop = json.loads(p.stdout)["images"]
+    assert sum(len(r["faces"]) for r in desktop) >= 6
+    for a, b in zip(device, desktop):
+        assert len(a["faces"]) == len(b["faces"])
+        for fa, fb in zip(a["faces"], b["faces"]):
+            assert max(abs(x - y) for x, y in zip(fa["box"], fb["box"])) < 0.05 and abs(fa["age"] - fb["age"]) < 1e-3

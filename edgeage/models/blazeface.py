@@ -238,6 +238,25 @@ def blazeface(path: str | Path | None = None, nchw_input: bool = False) -> TFLit
     return net
 
 
+class ExportedDetector(nn.Module):
+    """What ``edgeage detector export`` exports: the graph with NCHW input ``[N,3,128,128]`` and
+    its two outputs as one, ``[N,896,17]`` (regressors, then the score logit; an artifact's
+    runner returns one array, ``edgeage.face.fused_runner`` splits it again)."""
+
+    input_names = ("input",)
+
+    def __init__(self, net: TFLiteGraph | None = None):
+        super().__init__()
+        self.net = blazeface(nchw_input=True) if net is None else net
+        if not self.net.nchw_input:
+            raise EdgeAgeError("ExportedDetector takes the graph built with nchw_input=True")
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reg, cls = self.net(x)
+        return torch.cat([reg, cls], dim=-1)
+
+
 def torch_runner(net: TFLiteGraph | None = None):
     """An ``edgeage.face.Runner`` computing the raw outputs with the PyTorch module: numpy NHWC
     ``[N,128,128,3]`` in (whatever the module's input layout), numpy outputs back."""

@@ -158,6 +158,9 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
               help="With --video: run the detector on every K-th frame.")
 @click.option("--artifact", "artifacts", multiple=True, type=InputPath(file_okay=False),
               help="Exported artifact folder (repeatable: e.g. its fp32 and int8 exports).")
+@click.option("--detector", "detectors", multiple=True, type=InputPath(file_okay=False, exists=True),
+              help="An exported face detector (`edgeage detector export`; repeatable): every model runs once "
+                   "with the shipped .tflite by LiteRT and once with each of these.")
 @model_option
 @click.option("--no-torch", is_flag=True, help="Leave out the PyTorch row (--model / the shipped model).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use N photos spread over the folder.")
@@ -169,8 +172,8 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
               help="Write pipeline.json, pipeline.md, pipeline.html, pipeline_stages.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @force_option
-def pipeline_bench_cmd(photos, video, detect_every, artifacts, model_path, no_torch, limit, threads, warmup, rounds,
-                       out, as_json, force):
+def pipeline_bench_cmd(photos, video, detect_every, artifacts, detectors, model_path, no_torch, limit, threads,
+                       warmup, rounds, out, as_json, force):
     """Photos/s and faces/s of the whole pipeline (decode, detect, crop, model, readout) per
     model, with ms per photo by stage; with --video, frames/s and faces/s of the video pipeline
     (tracker included), ms per frame by stage."""
@@ -203,10 +206,16 @@ def pipeline_bench_cmd(photos, video, detect_every, artifacts, model_path, no_to
         models.append((f"{art['target']} {art['precision']} ({Path(a).name})", artifact_estimator(a, threads=threads)))
     if not models:
         raise EdgeAgeError("pipeline-bench: nothing to run (give --artifact, or drop --no-torch)")
-    for _, est in models:  # the detector at the same thread count for every row
-        from edgeage.face import FaceDetector
+    from edgeage.face import FaceDetector
 
-        est._detector = FaceDetector(num_threads=threads)
+    rows = [(label, est, FaceDetector(num_threads=threads)) for label, est in models]
+    for d in detectors:  # the same models with each exported detector, at the same thread count
+        art = read_manifest(d)["artifact"]
+        from edgeage.targets.runner import artifact_face_detector
+
+        det = artifact_face_detector(d, threads=threads)
+        rows += [(f"{label} + detector {art['target']} {art['precision']}", est, det) for label, est in models]
+    models = [(label, est.with_detector(det)) for label, est, det in rows]
     if video is not None:
         from edgeage.video import VideoOptions
 

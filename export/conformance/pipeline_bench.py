@@ -155,19 +155,15 @@ def video_bench(video, models: list[tuple[str, object]], opts=None, warmup: int 
                 res = run_video(est, src, opts, progress=False, keep_frames=True)
             if best is None or res["wall_s"] < best["wall_s"]:
                 best = res
-        ages = [f["age"] for fr in best["per_frame"] for f in fr["faces"] if "age" in f]
+        ages = [[(f["box"], f["age"]) for f in fr["faces"] if "age" in f] for fr in best["per_frame"]]
         row = {"model": label, "frames": best["frames"], "faces": best["faces"], "wall_s": best["wall_s"],
                "frames_per_s": best["frames"] / best["wall_s"], "faces_per_s": best["faces"] / best["wall_s"],
                "ms_per_frame": best["ms_per_frame"], "share": best["share"],
                "tracks": [{"id": t["id"], "age": t["age"], "faces": t["faces"]} for t in best["tracks"]]}
         if ref is None:
             ref = ages
-        elif len(ages) == len(ref):
-            d = np.abs(np.asarray(ages) - np.asarray(ref))
-            row["age_drift_vs_first"] = {"max": float(d.max()) if len(d) else 0.0,
-                                         "mean": float(d.mean()) if len(d) else 0.0}
         else:
-            row["age_drift_vs_first"] = {"note": f"{len(ages)} faces vs {len(ref)}: detections differ"}
+            row["age_drift_vs_first"] = face_drift(ref, ages)
         rows.append(row)
         if progress:
             print(f"{label}: {row['frames_per_s']:.1f} frames/s, {row['faces_per_s']:.1f} faces/s", flush=True)
@@ -176,6 +172,26 @@ def video_bench(video, models: list[tuple[str, object]], opts=None, warmup: int 
                 "frames_in_file": src.frame_count}
     return {"kind": "video", **meta, "stages": list(VSTAGES), "rounds": rounds, "warmup": warmup,
             "options": dataclasses.asdict(opts), "rows": rows}
+
+
+def face_drift(ref: list[list], got: list[list], iou: float = 0.5) -> dict:
+    """Per-face age drift between two runs over the same frames (each frame: [(box, age)]): faces
+    paired by box IoU >= ``iou`` (greedy, best first), so a detector that moves a box a little
+    still compares the same face; ``unmatched`` counts the faces of either run without a pair."""
+    from .detector import box_iou
+
+    d, unmatched = [], 0
+    for r, g in zip(ref, got):
+        pairs = sorted(((box_iou(a[0], b[0]), i, j) for i, a in enumerate(r) for j, b in enumerate(g)), reverse=True)
+        ur, ug = set(), set()
+        for v, i, j in pairs:
+            if v >= iou and i not in ur and j not in ug:
+                ur.add(i)
+                ug.add(j)
+                d.append(abs(r[i][1] - g[j][1]))
+        unmatched += len(r) - len(ur) + len(g) - len(ug)
+    return {"max": float(max(d, default=0.0)), "mean": float(np.mean(d)) if d else 0.0, "faces": len(d),
+            "unmatched": unmatched}
 
 
 def video_blocks(b: dict) -> list:
@@ -198,7 +214,7 @@ def _drift(r: dict) -> str:
     d = r.get("age_drift_vs_first")
     if d is None:
         return "(reference)"
-    return f"{d['max']:.3f} / {d['mean']:.3f}" if "max" in d else d["note"]
+    return f"{d['max']:.3f} / {d['mean']:.3f}" + (f" ({d['unmatched']} unmatched)" if d.get("unmatched") else "")
 
 
 def write_video_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
