@@ -55,14 +55,14 @@ def test_detector_exports_and_passes_its_check_fp32_and_int8(detectors, face_dir
         assert r["faces_float"] >= 24, r                          # the scenes hold faces the float detector finds
         assert code == 0 and r["passed"], r["failures"]
         if precision == "fp32":                                   # the same graph: the same faces, same places
-            assert r["recall"] == 1.0 and r["precision"] == 1.0 and r["iou_min"] > 0.99, r
+            assert r["recall"] == 1.0 and r["detection_precision"] == 1.0 and r["iou_min"] > 0.99, r
         else:
             assert m["quantize"]["calibration"]["count"] == 40
 
 
 def test_detector_check_fails_a_detector_that_draws_other_boxes(face_dir, tmp_path, edgeage_env):
     """Boxes 1.6x as large (the same anchors and scores): IoU 1 / 1.6^2 = 0.39 with the float
-    detector's, under the 0.5 that makes a match, so recall and precision are 0 and the check
+    detector's, under the 0.5 that makes a match, so recall and detection precision are 0 and the check
     exits 1 naming them."""
     from edgeage.face import detector_manifest
     from edgeage.export.artifact.writer import export_artifact
@@ -78,7 +78,7 @@ def test_detector_check_fails_a_detector_that_draws_other_boxes(face_dir, tmp_pa
     code, r = _check(art, face_dir)
     assert code == 1 and not r["passed"]
     assert r["faces_float"] >= 24 and r["faces_artifact"] >= 24 and r["recall"] < 0.2, r
-    assert {f.split()[0] for f in r["failures"]} >= {"recall", "precision", "iou_mean"}, r["failures"]
+    assert {f.split()[0] for f in r["failures"]} >= {"recall", "detection_precision", "iou_mean"}, r["failures"]
 
 
 def test_the_pipeline_runs_the_exported_detector_and_kinds_are_not_mixed(detectors, exported, face_dir, tmp_path):

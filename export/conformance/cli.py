@@ -154,8 +154,9 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
 @click.option("--video", default=None, type=InputPath(dir_okay=False),
               help="A video file instead of --photos: frames/s, faces/s, ms per frame by stage "
                    "(decode, detect, track, crop, model, readout).")
-@click.option("--detect-every", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With --video: run the detector on every K-th frame.")
+@click.option("--detect-every", "detect_every", type=click.IntRange(min=1), multiple=True,
+              help="With --video: run the detector on every K-th frame (default 1; repeatable: each model runs "
+                   "at each K, side by side).")
 @click.option("--artifact", "artifacts", multiple=True, type=InputPath(file_okay=False),
               help="Exported artifact folder (repeatable: e.g. its fp32 and int8 exports).")
 @click.option("--detector", "detectors", multiple=True, type=InputPath(file_okay=False, exists=True),
@@ -206,26 +207,30 @@ def pipeline_bench_cmd(photos, video, detect_every, artifacts, detectors, model_
         models.append((f"{art['target']} {art['precision']} ({Path(a).name})", artifact_estimator(a, threads=threads)))
     if not models:
         raise EdgeAgeError("pipeline-bench: nothing to run (give --artifact, or drop --no-torch)")
-    from edgeage.face import FaceDetector
+    import cv2
 
-    rows = [(label, est, FaceDetector(num_threads=threads)) for label, est in models]
+    from edgeage.face import FaceDetector
+    from edgeage.targets.runner import artifact_face_detector
+
+    cv2.setNumThreads(threads)  # OpenCV's resizes and colour conversions at --threads too
+    dets = [("", FaceDetector(num_threads=threads))]
     for d in detectors:  # the same models with each exported detector, at the same thread count
         art = read_manifest(d)["artifact"]
-        from edgeage.targets.runner import artifact_face_detector
-
-        det = artifact_face_detector(d, threads=threads)
-        rows += [(f"{label} + detector {art['target']} {art['precision']}", est, det) for label, est in models]
-    models = [(label, est.with_detector(det)) for label, est, det in rows]
+        dets.append((f" + detector {art['target']} {art['precision']}", artifact_face_detector(d, threads=threads)))
+    # (label, estimator, group): a row's ages are compared with the first row of its group (the same age model)
+    models = [(label + suffix, est.with_detector(det), label) for suffix, det in dets for label, est in models]
     if video is not None:
         from edgeage.video import VideoOptions
 
         from .pipeline_bench import video_bench, video_blocks, write_video_bench
 
-        b = video_bench(video, models, VideoOptions(detect_every=detect_every), warmup, rounds,
-                        progress=not as_json)
+        b = video_bench(video, models, [VideoOptions(detect_every=k) for k in (detect_every or (1,))], warmup,
+                        rounds, progress=not as_json)
         blocks, write = video_blocks, write_video_bench
     else:
-        b = pipeline_bench(pics, models, warmup, rounds, progress=not as_json)
+        if detect_every:
+            raise EdgeAgeError("--detect-every is for --video (photos are each detected once)")
+        b = pipeline_bench(pics, [(label, est) for label, est, _ in models], warmup, rounds, progress=not as_json)
         blocks, write = pipeline_blocks, write_pipeline_bench
     b["threads"] = threads
     files = write(out, b, force) if out else []

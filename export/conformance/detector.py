@@ -7,8 +7,8 @@ on a 640x480 background. Both detectors decode with the same code (letterbox, an
 NMS, ``edgeage.face``); the float detector's faces are the reference. A reference face is
 *found* when an artifact face overlaps it at IoU >= ``MATCH_IOU`` (greedy, best IoU first).
 
-- recall: found reference faces / reference faces; precision: matched artifact faces / artifact
-  faces (an extra face counts against it);
+- recall: found reference faces / reference faces; detection_precision: matched artifact faces /
+  artifact faces (an extra face counts against it);
 - IoU of the matched boxes: mean and minimum; key points: the largest distance, as a share of
   the face's box side; detector score: the largest difference.
 
@@ -29,10 +29,10 @@ DEFAULT_SCENES = 100
 
 # precision -> metric -> the line it must hold: (">=", lowest) or ("<=", highest)
 THRESHOLDS = {
-    "fp32": {"recall": (">=", 0.99), "precision": (">=", 0.99), "iou_mean": (">=", 0.98), "keypoint_err_max": ("<=", 0.05)},
-    "fp16": {"recall": (">=", 0.98), "precision": (">=", 0.98), "iou_mean": (">=", 0.95), "keypoint_err_max": ("<=", 0.08)},
-    "bf16": {"recall": (">=", 0.95), "precision": (">=", 0.95), "iou_mean": (">=", 0.90), "keypoint_err_max": ("<=", 0.15)},
-    "int8": {"recall": (">=", 0.95), "precision": (">=", 0.95), "iou_mean": (">=", 0.85), "keypoint_err_max": ("<=", 0.15)},
+    "fp32": {"recall": (">=", 0.99), "detection_precision": (">=", 0.99), "iou_mean": (">=", 0.98), "keypoint_err_max": ("<=", 0.05)},
+    "fp16": {"recall": (">=", 0.98), "detection_precision": (">=", 0.98), "iou_mean": (">=", 0.95), "keypoint_err_max": ("<=", 0.08)},
+    "bf16": {"recall": (">=", 0.95), "detection_precision": (">=", 0.95), "iou_mean": (">=", 0.90), "keypoint_err_max": ("<=", 0.15)},
+    "int8": {"recall": (">=", 0.95), "detection_precision": (">=", 0.95), "iou_mean": (">=", 0.85), "keypoint_err_max": ("<=", 0.15)},
 }
 
 
@@ -75,7 +75,7 @@ def compare(ref_faces: list[list], got_faces: list[list]) -> dict:
     ious = np.asarray([m.iou for m in matches]) if matches else np.zeros(0)
     return {"frames": len(ref_faces), "faces_float": n_ref, "faces_artifact": n_got, "matched": len(matches),
             "recall": len(matches) / n_ref if n_ref else None,
-            "precision": len(matches) / n_got if n_got else None,
+            "detection_precision": len(matches) / n_got if n_got else None,
             "iou_mean": float(ious.mean()) if len(ious) else None,
             "iou_min": float(ious.min()) if len(ious) else None,
             "keypoint_err_max": max((m.keypoint_err for m in matches), default=None),

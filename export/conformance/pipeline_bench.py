@@ -134,36 +134,42 @@ def _write_stages_report(out_dir, b: dict, blocks: list, key: str, stages, xlabe
 
 # ---- video: decode -> detect -> track -> crop -> model -> readout, frames/s (issue 26) ---------
 
-def video_bench(video, models: list[tuple[str, object]], opts=None, warmup: int = 10, rounds: int = 2,
+def video_bench(video, models: list[tuple], opts=None, warmup: int = 10, rounds: int = 2,
                 progress: bool = True) -> dict:
     """Every model over every frame of ``video`` through ``edgeage.video.run_video`` (the same
     code as ``predict VIDEO``: tracker, batched faces per frame), ``rounds`` times after
-    ``warmup`` untimed frames; the best round per model. Ages per track and per face are kept so
-    that rows can be compared (the first row is the reference)."""
+    ``warmup`` untimed frames; the best round per model. ``models``: (label, AgeEstimator[,
+    group]) -- a row's per-face ages are compared with the first row of its group (default: the
+    first row), so an exported detector or another --detect-every is judged against the same age
+    model. ``opts``: one VideoOptions or a list (every model runs with each, side by side)."""
     from edgeage.video import STAGES as VSTAGES
     from edgeage.video import VideoOptions, VideoSource, run_video
 
-    opts = opts or VideoOptions()
-    rows, ref = [], None
-    for label, est in models:
+    everies = opts if isinstance(opts, list) else [opts or VideoOptions()]
+    runs = [(label + (f", detect every {o.detect_every}" if len(everies) > 1 else ""), m[1],
+             m[2] if len(m) > 2 else None, o) for o in everies for m in models for label in [m[0]]]
+    rows, refs = [], {}
+    for label, est, group, o in runs:
         if warmup:
             with VideoSource(video) as src:
                 run_video(est, src, VideoOptions(max_frames=warmup), progress=False, keep_frames=False)
         best = None
         for _ in range(rounds):
             with VideoSource(video) as src:
-                res = run_video(est, src, opts, progress=False, keep_frames=True)
+                res = run_video(est, src, o, progress=False, keep_frames=True)
             if best is None or res["wall_s"] < best["wall_s"]:
                 best = res
-        ages = [[(f["box"], f["age"]) for f in fr["faces"] if "age" in f] for fr in best["per_frame"]]
-        row = {"model": label, "frames": best["frames"], "faces": best["faces"], "wall_s": best["wall_s"],
-               "frames_per_s": best["frames"] / best["wall_s"], "faces_per_s": best["faces"] / best["wall_s"],
-               "ms_per_frame": best["ms_per_frame"], "share": best["share"],
-               "tracks": [{"id": t["id"], "age": t["age"], "faces": t["faces"]} for t in best["tracks"]]}
-        if ref is None:
-            ref = ages
+        ages = [[(f["box"], f["age"]) for f in fr["faces"]] if fr["detected"] else None for fr in best["per_frame"]]
+        row = {"model": label, "detect_every": o.detect_every, "frames": best["frames"], "faces": best["faces"],
+               "wall_s": best["wall_s"], "frames_per_s": best["frames"] / best["wall_s"],
+               "faces_per_s": best["faces"] / best["wall_s"], "ms_per_frame": best["ms_per_frame"],
+               "share": best["share"], "tracks": [{"id": t["id"], "age": t["age"], "faces": t["faces"]}
+                                                  for t in best["tracks"]]}
+        if group not in refs:
+            refs[group] = (label, ages)
         else:
-            row["age_drift_vs_first"] = face_drift(ref, ages)
+            row["age_drift_vs"] = refs[group][0]
+            row["age_drift_vs_first"] = face_drift(refs[group][1], ages)
         rows.append(row)
         if progress:
             print(f"{label}: {row['frames_per_s']:.1f} frames/s, {row['faces_per_s']:.1f} faces/s", flush=True)
@@ -171,17 +177,21 @@ def video_bench(video, models: list[tuple[str, object]], opts=None, warmup: int 
         meta = {"video": str(video), "width": src.width, "height": src.height, "fps": src.fps,
                 "frames_in_file": src.frame_count}
     return {"kind": "video", **meta, "stages": list(VSTAGES), "rounds": rounds, "warmup": warmup,
-            "options": dataclasses.asdict(opts), "rows": rows}
+            "options": dataclasses.asdict(everies[0]), "detect_every": [o.detect_every for o in everies],
+            "rows": rows}
 
 
-def face_drift(ref: list[list], got: list[list], iou: float = 0.5) -> dict:
-    """Per-face age drift between two runs over the same frames (each frame: [(box, age)]): faces
-    paired by box IoU >= ``iou`` (greedy, best first), so a detector that moves a box a little
-    still compares the same face; ``unmatched`` counts the faces of either run without a pair."""
+def face_drift(ref: list, got: list, iou: float = 0.5) -> dict:
+    """Per-face age drift between two runs over the same frames (each frame: [(box, age)], or
+    None where that run did not detect): faces paired by box IoU >= ``iou`` (greedy, best first),
+    so a detector that moves a box a little still compares the same face, on the frames both runs
+    detected; ``unmatched`` counts the faces of either run without a pair there."""
     from .detector import box_iou
 
     d, unmatched = [], 0
     for r, g in zip(ref, got):
+        if r is None or g is None:
+            continue
         pairs = sorted(((box_iou(a[0], b[0]), i, j) for i, a in enumerate(r) for j, b in enumerate(g)), reverse=True)
         ur, ug = set(), set()
         for v, i, j in pairs:
@@ -204,9 +214,9 @@ def video_blocks(b: dict) -> list:
                                                              _drift(r)] for r in b["rows"]]
     return [Title("edgeage pipeline-bench (video)"),
             Para([f"{b['video']}: {b['rows'][0]['frames'] if b['rows'] else 0} frames {b['width']}x{b['height']}, "
-                  f"detect every {b['options']['detect_every']}; decode -> detect -> track -> crop -> model -> "
+                  f"detect every {', '.join(map(str, b.get('detect_every', [b['options']['detect_every']])))}; decode -> detect -> track -> crop -> model -> "
                   f"readout, the faces of a frame as one batch; best of {b['rounds']} rounds after "
-                  f"{b['warmup']} warm-up frames; ms per frame by stage; age drift: per face vs the first row."]),
+                  f"{b['warmup']} warm-up frames; ms per frame by stage; age drift: per face vs the first row of the same age model (faces paired by box IoU >= 0.5 on the frames both detected)."]),
             Table(headers, rows)]
 
 
