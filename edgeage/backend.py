@@ -11,7 +11,9 @@ A target is one folder ``targets/<name>/`` (or any folder named on the command l
     reported as that step (and the op, when the message names one).
 ``exporter`` INT8 hooks (:class:`Quantizer`, optional)
     ``qat_prepare(model, example, opts, spec) -> trainable fake-quantized module``,
-    ``qat_convert(prepared, example, spec) -> module export() takes with opts.quantized``,
+    ``qat_convert(prepared, example, spec) -> QATResult`` (the module ``export()`` takes: a
+    fake-quantized one, converted with its learned ranges, or the fine-tuned float weights for
+    the PTQ path to re-calibrate),
     ``simulate(model, example, opts, spec) -> callable`` (a fast torch model of the PTQ result,
     for edgeage's greedy accuracy control), ``ACCURACY_CONTROL`` (a name: the backend's own
     accuracy-controlled PTQ runs inside ``export`` when ``calib.accuracy`` is set).
@@ -46,7 +48,7 @@ class Exporter(Protocol):
 class Quantizer(Protocol):
     def qat_prepare(self, model: Any, example: Any, opts: "Int8Options", spec: dict) -> Any: ...
 
-    def qat_convert(self, prepared: Any, example: Any, spec: dict) -> Any: ...
+    def qat_convert(self, prepared: Any, example: Any, spec: dict) -> "QATResult": ...
 
 
 @runtime_checkable
@@ -87,6 +89,21 @@ def describe(module: Any, name: str = "") -> ExporterDetails:
     return ExporterDetails(module, name, qat=isinstance(module, Quantizer),
                            simulate=isinstance(module, Simulator),
                            accuracy_control=getattr(module, "ACCURACY_CONTROL", None))
+
+
+@dataclasses.dataclass(frozen=True)
+class QATResult:
+    """What an exporter's ``qat_convert`` returns: the model to export and how to export it."""
+
+    model: Any
+    recalibrate: bool = False   # True: fine-tuned float weights, re-calibrated by the PTQ path
+    how: str = "fake-quantized model converted (learned quantizers kept)"
+
+    def int8_options(self, calib: np.ndarray, ignored: list[str]) -> "Int8Options":
+        """The Int8Options ``export()`` gets for this result."""
+        if self.recalibrate:
+            return Int8Options(calib=calib, ignored=list(ignored))
+        return Int8Options(quantized=True, ignored=list(ignored))
 
 
 @dataclasses.dataclass

@@ -128,13 +128,15 @@ def nncf_qat_convert(prepared, example, spec: dict | None = None):
     shape arithmetic (h * w in spatial attention) becomes tensor ``mul`` ops, which shifted the
     quantizers of real ``mul`` ops onto int64 shapes when gates were quantized too
     ("fake_quantize ... not implemented for 'Long'", nncf 3.4 / torch 2.13)."""
-    return prepared.eval()
+    from edgeage.backend import QATResult
+
+    return QATResult(prepared.eval())
 
 
 def nncf_qat_weights(prepared, example, spec: dict | None = None):
-    """For ONNX: the QAT fine-tuned weights in the plain float model, marked for PTQ
-    re-calibration by the exporter (``needs_calibration``); the learned quantizer ranges are not
-    carried over. The legacy (tracing) ONNX exporter does write the fake-quantized model, but
+    """For ONNX: the QAT fine-tuned weights in the plain float model, for PTQ re-calibration by
+    the exporter (``QATResult(recalibrate=True)``); the learned quantizer ranges are not carried
+    over. The legacy (tracing) ONNX exporter does write the fake-quantized model, but
     (measured, nncf 3.4 / torch 2.13) with the traced batch size baked into the gates' reshapes,
     fp32 weights under QuantizeLinear (4.6 MB, the fp32 model's size) and, where the reshapes
     are written without a batch size, hundreds of Shape/Slice/Mod ops traced from NNCF's hooks;
@@ -147,5 +149,8 @@ def nncf_qat_weights(prepared, example, spec: dict | None = None):
     if missing:
         raise EdgeAgeError(f"QAT weights do not map back onto the float model (missing {missing[:3]})")
     float_model.load_state_dict(sd)
-    float_model.needs_calibration = True
-    return float_model.eval()
+    from edgeage.backend import QATResult
+
+    return QATResult(float_model.eval(), recalibrate=True,
+                     how="fine-tuned weights re-calibrated by PTQ (the fake-quantized model does not export "
+                         "compactly; see nncf_qat_weights)")

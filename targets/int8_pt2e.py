@@ -151,5 +151,7 @@ def pt2e_qat_convert(prepared, example, fold: bool = True):
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
+    from edgeage.backend import QATResult
+
     move_exported_model_to_eval(prepared)
-    return trainable_flag(convert_pt2e(prepared, fold_quantize=fold))
+    return QATResult(trainable_flag(convert_pt2e(prepared, fold_quantize=fold)))

@@ -338,6 +338,23 @@ def test_qat_nncf_openvino_converts_the_fake_quantized_model(ckpt, faces, tmp_pa
                    "OpenVINO QAT (3 steps)", min_corr=0.5)
 
 
+def test_qat_onnx_recalibrates_the_fine_tuned_weights(ckpt, faces, tmp_path):
+    """ONNX QAT: qat_convert returns the fine-tuned float weights marked for re-calibration
+    (``QATResult.recalibrate``), so the artifact is PTQ of those weights (QuantizeLinear pairs),
+    said so in the manifest, and it follows the float model."""
+    import onnx
+
+    out = tmp_path / "qat-onnx"
+    res = cli("quantize", "--model", ckpt, "--backend", "onnx", "--method", "qat", "--epochs", 1,
+              "--max-steps", 3, "--calib-images", 16, "--data", faces, "--out", out)
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "manifest.json").read_text())["quantize"]
+    assert info["qat_conversion"].startswith("fine-tuned weights re-calibrated by PTQ"), info["qat_conversion"]
+    assert info["qat"]["params_changed"] > 0
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > 0
+
+
 def test_accuracy_control_keeps_layers_float(ckpt, faces, tmp_path):
     """Greedy accuracy control (PT2E): with a drop limit the fully quantized model misses, the
     most sensitive layers stay float and are reported."""

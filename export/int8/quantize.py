@@ -19,7 +19,7 @@ import json
 import logging
 from pathlib import Path
 
-from edgeage.backend import Int8Options, describe, step
+from edgeage.backend import Int8Options, QATResult, describe, step
 from edgeage.readout import readout_mae
 from edgeage.utils import EdgeAgeError, atomic_dir
 
@@ -143,14 +143,11 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
             info["qat"] = qat_finetune(prepared, model, manifest, qd, work / "qat", epochs=epochs, lr=lr,
                                        max_steps=max_steps, progress=progress, **kw)
             with step(f"{spec['exporter']}.qat_convert"):
-                qmodel = exporter.qat_convert(prepared, example, spec)
-            if getattr(qmodel, "needs_calibration", False):  # see nncf_qat_weights
-                to_export, eopts = qmodel, Int8Options(calib=qd.calib, ignored=opts.ignored)
-                info["qat_conversion"] = ("fine-tuned weights re-calibrated by PTQ (the fake-quantized "
-                                          "model does not export compactly; see nncf_qat_weights)")
-            else:
-                to_export, eopts = qmodel, Int8Options(quantized=True, ignored=opts.ignored)
-                info["qat_conversion"] = "fake-quantized model converted (learned quantizers kept)"
+                res = exporter.qat_convert(prepared, example, spec)
+                if not isinstance(res, QATResult):
+                    raise TypeError(f"returned {type(res).__name__}, not an edgeage.backend.QATResult")
+            to_export, eopts = res.model, res.int8_options(qd.calib, opts.ignored)
+            info["qat_conversion"] = res.how
         else:
             to_export, eopts = model, opts
         export_artifact(to_export, manifest, spec, "int8", tmp, calib=eopts)
