@@ -76,7 +76,7 @@ def emit_json(obj) -> None:
 
 
 # the precisions --precision offers (a target supports some of them: its TOML's precisions)
-PRECISIONS = ["fp32", "fp16", "bf16", "int8"]
+from .backend import PRECISIONS  # noqa: E402 - the one list, re-exported for the command modules
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .backend import PRECISIONS
 from .utils import EdgeAgeError
 
 MAX_DEPTH = 32            # nesting of any file edgeage reads (its own files nest 6 deep at most)
@@ -24,7 +25,7 @@ MAX_BYTES = 512 << 20     # a prepared cache's meta.json holds every name: a few
 AGE_MAX = 120.0
 MODEL_NUMBER_MAX = 65536
 
-PRECISION = Literal["fp32", "fp16", "bf16", "int8"]
+PRECISION = Literal[PRECISIONS]   # edgeage.backend.PRECISIONS: the one list
 
 
 def number(lo: float | None = None, hi: float | None = None, *, gt: float | None = None):

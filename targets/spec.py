@@ -19,6 +19,7 @@ folders and TOMLs you trust.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
 from importlib import resources
@@ -156,10 +157,40 @@ class TargetSpec:
 
 def load_spec(target: str) -> dict:
     """The parsed, checked TOML of a target name, folder or path, as the dict exporters and
-    runners receive; ``spec['_file']`` is its path (``TargetSpec`` is the typed view)."""
+    runners receive; ``spec['_file']`` is its path (``TargetSpec`` is the typed view). Its
+    thresholds and QAT line start from ``targets/conformance.toml`` (``with_conformance_defaults``)."""
     path = spec_path(target)
     raw = read_data(path, "toml")
-    return TargetSpec.from_dict(raw, path).to_dict()
+    return TargetSpec.from_dict(with_conformance_defaults(raw, path), path).to_dict()
+
+
+CONFORMANCE_FILE = Path(__file__).with_name("conformance.toml")
+
+
+@functools.lru_cache(maxsize=1)
+def conformance_defaults() -> dict:
+    """targets/conformance.toml, checked: the lines every target starts from."""
+    d = read_data(CONFORMANCE_FILE, "toml")
+    validate_schema(_Conformance, d, str(CONFORMANCE_FILE))
+    return d
+
+
+def with_conformance_defaults(raw: dict, path) -> dict:
+    """A target TOML with the shared lines under its own: ``[thresholds.P]`` key by key for every
+    precision, ``[int8] qat_mae_drift`` when the target has an ``[int8]`` table."""
+    if not isinstance(raw, dict):
+        return raw  # validate() names the problem
+    base = conformance_defaults()
+    own = raw.get("thresholds", {})
+    if not isinstance(own, dict) or not isinstance(raw.get("int8", {}), dict):
+        return raw
+    d = dict(raw)
+    supported = raw.get("precisions") if isinstance(raw.get("precisions"), list) else []
+    d["thresholds"] = {p: {**base["thresholds"].get(p, {}), **(own.get(p) or {})}
+                       for p in sorted(set(base["thresholds"]) | set(own)) if p in own or p in supported}
+    if "int8" in raw:
+        d["int8"] = {**base.get("int8", {}), **raw["int8"]}
+    return d
 
 
 class _Thresholds(Closed):
@@ -176,6 +207,11 @@ class _Runtime(Open):
 
 class _Deploy(Closed):
     spatial: Literal["nhwc", "nchw"] = "nhwc"   # edgeage.models.deploy.SPATIAL_FORMS (that module imports torch)
+
+
+class _Conformance(Closed):
+    thresholds: dict[PRECISION, _Thresholds]
+    int8: dict[str, number(0.0, 1e6)] = {}
 
 
 class _TargetToml(Open):

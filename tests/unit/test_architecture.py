@@ -216,7 +216,31 @@ def test_every_shipped_target_is_one_folder():
         assert hasattr(load_module(spec["runner"], spec), "Runner")
         if t in ("onnx", "openvino"):  # exporters that import quickly here
             assert describe(load_module(spec["exporter"], spec)).qat
-    assert not list(targets_dir().glob("*.toml")), "target TOMLs belong in their folders"
+    # beside the folders: only the shared conformance lines (not a target)
+    assert [p.name for p in targets_dir().glob("*.toml")] == ["conformance.toml"], "target TOMLs belong in their folders"
+
+
+def test_conformance_lines_have_one_source(tmp_path):
+    """Every target's thresholds and QAT line come from targets/conformance.toml unless its own
+    TOML sets them (key by key); the shipped TOMLs repeat none of them."""
+    import tomllib
+
+    from edgeage.targets.spec import conformance_defaults, load_spec, targets_dir
+
+    base = conformance_defaults()
+    for t in ("onnx", "openvino", "tflite", "executorch"):
+        spec, own = load_spec(t), tomllib.loads((targets_dir() / t / "target.toml").read_text())
+        for p in spec["precisions"]:
+            if p in base["thresholds"]:
+                assert spec["thresholds"][p] == base["thresholds"][p], (t, p)
+        assert spec["int8"]["qat_mae_drift"] == base["int8"]["qat_mae_drift"] and "qat_mae_drift" not in own["int8"]
+        assert set(own.get("thresholds", {})) <= {"bf16"}, t          # OpenVINO's bf16 is its own line
+    toml = tmp_path / "mine.toml"
+    toml.write_text('exporter = "x.py"\nrunner = "y.py"\nprecisions = ["fp32", "int8"]\n'
+                    '[thresholds.int8]\nage_abs_diff_max = 9.0\n')
+    spec = load_spec(str(toml))
+    assert spec["thresholds"]["int8"] == {**base["thresholds"]["int8"], "age_abs_diff_max": 9.0}
+    assert spec["thresholds"]["fp32"] == base["thresholds"]["fp32"] and "int8" not in spec  # no [int8]: no QAT line
 
 
 def test_target_search_path_adds_folders(tmp_path, monkeypatch):
