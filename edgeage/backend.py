@@ -22,6 +22,9 @@ A target is one folder ``targets/<name>/`` (or any folder named on the command l
     ``run(x: float32 [N,3,S,S]) -> float32 [N,K]``, ``files``, ``info``; optional
     ``intermediates(x)`` (torch module name -> array) and ``op_profile(x1, runs)``.
 
+``spec`` is always a :class:`TargetSpec` (the target TOML, checked, with the shared conformance
+lines of ``targets/conformance.toml``): ``spec.name``, ``spec.runtime``, ``spec.int8``, ...
+
 ``describe(module)`` checks a module against these protocols and says what it offers, so no
 caller asks ``hasattr`` itself."""
 from __future__ import annotations
@@ -38,22 +41,57 @@ from .utils import EdgeAgeError
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
+@dataclasses.dataclass(frozen=True)
+class TargetSpec:
+    """A target TOML, checked (``edgeage.targets.spec.load_spec`` makes it): what every exporter,
+    runner, check and device receives. ``to_dict`` gives the TOML's keys back (``_file``: the
+    path), e.g. for a report."""
+
+    name: str
+    exporter: str
+    runner: str
+    precisions: tuple[str, ...]
+    file: str
+    packages: tuple[str, ...] = ()
+    runtime: dict = dataclasses.field(default_factory=dict)
+    thresholds: dict = dataclasses.field(default_factory=dict)
+    int8: dict = dataclasses.field(default_factory=dict)
+    android_app: bool = False
+    deploy: dict = dataclasses.field(default_factory=dict)   # [deploy]: the form it exports (edgeage.models.deploy)
+    extra: dict = dataclasses.field(default_factory=dict)    # the target's own keys (e.g. localize)
+
+    KNOWN = ("name", "exporter", "runner", "precisions", "packages", "runtime", "thresholds", "int8",
+             "android_app", "deploy", "_file")
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "exporter": self.exporter, "runner": self.runner, "precisions": list(self.precisions),
+             "packages": list(self.packages), "runtime": dict(self.runtime), "thresholds": dict(self.thresholds),
+             **self.extra, "_file": self.file}
+        if self.int8:
+            d["int8"] = dict(self.int8)
+        if self.android_app:
+            d["android_app"] = True
+        if self.deploy:
+            d["deploy"] = dict(self.deploy)
+        return d
+
+
 @runtime_checkable
 class Exporter(Protocol):
-    def export(self, model: Any, example: Any, out_dir: Any, precision: str, spec: dict,
+    def export(self, model: Any, example: Any, out_dir: Any, precision: str, spec: TargetSpec,
                calib: Any = None) -> list[str]: ...
 
 
 @runtime_checkable
 class Quantizer(Protocol):
-    def qat_prepare(self, model: Any, example: Any, opts: "Int8Options", spec: dict) -> Any: ...
+    def qat_prepare(self, model: Any, example: Any, opts: "Int8Options", spec: TargetSpec) -> Any: ...
 
-    def qat_convert(self, prepared: Any, example: Any, spec: dict) -> "QATResult": ...
+    def qat_convert(self, prepared: Any, example: Any, spec: TargetSpec) -> "QATResult": ...
 
 
 @runtime_checkable
 class Simulator(Protocol):
-    def simulate(self, model: Any, example: Any, opts: "Int8Options", spec: dict) -> Any: ...
+    def simulate(self, model: Any, example: Any, opts: "Int8Options", spec: TargetSpec) -> Any: ...
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ from edgeage.export.int8.quantize import int8_targets  # noqa: E402
 from edgeage.utils import python_module_cmd
 
 # int8 backend name -> target, from the targets' own TOMLs ([int8] backend = ...)
-BACKENDS = {b: spec["name"] for b, spec in int8_targets().items()}
+BACKENDS = {b: spec.name for b, spec in int8_targets().items()}
 
 
 def edgeage(*args: str) -> None:

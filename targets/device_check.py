@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeage.backend import TargetSpec
 from edgeage.utils import EdgeAgeError, package_versions, plain_name, write_json
 
 RESULT_FORMAT = "edgeage-check-result/1"
@@ -47,8 +48,8 @@ def device_info(emulated: dict | None = None) -> dict:
     return info
 
 
-def runtime_versions(spec: dict) -> dict:
-    return package_versions(["edgeage", "numpy", *spec.get("packages", [])])
+def runtime_versions(spec: TargetSpec) -> dict:
+    return package_versions(["edgeage", "numpy", *list(spec.packages)])
 
 
 def run_check(bundle, result_path, warmup: int = 3, threads: int = 1, count: int | None = None,
@@ -97,7 +98,7 @@ def run_check(bundle, result_path, warmup: int = 3, threads: int = 1, count: int
     res = {"format": RESULT_FORMAT,
            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "device": device_info(emulated),
-           "runtime": {"backend": man["artifact"]["target"], "runner": f"edgeage {runner.spec['name']} runner "
+           "runtime": {"backend": man["artifact"]["target"], "runner": f"edgeage {runner.spec.name} runner "
                        f"(Python, threads {threads})", "warmup": warmup, "versions": runtime_versions(runner.spec),
                        **{k: v for k, v in runner.info.items() if isinstance(v, (str, int, float, bool))}},
            "model": {"file": model["name"], "sha256": model["sha256"], "size": model["size"], "sha256_verified": True,

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from edgeage.backend import Int8Options
+from edgeage.backend import Int8Options, TargetSpec
 from edgeage.utils import EdgeAgeError, library_log
 
 
@@ -102,7 +102,7 @@ def qat_float_nodes(model, example) -> list[str]:
                   if n.node_type not in QAT_INT8_TYPES and not n.node_type.startswith("nncf_model"))
 
 
-def nncf_qat_prepare(model, example, opts: Int8Options, spec: dict | None = None):
+def nncf_qat_prepare(model, example, opts: Int8Options, spec: TargetSpec | None = None):
     """nncf.quantize on the torch model (fake quantizers initialised on the calibration images)
     with quantizers on convolution / linear inputs only, ``opts.ignored`` modules excluded.
     Returns the trainable fake-quantized module."""
@@ -119,7 +119,7 @@ def nncf_qat_prepare(model, example, opts: Int8Options, spec: dict | None = None
     return q
 
 
-def nncf_qat_convert(prepared, example, spec: dict | None = None):
+def nncf_qat_convert(prepared, example, spec: TargetSpec | None = None):
     """The fine-tuned fake-quantized NNCF model, in eval mode: the OpenVINO exporter converts it
     with its learned quantizer ranges (``Int8Options(quantized=True)``).
 
@@ -133,7 +133,7 @@ def nncf_qat_convert(prepared, example, spec: dict | None = None):
     return QATResult(prepared.eval())
 
 
-def nncf_qat_weights(prepared, example, spec: dict | None = None):
+def nncf_qat_weights(prepared, example, spec: TargetSpec | None = None):
     """For ONNX: the QAT fine-tuned weights in the plain float model, for PTQ re-calibration by
     the exporter (``QATResult(recalibrate=True)``); the learned quantizer ranges are not carried
     over. The legacy (tracing) ONNX exporter does write the fake-quantized model, but

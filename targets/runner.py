@@ -2,7 +2,7 @@
 
 A target's runner module defines ``class Runner`` with
 
-    __init__(self, artifact_dir: Path, manifest: dict, spec: dict, threads: int)
+    __init__(self, artifact_dir: Path, manifest: dict, spec: TargetSpec, threads: int)
     run(self, x: np.ndarray) -> np.ndarray      # float32 [N,3,S,S] -> raw outputs [N,K] float32
     intermediates(self, x) -> dict[str, np.ndarray]   # optional: torch module name -> output
     op_profile(self, x1, runs) -> dict[str, float]    # optional: ms per inference by op type
@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeage.artifact import read_manifest
+from edgeage.backend import TargetSpec
 from edgeage.utils import EdgeAgeError
 
 from .spec import installed_spec, load_module, load_spec, threads as spec_threads
 
 
 class BaseRunner:
-    def __init__(self, artifact_dir: Path, manifest: dict, spec: dict, threads: int):
+    def __init__(self, artifact_dir: Path, manifest: dict, spec: TargetSpec, threads: int):
         self.artifact_dir, self.manifest, self.spec, self.threads = Path(artifact_dir), manifest, spec, threads
         self.precision = manifest["artifact"]["precision"]
         self.files = [f["name"] for f in manifest["artifact"]["files"]]
@@ -56,9 +57,9 @@ class BaseRunner:
         raise NotImplementedError
 
 
-def runtime_error(artifact_dir: Path, manifest: dict, spec: dict, what: str, e: Exception) -> EdgeAgeError:
+def runtime_error(artifact_dir: Path, manifest: dict, spec: TargetSpec, what: str, e: Exception) -> EdgeAgeError:
     files = ", ".join(str(artifact_dir / f["name"]) for f in manifest["artifact"]["files"])
-    return EdgeAgeError(f"{files}: {spec['name']} runtime failed to {what} ({type(e).__name__}: "
+    return EdgeAgeError(f"{files}: {spec.name} runtime failed to {what} ({type(e).__name__}: "
                         f"{str(e).strip()[:500]}); the file may be corrupted or from another version: "
                         "re-export it with `edgeage export`")
 
@@ -66,7 +67,7 @@ def runtime_error(artifact_dir: Path, manifest: dict, spec: dict, what: str, e: 
 class LoadedRunner:
     """A runner plus the artifact it runs; runtime errors name the artifact's files."""
 
-    def __init__(self, runner, artifact_dir: Path, manifest: dict, spec: dict):
+    def __init__(self, runner, artifact_dir: Path, manifest: dict, spec: TargetSpec):
         self.runner, self.artifact_dir, self.manifest, self.spec = runner, artifact_dir, manifest, spec
         self.info = dict(getattr(runner, "info", {}))
         self.has_intermediates = callable(getattr(runner, "intermediates", None))
@@ -90,14 +91,14 @@ class LoadedRunner:
         the runner's ``coverage()``, else a note saying the runtime does not."""
         fn = getattr(self.runner, "coverage", None)
         if not callable(fn):
-            return {"available": False, "note": f"{self.spec['name']}: the runtime does not report it"}
+            return {"available": False, "note": f"{self.spec.name}: the runtime does not report it"}
         return {"available": True, **fn()}
 
     def op_profile(self, x1: np.ndarray, runs: int = 50) -> dict:
         """The runtime's own per-op timing of ``runs`` batch-1 inferences, summed by op type
         (ms per inference, largest first), or a note where the runtime exposes none."""
         if not self.has_op_profile:
-            return {"available": False, "note": f"{self.spec['name']}: the runner exposes no per-op timing"}
+            return {"available": False, "note": f"{self.spec.name}: the runner exposes no per-op timing"}
         by_type = self.runner.op_profile(np.ascontiguousarray(x1[:1], np.float32), runs)
         by_type = dict(sorted(by_type.items(), key=lambda kv: -kv[1]))
         out = {"available": True, "runs": runs, "total_ms": float(sum(by_type.values())), "by_op_type_ms": by_type}
@@ -110,7 +111,7 @@ class LoadedRunner:
         return out
 
 
-def artifact_spec(manifest: dict, spec: dict | str | None = None) -> dict:
+def artifact_spec(manifest: dict, spec: TargetSpec | str | None = None) -> TargetSpec:
     """The target spec that runs and judges an artifact: ``spec`` (a dict, or a target name /
     TOML path the user gave), else the *installed* target of the artifact's target name. The
     artifact's own ``spec_file`` is never followed: a folder from elsewhere could otherwise bring
@@ -120,32 +121,32 @@ def artifact_spec(manifest: dict, spec: dict | str | None = None) -> dict:
     return load_spec(spec) if isinstance(spec, str) else spec
 
 
-def load_runner(artifact_dir, spec: dict | str | None = None, threads: int | None = None) -> LoadedRunner:
-    """Validate the artifact and load it with the runner of ``spec`` (a spec dict, a target
+def load_runner(artifact_dir, spec: TargetSpec | str | None = None, threads: int | None = None) -> LoadedRunner:
+    """Validate the artifact and load it with the runner of ``spec`` (a TargetSpec, a target
     name/path, or None = the installed target of the artifact's target name)."""
     artifact_dir = Path(artifact_dir)
     manifest = read_manifest(artifact_dir)
     art = manifest["artifact"]
     spec = artifact_spec(manifest, spec)
-    if spec["name"] != art["target"]:
-        raise EdgeAgeError(f"{artifact_dir} was exported for target {art['target']!r}, not {spec['name']!r}")
-    mod = load_module(spec["runner"], spec)
+    if spec.name != art["target"]:
+        raise EdgeAgeError(f"{artifact_dir} was exported for target {art['target']!r}, not {spec.name!r}")
+    mod = load_module(spec.runner, spec)
     n = spec_threads(spec) if threads is None else threads
     try:
         runner = mod.Runner(artifact_dir, manifest, spec, n)
     except EdgeAgeError:
         raise
     except ImportError as e:  # the runtime is not installed here: not the file's fault
-        how = (f"pip install 'edgeage[{spec['name']}]'" if spec["name"] in ("onnx", "openvino", "tflite", "executorch")
-               else f"install {', '.join(spec.get('packages') or [spec['name']])}")
-        raise EdgeAgeError(f"{artifact_dir}: the {spec['name']} runtime is not installed here ({e}); {how} to run "
+        how = (f"pip install 'edgeage[{spec.name}]'" if spec.name in ("onnx", "openvino", "tflite", "executorch")
+               else f"install {', '.join(list(spec.packages) or [spec.name])}")
+        raise EdgeAgeError(f"{artifact_dir}: the {spec.name} runtime is not installed here ({e}); {how} to run "
                            "this artifact") from None
     except Exception as e:  # noqa: BLE001 - a runtime that cannot load the file
         raise runtime_error(artifact_dir, manifest, spec, "load the model", e) from e
     return LoadedRunner(runner, artifact_dir, manifest, spec)
 
 
-def artifact_estimator(artifact_dir, spec: dict | str | None = None, threads: int | None = None,
+def artifact_estimator(artifact_dir, spec: TargetSpec | str | None = None, threads: int | None = None,
                        detector=None, **kw):
     """An ``AgeEstimator`` on an exported artifact: its runtime alone, no torch (the device side:
     detector, canonical crop, the artifact's model, the readout, all from its manifest).
@@ -161,7 +162,7 @@ def artifact_estimator(artifact_dir, spec: dict | str | None = None, threads: in
     return AgeEstimator(runner.run, runner.manifest, detector=detector, **kw)
 
 
-def artifact_face_detector(artifact_dir, spec: dict | str | None = None, threads: int | None = None, **kw):
+def artifact_face_detector(artifact_dir, spec: TargetSpec | str | None = None, threads: int | None = None, **kw):
     """An ``edgeage.face.FaceDetector`` on an exported face detector (``edgeage detector export``):
     the same letterbox, decode and NMS as the shipped .tflite, the artifact's runtime computing the
     graph. ``kw``: ``min_score``, ``iou``."""

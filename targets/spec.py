@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool
 
+from edgeage.backend import TargetSpec
 from edgeage.schemas import PRECISION, Closed, Name, Open, integer, number, read_data
 from edgeage.schemas import validate as validate_schema
 from edgeage.utils import EdgeAgeError, import_file, search_path
@@ -99,7 +100,7 @@ def spec_path(target: str) -> Path:
                        f"its .toml; more folders of targets: {PATH_ENV})")
 
 
-def installed_spec(name: str) -> dict:
+def installed_spec(name: str) -> TargetSpec:
     """The installed target called ``name`` (a name read from a file, e.g. an artifact's
     ``artifact.target``): never a path, never the current folder."""
     if not isinstance(name, str) or is_target_path(name) or name not in target_folders():
@@ -109,59 +110,31 @@ def installed_spec(name: str) -> dict:
     return load_spec(name)
 
 
-@dataclasses.dataclass(frozen=True)
-class TargetSpec:
-    """Typed view of a target TOML (``from_dict`` checks it, ``to_dict`` gives the dict the
-    exporters and runners receive, with ``_file``)."""
-
-    name: str
-    exporter: str
-    runner: str
-    precisions: tuple[str, ...]
-    file: str
-    packages: tuple[str, ...] = ()
-    runtime: dict = dataclasses.field(default_factory=dict)
-    thresholds: dict = dataclasses.field(default_factory=dict)
-    int8: dict = dataclasses.field(default_factory=dict)
-    android_app: bool = False
-    extra: dict = dataclasses.field(default_factory=dict)
-
-    KNOWN = ("name", "exporter", "runner", "precisions", "packages", "runtime", "thresholds", "int8",
-             "android_app", "_file")
-
-    @classmethod
-    def from_dict(cls, d: dict, path) -> "TargetSpec":
-        d = dict(d)
-        d.setdefault("name", Path(path).parent.name if Path(path).name == SPEC_FILE else Path(path).stem)
-        d.setdefault("runtime", {})
-        d.setdefault("thresholds", {})
-        d.setdefault("packages", [])
-        missing = [k for k in ("exporter", "runner", "precisions") if k not in d]
-        if missing:
-            raise EdgeAgeError(f"{path}: missing key(s) {missing} (see edgeage/targets/spec.py)")
-        validate(d, path)
-        return cls(d["name"], d["exporter"], d["runner"], tuple(d["precisions"]), str(path), tuple(d["packages"]),
-                   dict(d["runtime"]), dict(d["thresholds"]), dict(d.get("int8", {})), bool(d.get("android_app", False)),
-                   {k: v for k, v in d.items() if k not in cls.KNOWN})
-
-    def to_dict(self) -> dict:
-        d = {"name": self.name, "exporter": self.exporter, "runner": self.runner, "precisions": list(self.precisions),
-             "packages": list(self.packages), "runtime": dict(self.runtime), "thresholds": dict(self.thresholds),
-             **self.extra, "_file": self.file}
-        if self.int8:
-            d["int8"] = dict(self.int8)
-        if self.android_app:
-            d["android_app"] = True
-        return d
+def spec_from_dict(d: dict, path) -> TargetSpec:
+    """A target TOML's table (conformance defaults merged, ``with_conformance_defaults``), checked,
+    as a TargetSpec (``name`` defaults to the folder's or the file's name)."""
+    d = dict(d)
+    d.setdefault("name", Path(path).parent.name if Path(path).name == SPEC_FILE else Path(path).stem)
+    d.setdefault("runtime", {})
+    d.setdefault("thresholds", {})
+    d.setdefault("packages", [])
+    missing = [k for k in ("exporter", "runner", "precisions") if k not in d]
+    if missing:
+        raise EdgeAgeError(f"{path}: missing key(s) {missing} (see edgeage/targets/spec.py)")
+    validate(d, path)
+    return TargetSpec(d["name"], d["exporter"], d["runner"], tuple(d["precisions"]), str(path), tuple(d["packages"]),
+                      dict(d["runtime"]), dict(d["thresholds"]), dict(d.get("int8", {})),
+                      bool(d.get("android_app", False)), dict(d.get("deploy", {})),
+                      {k: v for k, v in d.items() if k not in TargetSpec.KNOWN})
 
 
-def load_spec(target: str) -> dict:
-    """The parsed, checked TOML of a target name, folder or path, as the dict exporters and
-    runners receive; ``spec['_file']`` is its path (``TargetSpec`` is the typed view). Its
+def load_spec(target: str) -> TargetSpec:
+    """The parsed, checked TOML of a target name, folder or path, as the ``TargetSpec`` exporters
+    and runners receive (``spec.file``: its path). Its
     thresholds and QAT line start from ``targets/conformance.toml`` (``with_conformance_defaults``)."""
     path = spec_path(target)
     raw = read_data(path, "toml")
-    return TargetSpec.from_dict(with_conformance_defaults(raw, path), path).to_dict()
+    return spec_from_dict(with_conformance_defaults(raw, path), path)
 
 
 CONFORMANCE_FILE = Path(__file__).with_name("conformance.toml")
@@ -229,36 +202,36 @@ class _TargetToml(Open):
     deploy: _Deploy = _Deploy()
 
 
-def validate(spec: dict, path) -> None:
+def validate(raw: dict, path) -> None:
     """Types and values of every key edgeage reads (the schema above), as one EdgeAgeError
     naming the file and the key."""
-    validate_schema(_TargetToml, spec, str(path))
+    validate_schema(_TargetToml, raw, str(path))
 
 
-def check_precision(spec: dict, precision: str) -> None:
-    if precision not in spec["precisions"]:
-        raise EdgeAgeError(f"target {spec['name']} ({spec['_file']}) does not support precision "
-                           f"{precision!r}; supported: {', '.join(spec['precisions'])}")
+def check_precision(spec: TargetSpec, precision: str) -> None:
+    if precision not in spec.precisions:
+        raise EdgeAgeError(f"target {spec.name} ({spec.file}) does not support precision "
+                           f"{precision!r}; supported: {', '.join(spec.precisions)}")
 
 
-def thresholds(spec: dict, precision: str) -> dict:
-    return dict(spec["thresholds"].get(precision, {}))
+def thresholds(spec: TargetSpec, precision: str) -> dict:
+    return dict(spec.thresholds.get(precision, {}))
 
 
-def threads(spec: dict) -> int:
-    return int(spec["runtime"].get("threads", 1))
+def threads(spec: TargetSpec) -> int:
+    return int(spec.runtime.get("threads", 1))
 
 
-def load_module(ref: str, spec: dict):
+def load_module(ref: str, spec: TargetSpec):
     """A dotted module name, or a .py path (relative paths: to the TOML's folder)."""
     if ref.endswith(".py"):
         path = Path(ref)
         if not path.is_absolute():
-            path = Path(spec["_file"]).parent / path
+            path = Path(spec.file).parent / path
         if not path.is_file():
-            raise EdgeAgeError(f"{spec['_file']}: module file {path} not found")
-        return import_file(path, f"edgeage_target_{spec['name']}_{path.stem}".replace("-", "_"))
+            raise EdgeAgeError(f"{spec.file}: module file {path} not found")
+        return import_file(path, f"edgeage_target_{spec.name}_{path.stem}".replace("-", "_"))
     try:
         return importlib.import_module(ref)
     except ModuleNotFoundError as e:
-        raise EdgeAgeError(f"{spec['_file']}: cannot import {ref!r} ({e})") from None
+        raise EdgeAgeError(f"{spec.file}: cannot import {ref!r} ({e})") from None

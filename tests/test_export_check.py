@@ -3,6 +3,8 @@
 Adding a target to TARGETS is all a new target needs here."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 import tomllib
@@ -197,10 +199,10 @@ def test_openvino_static_shapes_compile_per_batch_size_with_the_same_outputs(exp
     from edgeage.targets.spec import load_spec
 
     spec = load_spec("openvino")
-    assert spec["runtime"]["static_shapes"] is True
+    assert spec.runtime["static_shapes"] is True
     art = exported("openvino")
     static = load_runner(art, spec)
-    dyn_spec = {**spec, "runtime": {**spec["runtime"], "static_shapes": False}}
+    dyn_spec = dataclasses.replace(spec, runtime={**spec.runtime, "static_shapes": False})
     dynamic = load_runner(art, dyn_spec)
     assert static.info["static_shapes"] is True and dynamic.info["static_shapes"] is False
     x = np.random.default_rng(1).normal(size=(5, 3, 64, 64)).astype(np.float32)

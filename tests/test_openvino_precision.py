@@ -3,6 +3,8 @@ OpenVINO, no mocks). Which of the two holds is decided by the CPU plugin's own c
 (OPTIMIZATION_CAPABILITIES), the property the runner's refusal message names."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 
@@ -55,8 +57,8 @@ def test_a_hint_other_than_the_row_precision_is_refused(exported):
     from edgeage.targets.spec import load_spec
 
     spec = load_spec("openvino")
-    precision = {**spec["runtime"]["precision"], "bf16": {"inference_precision_hint": "f32"}}
-    bad = {**spec, "runtime": {**spec["runtime"], "precision": precision}}
+    precision = {**spec.runtime["precision"], "bf16": {"inference_precision_hint": "f32"}}
+    bad = dataclasses.replace(spec, runtime={**spec.runtime, "precision": precision})
     with pytest.raises(EdgeAgeError, match=r"bf16 row computes in bf16.*inference_precision_hint is 'f32'"):
         load_runner(exported("openvino", "bf16"), bad)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,12 @@ from edgeage.data import load_image
 from edgeage.preprocess import CropParams, Normalize, canonical_crop, model_input
 from edgeage.readout import apply_readout
 from edgeage.export.conformance.localize import compare, float_intermediates
+from edgeage.targets.spec import load_spec
 from edgeage.utils import EdgeAgeError
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("tflite", "executorch")
 N_FACES = 6
-
-
-def load_spec(name: str) -> dict:
-    with open(ROOT / "targets" / name / "target.toml", "rb") as f:
-        return tomllib.load(f)
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +46,13 @@ def artifacts(model, faces, tmp_path_factory):
         if name not in cache:
             spec = load_spec(name)
             out = tmp_path_factory.mktemp(name)
-            files = importlib.import_module(spec["exporter"]).export(
+            files = importlib.import_module(spec.exporter).export(
                 model[0], faces[:2].clone(), out, "fp32", spec)
             assert files and all((out / f).is_file() for f in files)
             manifest = {**model[1], "artifact": {"target": name, "precision": "fp32",
                                                  "files": [{"name": f} for f in files]}}
-            runner = importlib.import_module(spec["runner"]).Runner(
-                out, manifest, spec, spec["runtime"]["threads"])
+            runner = importlib.import_module(spec.runner).Runner(
+                out, manifest, spec, spec.runtime["threads"])
             cache[name] = spec, out, manifest, runner
         return cache[name]
 
@@ -71,10 +66,10 @@ def ages(model, out) -> np.ndarray:
 @pytest.mark.parametrize("name", TARGETS)
 def test_toml_names_resolve(name):
     spec = load_spec(name)
-    assert spec["name"] == name and "fp32" in spec["precisions"]
-    assert callable(importlib.import_module(spec["exporter"]).export)
-    assert isinstance(importlib.import_module(spec["runner"]).Runner, type)
-    assert {"mae_drift", "age_abs_diff_max"} <= set(spec["thresholds"]["fp32"])
+    assert spec.name == name and "fp32" in spec.precisions
+    assert callable(importlib.import_module(spec.exporter).export)
+    assert isinstance(importlib.import_module(spec.runner).Runner, type)
+    assert {"mae_drift", "age_abs_diff_max"} <= set(spec.thresholds["fp32"])
 
 
 @pytest.mark.parametrize("name", TARGETS)
@@ -85,7 +80,7 @@ def test_fp32_matches_pytorch(name, artifacts, model, faces):
     out = runner.run(faces.numpy())
     assert out.shape == ref.shape and out.dtype == np.float32
     assert np.abs(out - ref).max() < 1e-4
-    assert np.abs(ages(model, out) - ages(model, ref)).max() <= spec["thresholds"]["fp32"]["age_abs_diff_max"]
+    assert np.abs(ages(model, out) - ages(model, ref)).max() <= spec.thresholds["fp32"]["age_abs_diff_max"]
 
 
 @pytest.mark.parametrize("name", TARGETS)
@@ -95,7 +90,7 @@ def test_bgr_input_fails_the_threshold(name, artifacts, model, faces):
     with torch.no_grad():
         ref = ages(model, model[0](faces).numpy())
     d_age = np.abs(ages(model, runner.run(np.ascontiguousarray(faces.numpy()[:, ::-1]))) - ref)
-    assert d_age.max() > 20 * spec["thresholds"]["fp32"]["age_abs_diff_max"]
+    assert d_age.max() > 20 * spec.thresholds["fp32"]["age_abs_diff_max"]
 
 
 @pytest.mark.parametrize("name", TARGETS)
@@ -106,14 +101,14 @@ def test_truncated_model_file_names_the_file(name, artifacts, tmp_path):
     model_file = bad / manifest["artifact"]["files"][0]["name"]
     model_file.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 3])
     with pytest.raises(EdgeAgeError, match=model_file.name):
-        importlib.import_module(spec["runner"]).Runner(bad, manifest, spec, 1).run(
+        importlib.import_module(spec.runner).Runner(bad, manifest, spec, 1).run(
             np.zeros((1, 3, 64, 64), np.float32))
 
 
 @pytest.mark.parametrize("name", TARGETS)
 def test_unsupported_precision_is_refused(name, model, faces, tmp_path):
     with pytest.raises(EdgeAgeError, match="precision"):
-        importlib.import_module(load_spec(name)["exporter"]).export(
+        importlib.import_module(load_spec(name).exporter).export(
             model[0], faces[:2], tmp_path, "fp8", load_spec(name))
 
 

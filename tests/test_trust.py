@@ -61,10 +61,10 @@ def test_a_folder_in_the_current_directory_is_never_a_target(onnx_art, tiny_ckpt
     from edgeage.targets.runner import load_runner
     from edgeage.targets.spec import load_spec
 
-    assert load_runner(onnx_art).spec["_file"] == load_spec("onnx")["_file"] != str(work / "onnx" / "target.toml")
+    assert load_runner(onnx_art).spec.file == load_spec("onnx").file != str(work / "onnx" / "target.toml")
     assert not sentinel.exists()
     # a path is the user's explicit choice (and its modules are code, as documented)
-    assert load_spec("./onnx")["_file"] == str((work / "onnx" / "target.toml").resolve())
+    assert load_spec("./onnx").file == str((work / "onnx" / "target.toml").resolve())
 
 
 def test_an_artifact_naming_a_path_as_its_target_is_refused(onnx_art, tmp_path):
@@ -358,10 +358,11 @@ def test_ssh_never_reads_the_destination_as_an_option():
 # ------------------------------------------------------------------------------ verdicts and logs
 
 def test_a_check_with_no_threshold_applied_is_not_judged():
+    from edgeage.backend import TargetSpec
     from edgeage.export.conformance.check import judge
     from edgeage.export.conformance.report import verdict, verdict_line
 
-    spec = {"_file": "t.toml", "thresholds": {"int8": {"mae_drift": 0.5, "age_abs_diff_max": 15.0}}}
+    spec = TargetSpec("t", "", "", ("int8",), "t.toml", thresholds={"int8": {"mae_drift": 0.5, "age_abs_diff_max": 15.0}})
     r = judge({"mae_drift": None, "age_abs_diff_max": 40.0}, spec, "int8", faces=False)
     assert r["passed"] and not r["judged"] and verdict(r) == "NOT JUDGED"
     assert verdict_line(r).startswith("NOT JUDGED") and "PASSED" not in verdict_line(r)

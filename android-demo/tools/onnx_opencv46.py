@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from edgeage.backend import step
+from edgeage.backend import TargetSpec, step
 
 FILE = "model.onnx"
 
@@ -41,7 +41,7 @@ def global_max_softpool():
         SoftPool.forward = orig
 
 
-def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: dict,
+def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: TargetSpec,
            calib=None) -> list[str]:
     import onnx
 
@@ -53,8 +53,8 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
             diff = (model(x) - ref).abs().max().item()
         if diff > 1e-6:
             raise RuntimeError(f"global max-pool in SoftPool changes the outputs by {diff}")
-    with step(f"torch.onnx.export (legacy, opset {spec['runtime']['opset']})"), global_max_softpool():
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=int(spec["runtime"]["opset"]),
+    with step(f"torch.onnx.export (legacy, opset {spec.runtime['opset']})"), global_max_softpool():
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=int(spec.runtime["opset"]),
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     with step("onnx.checker"):

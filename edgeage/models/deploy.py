@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from .layers import ECA, MGPool, SpatialAttention, shuffle_permutation
+from ..backend import TargetSpec
 
 SPATIAL_FORMS = ("nhwc", "nchw")
 
@@ -142,10 +143,10 @@ def max_deploy_error(model: nn.Module, x: torch.Tensor, spatial: str = "nhwc") -
     return float((a - b).abs().max())
 
 
-def target_deploy_form(model: nn.Module, spec: dict) -> nn.Module:
+def target_deploy_form(model: nn.Module, spec: TargetSpec) -> nn.Module:
     """``deploy_form`` with the options of a target's TOML ``[deploy]`` table (checked by
     ``edgeage.targets.spec.validate``)."""
-    return deploy_form(model, **spec.get("deploy", {}))
+    return deploy_form(model, **spec.deploy)
 
 
 __all__ = ["deploy_form", "target_deploy_form", "max_deploy_error", "DenseECA", "MGPoolDeploy",

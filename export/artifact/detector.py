@@ -120,7 +120,7 @@ def export_detector(target: str, precision: str = "fp32", out=None, *, calib_dat
     if precision == "int8":
         calib, info = calibration(calib_data, calib_images)
         manifest = dict(manifest, quantize=info)
-    out = out or default_artifact_dir(DETECTOR_NAME, spec["name"], precision)
+    out = out or default_artifact_dir(DETECTOR_NAME, spec.name, precision)
     path = export_artifact(ExportedDetector(), manifest, spec, precision, os.fspath(out), calib=calib,
                            force=force, deploy=False)
     return Path(path), read_manifest(path)

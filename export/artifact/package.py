@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from edgeage.artifact import read_manifest
+from edgeage.backend import TargetSpec
 from edgeage.utils import EdgeAgeError, atomic_dir
 
 
@@ -16,7 +17,7 @@ def is_quantize_result(path) -> bool:
         return False
 
 
-def package(from_dir, spec: dict, out=None, force: bool = False, model_path=None) -> Path:
+def package(from_dir, spec: TargetSpec, out=None, force: bool = False, model_path=None) -> Path:
     """Copy a quantize result (an int8 artifact) into a new artifact folder (``out``, default
     artifacts/<model>-<target>-int8-<method>), after checking it is one for ``spec``'s target,
     intact, and (with ``model_path``) quantized from that checkpoint."""
@@ -31,11 +32,11 @@ def package(from_dir, spec: dict, out=None, force: bool = False, model_path=None
     if "quantize" not in man:
         raise EdgeAgeError(f"{from_dir}: not an `edgeage quantize` result (no quantize section in manifest.json)")
     art = man["artifact"]
-    if art["target"] != spec["name"] or art["precision"] != "int8":
-        raise EdgeAgeError(f"{from_dir} is a {art['target']} {art['precision']} result, not {spec['name']} int8: "
-                           f"quantize with --backend {spec.get('int8', {}).get('backend', spec['name'])}")
+    if art["target"] != spec.name or art["precision"] != "int8":
+        raise EdgeAgeError(f"{from_dir} is a {art['target']} {art['precision']} result, not {spec.name} int8: "
+                           f"quantize with --backend {spec.int8.get('backend', spec.name)}")
     if out is None:
-        out = Path("artifacts") / f"{man['model']['name']}-{spec['name']}-int8-{man['quantize']['method']}"
+        out = Path("artifacts") / f"{man['model']['name']}-{spec.name}-int8-{man['quantize']['method']}"
     with atomic_dir(out, force=force, kind="artifact") as tmp:
         for f in art["files"]:  # plain names (read_manifest checked them)
             shutil.copy2(Path(from_dir) / f["name"], tmp / f["name"])

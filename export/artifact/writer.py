@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from edgeage.artifact import ARTIFACT_FORMAT, MANIFEST
-from edgeage.backend import ExportError, describe, step
+from edgeage.backend import ExportError, TargetSpec, describe, step
 from edgeage.utils import EdgeAgeError, atomic_dir, package_versions, sha256_file
 
 
@@ -20,8 +20,8 @@ def default_artifact_dir(model_name: str, target: str, precision: str) -> Path:
     return Path("artifacts") / f"{model_name}-{target}-{precision}"
 
 
-def versions(spec: dict) -> dict:
-    return package_versions(["torch", "edgeage", *spec.get("packages", [])])
+def versions(spec: TargetSpec) -> dict:
+    return package_versions(["torch", "edgeage", *list(spec.packages)])
 
 
 def example_input(manifest: dict, batch: int = 2) -> torch.Tensor:
@@ -33,7 +33,7 @@ def example_input(manifest: dict, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, 3, s, s, generator=torch.Generator().manual_seed(0))
 
 
-def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precision: str,
+def export_artifact(model: torch.nn.Module, manifest: dict, spec: TargetSpec, precision: str,
                     out_dir: str | os.PathLike, calib=None, force: bool = False, deploy: bool = True) -> Path:
     """Export ``model`` (eval mode) with the target's exporter into ``out_dir`` (replaced whole,
     only if edgeage wrote it or ``force``); returns it. ``deploy``: export the deploy form
@@ -44,12 +44,12 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
 
     check_precision(spec, precision)
     if precision == "int8" and calib is None:
-        raise EdgeAgeError(f"int8 export to {spec['name']} needs calibration images: pass --calib-data (the "
+        raise EdgeAgeError(f"int8 export to {spec.name} needs calibration images: pass --calib-data (the "
                            "model's training data, or any folder of your own photos) or a quantize result "
                            "with --from")
     inputs = tuple(getattr(model, "input_names", ("input",)))
     if len(inputs) != 1:
-        raise EdgeAgeError(f"export of {manifest['model']['name']} to {spec['name']}: the model takes "
+        raise EdgeAgeError(f"export of {manifest['model']['name']} to {spec.name}: the model takes "
                            f"{len(inputs)} inputs ({', '.join(inputs)}); artifacts take one image tensor: "
                            "form the views inside the model from one canonical crop, as mivolo does")
     out_dir = Path(out_dir)
@@ -60,9 +60,9 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
         model = target_deploy_form(model, spec)
     try:
         with atomic_dir(out_dir, force=force, kind="artifact") as tmp:
-            with step(f"load exporter {spec['exporter']}"):
-                exporter = describe(load_module(spec["exporter"], spec), spec["exporter"]).module
-            with step(f"{spec['exporter']}.export"), torch.no_grad():
+            with step(f"load exporter {spec.exporter}"):
+                exporter = describe(load_module(spec.exporter, spec), spec.exporter).module
+            with step(f"{spec.exporter}.export"), torch.no_grad():
                 files = exporter.export(model, example_input(manifest), tmp, precision, spec, calib)
             if not files or any(not isinstance(f, str) or Path(f).name != f or not (tmp / f).is_file()
                                 for f in files):
@@ -74,9 +74,9 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
             if any(not (tmp / f).is_file() or (tmp / f).is_symlink() for f in files):
                 raise ExportError("collect files", None, "the exporter wrote a folder or a link; an "
                                   "artifact holds plain files")
-            art = {"format": ARTIFACT_FORMAT, "target": spec["name"], "spec_file": spec["_file"],
-                   "exporter": spec["exporter"], "runner": spec["runner"], "precision": precision,
-                   "runtime": spec.get("runtime", {}),
+            art = {"format": ARTIFACT_FORMAT, "target": spec.name, "spec_file": spec.file,
+                   "exporter": spec.exporter, "runner": spec.runner, "precision": precision,
+                   "runtime": spec.runtime,
                    "files": [{"name": f, "sha256": sha256_file(tmp / f), "size": (tmp / f).stat().st_size}
                              for f in files],
                    "source": _abs_source(manifest.get("source", {})), "versions": versions(spec),
@@ -84,7 +84,7 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: dict, precisio
             art["size_bytes"] = sum(f["size"] for f in art["files"])
             (tmp / MANIFEST).write_text(json.dumps({**manifest, "artifact": art}, indent=2) + "\n")
     except EdgeAgeError as e:
-        raise EdgeAgeError(f"export of {manifest['model']['name']} to {spec['name']} {precision} "
+        raise EdgeAgeError(f"export of {manifest['model']['name']} to {spec.name} {precision} "
                            f"failed ({out_dir} not written): {e}") from e
     return out_dir
 
@@ -118,7 +118,7 @@ def export_model(target: str, model=None, precision: str = "fp32", out=None, *, 
         path = package(from_dir, spec, out, force=force, model_path=model)
         return Path(path), read_manifest(path)
     net, manifest = load_model(model)
-    out = out or default_artifact_dir(manifest["model"]["name"], spec["name"], precision)
+    out = out or default_artifact_dir(manifest["model"]["name"], spec.name, precision)
     calib = None
     if precision == "int8":  # fewer images than asked, skipped ones: CalibrationWarnings
         from .calibration import default_options

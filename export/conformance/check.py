@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeage.backend import TargetSpec
 from edgeage.checkpoint import TorchModel, load_model, manifest_crop, shipped_models
 from edgeage.data import (_cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
                           prepare)
@@ -261,7 +262,7 @@ def conformance(ref: Reference, out: np.ndarray, readout: dict) -> dict:
     return m
 
 
-def judge(metrics: dict, spec: dict, precision: str, faces: bool = True) -> dict:
+def judge(metrics: dict, spec: TargetSpec, precision: str, faces: bool = True) -> dict:
     """The TOML's thresholds for this precision, each one's verdict, and the failures.
     ``faces=False`` (generated images): the per-image limits of the reduced precisions (fp16,
     bf16, int8) are not judged - they are set for faces: noise images lie outside the calibration
@@ -282,7 +283,7 @@ def judge(metrics: dict, spec: dict, precision: str, faces: bool = True) -> dict
     failures = [f"{r['threshold']}: " + (f"{r['metric']} = " if r["metric"] != r["threshold"] else "")
                 + f"{r['value']:.6g}, must be {r['op']} {r['limit']:g}" for r in results if not r["passed"]]
     if not limits:
-        failures.append(f"no [thresholds.{precision}] in {spec['_file']}")
+        failures.append(f"no [thresholds.{precision}] in {spec.file}")
     # "judged": at least one threshold was applied; a check with none applied (INT8 without
     # labelled faces, say) passed nothing and is reported as "not judged", never as PASSED
     return {"thresholds": limits, "threshold_results": results, "skipped_thresholds": skipped,
@@ -299,7 +300,7 @@ def latency_section(t: dict | None, f: dict | None) -> dict:
             "memory_mb": t["memory"], "float_memory_mb": f["memory"], "latency": t, "float_latency": f}
 
 
-def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None, *, localize: bool = False,
+def check_artifact(ref: Reference, artifact_dir, spec: TargetSpec | str | None = None, *, localize: bool = False,
                    latency: Latency = Latency(), keep_path: bool = True, op_profile: bool = False) -> dict:
     runner = load_runner(artifact_dir, spec)
     spec, manifest = runner.spec, runner.manifest
@@ -308,10 +309,10 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
     out = runner.run(ref.inputs.x)
     metrics = conformance(ref, out, manifest["readout"])
     threads = runner.info.get("threads", spec_threads(spec))
-    job = {"kind": "artifact", "artifact": str(artifact_dir), "spec": spec["_file"], "threads": threads}
+    job = {"kind": "artifact", "artifact": str(artifact_dir), "spec": spec.file, "threads": threads}
     t_lat = lat.measure(job, ref.inputs.x, latency.warmup, latency.runs, latency.rounds) if latency.runs > 0 else None
     report = {
-        "target": spec["name"], "precision": art["precision"], "spec_file": spec["_file"],
+        "target": spec.name, "precision": art["precision"], "spec_file": spec.file,
         "artifact": str(artifact_dir) if keep_path else None, "files": art["files"],
         "model": ref.source["path"], "model_sha256": ref.source["sha256"],
         "data": ref.inputs.source, "labelled": ref.inputs.labelled, "faces_not_found": ref.inputs.faces_not_found,
@@ -336,7 +337,7 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
         if overlap is None:
             report["calibration_overlap_note"] = ("the artifact records no calibration crop digests (quantized "
                                                   "before edgeage recorded them): overlap not checked")
-        bar = spec.get("int8", {}).get("qat_mae_drift")
+        bar = spec.int8.get("qat_mae_drift")
         if bar is not None:
             d = metrics["mae_drift"]
             report["qat_bar"] = {"mae_drift_limit": bar, "mae_drift": d,
@@ -347,7 +348,7 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
             f"--data with face images to check a {art['precision']} model" if art["precision"] != "fp32" else "")
     if localize:
         report["localize"] = localize_drift(ref.model, runner, ref.inputs.x[:LOCALIZE_N])
-        if not report["localize"]["supported"] and spec.get("localize") == "prefixes":
+        if not report["localize"]["supported"] and spec.extra.get("localize") == "prefixes":
             from .localize import localize_by_prefixes
 
             calib = ref.int8_options()[0] if art["precision"] == "int8" else None
@@ -366,7 +367,7 @@ def check_artifact(ref: Reference, artifact_dir, spec: dict | str | None = None,
     return report
 
 
-def export_and_check(ref: Reference, spec: dict, precision: str, **kw) -> dict:
+def export_and_check(ref: Reference, spec: TargetSpec, precision: str, **kw) -> dict:
     """Export the reference model to a temp folder and check it there."""
     check_precision(spec, precision)
     manifest, calib = ref.manifest, None
@@ -405,17 +406,17 @@ def run_check(target: str | None, model_path=None, artifact=None, precision: str
     return export_and_check(ref, spec, precision, **kw)
 
 
-def exported_by_export(ref: Reference, spec: dict, precision: str) -> Path | None:
+def exported_by_export(ref: Reference, spec: TargetSpec, precision: str) -> Path | None:
     """The artifact ``edgeage export`` writes by default for this model, target and precision, when
     it is there, intact and made from this very checkpoint (sha256); else None (export here)."""
-    path = default_artifact_dir(ref.manifest["model"]["name"], spec["name"], precision)
+    path = default_artifact_dir(ref.manifest["model"]["name"], spec.name, precision)
     if not (path / "manifest.json").is_file():
         return None
     try:
         art = read_manifest(path)["artifact"]
     except EdgeAgeError:
         return None
-    same = (art.get("source", {}).get("sha256") == ref.source["sha256"] and art["target"] == spec["name"]
+    same = (art.get("source", {}).get("sha256") == ref.source["sha256"] and art["target"] == spec.name
             and art["precision"] == precision)
     return path if same else None
 
@@ -465,20 +466,20 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
     rows, skipped = [], []
     for t in (targets if targets is not None else known_targets()):
         spec = load_spec(t)
-        for p in precisions or spec["precisions"]:
-            if p not in spec["precisions"]:
-                skipped.append(f"{spec['name']} {p} (supports {', '.join(spec['precisions'])})")
+        for p in precisions or spec.precisions:
+            if p not in spec.precisions:
+                skipped.append(f"{spec.name} {p} (supports {', '.join(spec.precisions)})")
                 continue
             if p == "int8" and not precisions:  # by default only where calibration data is at hand
                 try:
                     _, info = ref.int8_options()
                 except EdgeAgeError as e:
-                    skipped.append(f"{spec['name']} int8 (no calibration data: {e})")
+                    skipped.append(f"{spec.name} int8 (no calibration data: {e})")
                     continue
                 try:  # and not on the images that would calibrate it
                     ref.refuse_calibration_overlap(info)
                 except EdgeAgeError as e:
-                    skipped.append(f"{spec['name']} int8 ({e})")
+                    skipped.append(f"{spec.name} int8 ({e})")
                     continue
             try:
                 rep = export_and_check(ref, spec, p, **kw)
@@ -486,9 +487,9 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
                 if isinstance(e, NotSupportedHere) and not precisions:
                     # every precision the target names, by default: this machine can't run it
                     stop_if_signalled()
-                    skipped.append(f"{spec['name']} {p} (not supported on this machine: {e})")
+                    skipped.append(f"{spec.name} {p} (not supported on this machine: {e})")
                     continue
-                rows.append(error_row(spec["name"], p, e))
+                rows.append(error_row(spec.name, p, e))
                 continue
             rep.pop("per_image")
             rows.append(rep)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeage.backend import TargetSpec
+
 JUMP_FACTOR = 4.0   # a layer "jumps" when its relative error exceeds the worst before it by this
 REL_FLOOR = 1e-5    # ... and this (float32 round-off is ~1e-7)
 
@@ -55,7 +57,7 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict:
 
 def localize(model, runner, x: np.ndarray) -> dict:
     if not runner.has_intermediates:
-        return {"supported": False, "reason": f"the {runner.spec['name']} runner has no intermediates()"}
+        return {"supported": False, "reason": f"the {runner.spec.name} runner has no intermediates()"}
     res = compare(float_intermediates(model, x), runner.intermediates(x))
     return {"supported": True, "n_images": int(len(x)), **res}
 
@@ -73,7 +75,7 @@ def prefix_points(model) -> list[tuple[str, object]]:
     return [(name, nn.Sequential(*[m for _, m in mods[:k + 1]]).eval()) for k, (name, _) in enumerate(mods)]
 
 
-def localize_by_prefixes(model, spec: dict, precision: str, x: np.ndarray, calib=None, threads: int = 1) -> dict:
+def localize_by_prefixes(model, spec: TargetSpec, precision: str, x: np.ndarray, calib=None, threads: int = 1) -> dict:
     """Drift localisation for runtimes that run the whole graph as one fused program, where no
     intermediate activation can be read (ExecuTorch: one XNNPACK segment). Each prefix of the
     model (the stem; the stem and stage 1; ...) is exported to the same target and precision in
@@ -93,8 +95,8 @@ def localize_by_prefixes(model, spec: dict, precision: str, x: np.ndarray, calib
     points = prefix_points(model)
     if not points:
         return {"supported": False, "reason": f"{type(model).__name__} has no stem + stages backbone to cut"}
-    exporter = describe(load_module(spec["exporter"], spec), spec["exporter"]).module
-    runner_cls = load_module(spec["runner"], spec).Runner
+    exporter = describe(load_module(spec.exporter, spec), spec.exporter).module
+    runner_cls = load_module(spec.runner, spec).Runner
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
     ref, got = {}, {}
     for name, pre in points:

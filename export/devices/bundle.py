@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from edgeage.backend import TargetSpec
 from edgeage.targets.device_check import RESULT_FORMAT
 from edgeage.utils import EdgeAgeError, atomic_dir, plain_name
 
@@ -32,14 +33,14 @@ def model_file(manifest: dict) -> dict:
     return manifest["artifact"]["files"][0]
 
 
-def app_spec(manifest: dict, target=None) -> dict:
+def app_spec(manifest: dict, target=None) -> TargetSpec:
     """The target spec of an artifact the app (or the JVM check) runs: its ``target.toml`` says
     ``android_app = true``. ``target``: the user's TOML for a target not installed here."""
     from edgeage.targets.runner import artifact_spec
 
     spec = artifact_spec(manifest, target)
-    if not spec.get("android_app"):
-        raise EdgeAgeError(f"target {spec['name']} ({spec['_file']}) does not run in the Android app (its TOML has no "
+    if not spec.android_app:
+        raise EdgeAgeError(f"target {spec.name} ({spec.file}) does not run in the Android app (its TOML has no "
                            "android_app = true): bundle an executorch or tflite artifact")
     return spec
 
@@ -141,7 +142,7 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
     try:  # the installed target's TOML or the user's --target, never the artifact's spec_file
         spec = artifact_spec(manifest, spec)
     except EdgeAgeError:  # a target unknown here: no thresholds, which judge() reports as a failure
-        spec = {"name": art["target"], "thresholds": {}, "_file": f"(no target spec found for {art['target']})"}
+        spec = TargetSpec(art["target"], "", "", (), f"(no target spec found for {art['target']})")
     verdict = judge(metrics, spec, art["precision"])
     if readout_diff > 1e-3:
         verdict["failures"].append(f"the app's readout differs from edgeage.readout by {readout_diff:.3g} years")
@@ -151,7 +152,7 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
     src = json.loads(source.read_text()) if source.is_file() else {}
     summary = result.get("summary", {})
     return {
-        "target": art["target"], "precision": art["precision"], "spec_file": spec["_file"],
+        "target": art["target"], "precision": art["precision"], "spec_file": spec.file,
         "artifact": str(artifact), "files": art["files"], "check_result": str(result_path),
         "model": fman["source"]["path"], "model_sha256": fman["source"]["sha256"],
         "data": f"{src.get('data', bundle)} (bundle {bundle})", "labelled": True,

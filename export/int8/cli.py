@@ -57,7 +57,7 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
     spec = backend_spec(backend)
     if out is None:
         name = read_checkpoint(model_path)["manifest"]["model"]["name"]
-        out = f"runs/{name}-int8-{method}-{spec['int8'].get('backend', spec['name'])}"
+        out = f"runs/{name}-int8-{method}-{spec.int8.get('backend', spec.name)}"
     check_output(out, force)  # before calibration / training, not after
     with stdout_to_stderr(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -72,7 +72,7 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
     mae = (f"; val MAE {info['val_mae_float']:.3f} -> {info['val_mae_int8']:.3f} ({drop:+.3f})"
            if drop is not None else "")
     cal = info["calibration"]
-    click.echo(f"{method} {info['backend']} ({spec['name']}): {info['calibration_images']} calibration images "
+    click.echo(f"{method} {info['backend']} ({spec.name}): {info['calibration_images']} calibration images "
                f"({cal['kind']}, {cal['source']}){mae}; kept float: {', '.join(info['kept_float']) or 'none'}")
     click.echo(f"wrote {out}: {files}, manifest.json")
 

@@ -19,7 +19,7 @@ import json
 import logging
 from pathlib import Path
 
-from edgeage.backend import Int8Options, QATResult, describe, step
+from edgeage.backend import Int8Options, QATResult, TargetSpec, describe, step
 from edgeage.readout import readout_mae
 from edgeage.utils import EdgeAgeError, atomic_dir
 
@@ -32,19 +32,19 @@ log = logging.getLogger("edgeage.quantize")
 
 # --------------------------------------------------------------------------------- backends
 
-def int8_targets() -> dict[str, dict]:
+def int8_targets() -> dict[str, TargetSpec]:
     """backend name -> target spec, for every known target with an ``[int8]`` table."""
     from edgeage.targets.spec import known_targets, load_spec
 
     out = {}
     for t in known_targets():
         spec = load_spec(t)
-        if "int8" in spec["precisions"] and spec.get("int8", {}).get("backend"):
-            out[spec["int8"]["backend"]] = spec
+        if "int8" in spec.precisions and spec.int8.get("backend"):
+            out[spec.int8["backend"]] = spec
     return out
 
 
-def backend_spec(backend: str) -> dict:
+def backend_spec(backend: str) -> TargetSpec:
     """The target spec of a backend name (``xnnpack``), a target name or a target .toml path."""
     from edgeage.targets.spec import load_spec
 
@@ -55,9 +55,9 @@ def backend_spec(backend: str) -> dict:
         spec = load_spec(backend)
     except EdgeAgeError:
         raise EdgeAgeError(f"unknown int8 backend {backend!r}; known: "
-                           + ", ".join(f"{b} (target {s['name']})" for b, s in known.items())) from None
-    if "int8" not in spec["precisions"]:
-        raise EdgeAgeError(f"target {spec['name']} ({spec['_file']}) has no int8 precision")
+                           + ", ".join(f"{b} (target {s.name})" for b, s in known.items())) from None
+    if "int8" not in spec.precisions:
+        raise EdgeAgeError(f"target {spec.name} ({spec.file}) has no int8 precision")
     return spec
 
 
@@ -83,7 +83,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
         raise EdgeAgeError(f"unknown method {method!r}: use ptq or qat")
     spec = backend_spec(backend)
     model, manifest = load_model(model_path)
-    details = describe(load_module(spec["exporter"], spec), spec["exporter"])
+    details = describe(load_module(spec.exporter, spec), spec.exporter)
     exporter = details.module
     src = locate(manifest, data)  # reads no image: the refusals below come before any work
     if method == "qat" and src.kind != TRAINING:
@@ -102,7 +102,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
     example = example_input(manifest)
     float_out = AgeEstimator(TorchModel(model), manifest).outputs(qd.val) if len(qd.val) else None
     float_mae = readout_mae(readout, float_out, qd.val_ages) if float_out is not None else None
-    info = {"method": method, "backend": spec.get("int8", {}).get("backend", spec["name"]), "target": spec["name"],
+    info = {"method": method, "backend": spec.int8.get("backend", spec.name), "target": spec.name,
             **qd.info(), "kept_float": [], "max_mae_drop": max_mae_drop, "val_mae_float": float_mae}
     opts = Int8Options(calib=qd.calib)
     if max_mae_drop is not None:
@@ -124,7 +124,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
                           "sensitive kept float until the drop holds", "steps": ac["steps"],
                 "sensitivity": ac["sensitivity"]})
         else:
-            raise EdgeAgeError(f"target {spec['name']}: its exporter offers no accuracy control")
+            raise EdgeAgeError(f"target {spec.name}: its exporter offers no accuracy control")
     out = Path(out)
     with atomic_dir(out, force=force, kind="quantize-result") as tmp:
         work = tmp.with_name("work")  # inside atomic_dir's temp folder: removed in any case
@@ -133,16 +133,16 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
             from edgeage.train.qat import qat_finetune
 
             if not details.qat:
-                raise EdgeAgeError(f"target {spec['name']}: its exporter ({spec['exporter']}) has no QAT "
+                raise EdgeAgeError(f"target {spec.name}: its exporter ({spec.exporter}) has no QAT "
                                    "(qat_prepare/qat_convert)")
-            with step(f"{spec['exporter']}.qat_prepare"):
+            with step(f"{spec.exporter}.qat_prepare"):
                 from edgeage.models.deploy import target_deploy_form  # fine-tune the form that is exported
 
                 prepared = exporter.qat_prepare(target_deploy_form(model, spec), example, opts, spec)
             kw = {} if distill_alpha is None else {"distill_alpha": distill_alpha}
             info["qat"] = qat_finetune(prepared, model, manifest, qd, work / "qat", epochs=epochs, lr=lr,
                                        max_steps=max_steps, progress=progress, **kw)
-            with step(f"{spec['exporter']}.qat_convert"):
+            with step(f"{spec.exporter}.qat_convert"):
                 res = exporter.qat_convert(prepared, example, spec)
                 if not isinstance(res, QATResult):
                     raise TypeError(f"returned {type(res).__name__}, not an edgeage.backend.QATResult")

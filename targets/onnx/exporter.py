@@ -19,7 +19,7 @@ import torch
 
 from edgeage.utils import EdgeAgeError
 
-from edgeage.backend import step
+from edgeage.backend import TargetSpec, step
 
 FILE = "model.onnx"
 ACCURACY_CONTROL = "nncf.quantize_with_accuracy_control"
@@ -63,12 +63,12 @@ def _validate(readout, input_name):
 from edgeage.targets.int8_nncf import nncf_qat_prepare as qat_prepare, nncf_qat_weights as qat_convert  # noqa: E402
 
 
-def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: dict,
+def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: TargetSpec,
            calib=None) -> list[str]:
     import onnx
 
     path = Path(out_dir) / FILE
-    opset = spec["runtime"].get("opset")
+    opset = spec.runtime.get("opset")
     if precision == "int8" and calib.quantized:
         raise EdgeAgeError("onnx: no conversion of an already quantized torch model (QAT results are "
                            "re-calibrated, see edgeage.targets.int8_nncf.nncf_qat_weights)")

@@ -16,7 +16,7 @@ class Runner(BaseRunner):
     def __init__(self, artifact_dir, manifest, spec, threads):
         super().__init__(artifact_dir, manifest, spec, threads)
         self.model_path = self.path(".onnx")
-        self.optimization = spec["runtime"].get("graph_optimization", "ORT_ENABLE_ALL")
+        self.optimization = spec.runtime.get("graph_optimization", "ORT_ENABLE_ALL")
         # from the verified bytes: an external-data file beside the model (which no sha256 covers)
         # is never read; a model that needs one fails to load here
         self.session = self._session(self.verified_bytes(".onnx"))

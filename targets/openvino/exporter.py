@@ -21,7 +21,7 @@ import torch
 
 from edgeage.utils import EdgeAgeError
 
-from edgeage.backend import step
+from edgeage.backend import TargetSpec, step
 
 FILES = ["model.xml", "model.bin"]
 ACCURACY_CONTROL = "nncf.quantize_with_accuracy_control"
@@ -61,11 +61,11 @@ def _validate(readout):
 from edgeage.targets.int8_nncf import nncf_qat_convert as qat_convert, nncf_qat_prepare as qat_prepare  # noqa: E402
 
 
-def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: dict,
+def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str, spec: TargetSpec,
            calib=None) -> list[str]:
     import openvino as ov
 
-    cfg = spec["runtime"].get("precision", {}).get(precision, {})
+    cfg = spec.runtime.get("precision", {}).get(precision, {})
     with step("openvino.convert_model"):
         om = ov.convert_model(model, example_input=example,
                               input=[ov.PartialShape([-1, *example.shape[1:]])])

@@ -75,10 +75,10 @@ class Runner(BaseRunner):
 
         self.core = ov.Core()
         self.xml = self.path(".xml")
-        hint = spec["runtime"].get("precision", {}).get(self.precision, {}).get("inference_precision_hint", "f32")
-        self.config = {**spec["runtime"].get("properties", {}), "INFERENCE_PRECISION_HINT": hint,
+        hint = spec.runtime.get("precision", {}).get(self.precision, {}).get("inference_precision_hint", "f32")
+        self.config = {**spec.runtime.get("properties", {}), "INFERENCE_PRECISION_HINT": hint,
                        "INFERENCE_NUM_THREADS": threads}
-        self.static = bool(spec["runtime"].get("static_shapes", False))
+        self.static = bool(spec.runtime.get("static_shapes", False))
         self._requests: dict[int | None, object] = {}
         compiled = self._compile(1 if self.static else None)
         named = named_precision(self.precision, hint)
@@ -97,7 +97,7 @@ class Runner(BaseRunner):
         where = f"{self.xml}: the {self.precision} row computes in {named}, but "
         if hint != named:
             raise EdgeAgeError(where + f"[runtime.precision.{self.precision}] inference_precision_hint is "
-                               f"{hint!r} in {self.spec.get('_file', 'the target TOML')}; set it to {named!r}")
+                               f"{hint!r} in {self.spec.file}; set it to {named!r}")
         caps = self.info["cpu_capabilities"]
         cap = CAPABILITY.get(named, named.upper())
         if applied != named:

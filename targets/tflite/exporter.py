@@ -19,7 +19,7 @@ import torch
 
 from edgeage.utils import EdgeAgeError
 
-from edgeage.backend import step
+from edgeage.backend import TargetSpec, step
 
 PRECISIONS = ("fp32", "int8")
 MODEL_FILE = "model.tflite"
@@ -120,7 +120,7 @@ def qat_convert(prepared, example, spec):
 
 
 def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precision: str,
-           spec: dict, calib=None) -> list[str]:
+           spec: TargetSpec, calib=None) -> list[str]:
     if precision not in PRECISIONS:
         raise EdgeAgeError(f"tflite: precision {precision!r} is not supported by this exporter "
                            f"(supported: {', '.join(PRECISIONS)})")

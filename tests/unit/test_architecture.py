@@ -210,12 +210,12 @@ def test_every_shipped_target_is_one_folder():
     assert {"onnx", "openvino", "tflite", "executorch"} <= set(names)
     for t in names:
         spec = load_spec(t)
-        assert Path(spec["_file"]) == targets_dir() / t / SPEC_FILE
+        assert Path(spec.file) == targets_dir() / t / SPEC_FILE
         for key in ("exporter", "runner"):
-            assert spec[key].startswith(f"edgeage.targets.{t}.") or spec[key].endswith(".py"), (t, key)
-        assert hasattr(load_module(spec["runner"], spec), "Runner")
+            assert getattr(spec, key).startswith(f"edgeage.targets.{t}.") or getattr(spec, key).endswith(".py"), (t, key)
+        assert hasattr(load_module(spec.runner, spec), "Runner")
         if t in ("onnx", "openvino"):  # exporters that import quickly here
-            assert describe(load_module(spec["exporter"], spec)).qat
+            assert describe(load_module(spec.exporter, spec)).qat
     # beside the folders: only the shared conformance lines (not a target)
     assert [p.name for p in targets_dir().glob("*.toml")] == ["conformance.toml"], "target TOMLs belong in their folders"
 
@@ -230,17 +230,17 @@ def test_conformance_lines_have_one_source(tmp_path):
     base = conformance_defaults()
     for t in ("onnx", "openvino", "tflite", "executorch"):
         spec, own = load_spec(t), tomllib.loads((targets_dir() / t / "target.toml").read_text())
-        for p in spec["precisions"]:
+        for p in spec.precisions:
             if p in base["thresholds"]:
-                assert spec["thresholds"][p] == base["thresholds"][p], (t, p)
-        assert spec["int8"]["qat_mae_drift"] == base["int8"]["qat_mae_drift"] and "qat_mae_drift" not in own["int8"]
+                assert spec.thresholds[p] == base["thresholds"][p], (t, p)
+        assert spec.int8["qat_mae_drift"] == base["int8"]["qat_mae_drift"] and "qat_mae_drift" not in own["int8"]
         assert set(own.get("thresholds", {})) <= {"bf16"}, t          # OpenVINO's bf16 is its own line
     toml = tmp_path / "mine.toml"
     toml.write_text('exporter = "x.py"\nrunner = "y.py"\nprecisions = ["fp32", "int8"]\n'
                     '[thresholds.int8]\nage_abs_diff_max = 9.0\n')
     spec = load_spec(str(toml))
-    assert spec["thresholds"]["int8"] == {**base["thresholds"]["int8"], "age_abs_diff_max": 9.0}
-    assert spec["thresholds"]["fp32"] == base["thresholds"]["fp32"] and "int8" not in spec  # no [int8]: no QAT line
+    assert spec.thresholds["int8"] == {**base["thresholds"]["int8"], "age_abs_diff_max": 9.0}
+    assert spec.thresholds["fp32"] == base["thresholds"]["fp32"] and not spec.int8  # no [int8]: no QAT line
 
 
 def test_target_search_path_adds_folders(tmp_path, monkeypatch):
@@ -253,8 +253,8 @@ def test_target_search_path_adds_folders(tmp_path, monkeypatch):
     monkeypatch.setenv(PATH_ENV, os.pathsep.join([str(tmp_path / "nowhere"), str(tmp_path / "more")]))
     assert "mine" in known_targets()
     spec = load_spec("mine")
-    assert spec["name"] == "mine" and spec["_file"] == str(d / "target.toml")
-    assert load_spec(str(d))["_file"] == spec["_file"]  # a folder path works too
+    assert spec.name == "mine" and spec.file == str(d / "target.toml")
+    assert load_spec(str(d)).file == spec.file  # a folder path works too
 
 
 def test_every_device_kind_is_one_file_implementing_the_device_protocol():

@@ -99,8 +99,8 @@ def test_target_deploy_options_are_checked(tmp_path):
     from edgeage.targets.spec import load_spec
     from edgeage.utils import EdgeAgeError
 
-    assert load_spec("openvino")["deploy"] == {"spatial": "nchw"}
-    assert "deploy" not in load_spec("executorch")  # XNNPACK: the trained NHWC form
+    assert load_spec("openvino").deploy == {"spatial": "nchw"}
+    assert not load_spec("executorch").deploy  # XNNPACK: the trained NHWC form
     m = _lively("mgpnet-e")
     assert any(type(mod).__name__ == "SpatialAttentionNCHW"
                for mod in target_deploy_form(m, load_spec("openvino")).modules())
