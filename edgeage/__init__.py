@@ -17,13 +17,16 @@ runtime only)::
     device = load_artifact(art)                           # the artifact with its runtime alone
     print(device.predict(load_image("photo.jpg")))
     results = bench(targets=["onnx", "openvino"], precisions=["fp32"])   # edgeage bench
+    det, _ = export_detector("onnx", out="det-onnx")       # edgeage detector export --target onnx
+    device = load_artifact(art, detector=det)             # both models on one runtime
 """
 
 __version__ = "0.1.0"
 
 # public name -> the module that holds it (edgeage/api.py: imported on first use)
-_API = {name: "edgeage.api" for name in ("AgeEstimator", "EdgeAgeError", "bench", "check", "export_model",
-                                         "load_artifact", "load_image", "load_model")}
+_API = {name: "edgeage.api" for name in ("AgeEstimator", "EdgeAgeError", "bench", "check", "check_detector",
+                                         "export_detector", "export_model", "load_artifact", "load_detector",
+                                         "load_image", "load_model")}
 __all__ = ["__version__", *_API]
 
 

@@ -12,8 +12,8 @@ from .data import load_image
 from .pipeline import AgeEstimator
 from .utils import EdgeAgeError
 
-__all__ = ["AgeEstimator", "EdgeAgeError", "bench", "check", "export_model", "load_artifact", "load_image",
-           "load_model"]
+__all__ = ["AgeEstimator", "EdgeAgeError", "bench", "check", "check_detector", "export_detector", "export_model",
+           "load_artifact", "load_detector", "load_image", "load_model"]
 
 
 def load_model(model: str | os.PathLike | None = None):
@@ -24,7 +24,8 @@ def load_model(model: str | os.PathLike | None = None):
     return run(model)
 
 
-def load_artifact(artifact: str | os.PathLike, target: str | None = None, threads: int | None = None) -> AgeEstimator:
+def load_artifact(artifact: str | os.PathLike, target: str | None = None, threads: int | None = None,
+                  detector=None) -> AgeEstimator:
     """An exported artifact as an :class:`AgeEstimator`, run by its runtime alone (no torch).
 
     :param artifact: the artifact folder (``edgeage export``'s output); every file's sha256 is
@@ -32,10 +33,42 @@ def load_artifact(artifact: str | os.PathLike, target: str | None = None, thread
     :param target: a target TOML to run it with when its target is not installed here (its
         modules run as code: only one you trust); default: the installed target of its name.
     :param threads: runtime threads (default: the target TOML's).
+    :param detector: an exported face detector's folder (:func:`export_detector`) or a
+        :func:`load_detector` result; default: the shipped .tflite by LiteRT.
     """
     from .targets.runner import artifact_estimator
 
-    return artifact_estimator(artifact, target, threads)
+    return artifact_estimator(artifact, target, threads, detector=detector)
+
+
+def export_detector(target: str, precision: str = "fp32", out: str | os.PathLike | None = None, *,
+                    calib_data=None, calib_images: int = 200, force: bool = False) -> tuple[Path, dict]:
+    """``edgeage detector export``: the shipped face detector (BlazeFace) to a target's format;
+    returns (artifact folder, manifest).
+
+    :param precision: as the target supports; ``int8`` calibrates on scenes made of the photos in
+        ``calib_data`` (a folder or a CSV with a path column).
+    """
+    from .export.artifact.detector import export_detector as run
+
+    return run(target, precision, out, calib_data=calib_data, calib_images=calib_images, force=force)
+
+
+def check_detector(artifact: str | os.PathLike, data, scenes: int = 100, threads: int = 1) -> dict:
+    """``edgeage detector check``: an exported detector against the float .tflite on the same
+    scenes of ``data``'s photos: recall, detection precision, box IoU; ``passed`` and
+    ``failures`` by the precision's thresholds."""
+    from .export.conformance.detector import check_detector as run
+
+    return run(artifact, data, scenes, threads)
+
+
+def load_detector(artifact: str | os.PathLike, threads: int | None = None):
+    """An exported face detector as an ``edgeage.face.FaceDetector`` run by its runtime alone
+    (``.detect(image)`` -> faces with boxes, scores and key points)."""
+    from .targets.runner import artifact_face_detector
+
+    return artifact_face_detector(artifact, threads=threads)
 
 
 def export_model(target: str, model: str | os.PathLike | None = None, precision: str = "fp32",
