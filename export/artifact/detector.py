@@ -70,7 +70,8 @@ def scenes(photos: list[np.ndarray], n: int, seed: int = 0, size: tuple[int, int
                 continue
             taken.append((x0, y0, side))
             ph, pw = photo.shape[:2]
-            sq = photo[(ph - min(ph, pw)) // 2:][:min(ph, pw), (pw - min(ph, pw)) // 2:][:, :min(ph, pw)]
+            s = min(ph, pw)  # the photo's centre square
+            sq = photo[(ph - s) // 2:(ph - s) // 2 + s, (pw - s) // 2:(pw - s) // 2 + s]
             frame[y0:y0 + side, x0:x0 + side] = cv2.resize(sq, (side, side), interpolation=cv2.INTER_AREA)
         out.append(frame)
     return out
