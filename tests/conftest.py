@@ -15,6 +15,21 @@ UTK = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "utkf
 N_FACES = 24
 
 
+def _as_at_a_terminal():
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def spawn_cli(*args, env, **kw) -> subprocess.Popen:
+    """``python -m edgeage.cli ARGS`` as a user starts it at a terminal, to send it signals: SIGINT
+    at its default (a suite started in the background, ``pytest &``, inherits SIGINT ignored, and a
+    Ctrl-C test would then test nohup). Text pipes for stdout and stderr."""
+    return subprocess.Popen([sys.executable, "-m", "edgeage.cli", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_at_a_terminal, **kw)
+
+
 @pytest.fixture(scope="session")
 def edgeage_env(tmp_path_factory):
     """EDGEAGE_CACHE in a temp folder for this process, and an env for CLI subprocesses."""

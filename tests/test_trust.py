@@ -19,7 +19,7 @@ from PIL import Image
 
 from edgeage.utils import EdgeAgeError
 
-from conftest import clean_error as one_error, cli
+from conftest import clean_error as one_error, cli, spawn_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,9 +191,7 @@ def test_a_signal_at_any_time_exits_128_plus_signal_with_nothing_written(sig, de
                                                                          edgeage_env):
     """``delay`` 0.4 s: during the imports (torch, openvino); None: once the export writes."""
     out = tmp_path / "art"
-    p = subprocess.Popen([sys.executable, "-m", "edgeage.cli", "export", "--target", "openvino", "--model",
-                          str(tiny_ckpt), "--out", str(out)], env=edgeage_env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = spawn_cli("export", "--target", "openvino", "--model", tiny_ckpt, "--out", out, env=edgeage_env)
     if delay is not None:
         time.sleep(delay)
     else:
@@ -212,10 +210,8 @@ def test_a_signal_at_any_time_exits_128_plus_signal_with_nothing_written(sig, de
 
 def test_bench_stops_on_ctrl_c(tiny_ckpt, tmp_path, edgeage_env):
     out = tmp_path / "b"
-    p = subprocess.Popen([sys.executable, "-m", "edgeage.cli", "bench", "--model", str(tiny_ckpt), "--targets",
-                          "onnx,openvino", "--precisions", "fp32", "--runs", "100000", "--rounds", "3",
-                          "--out", str(out)], env=edgeage_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = spawn_cli("bench", "--model", tiny_ckpt, "--targets", "onnx,openvino", "--precisions", "fp32",
+                  "--runs", "100000", "--rounds", "3", "--out", out, env=edgeage_env)
     time.sleep(12)
     p.send_signal(signal.SIGINT)
     so, err = p.communicate(timeout=180)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import UTK
+from conftest import UTK, spawn_cli
 from edgeage.video import match_tracks
 
 LABEL_TOL, STILL_TOL = 12.0, 8.0
@@ -227,8 +227,7 @@ def test_ctrl_c_mid_video_exits_130_and_writes_nothing(labelled, tmp_path, edgea
     long = tmp_path / "long.mp4"
     compose_clip([f[0] for f in labelled], long, frames=150, fps=FPS)
     out = tmp_path / "out" / "a.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeage.cli", "predict", str(long), "--annotate", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=edgeage_env)
+    proc = spawn_cli("predict", long, "--annotate", out, env=edgeage_env)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:  # the annotator's temp file: mid-video
         if out.parent.is_dir() and any(p.name == "annotated.mp4" for p in out.parent.rglob("*")):
