@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 
 from .data import load_image
 from .pipeline import AgeEstimator
 from .utils import EdgeAgeError
+
+if TYPE_CHECKING:
+    from .check_report import CheckReport, DetectorCheckReport
 
 __all__ = ["AgeEstimator", "EdgeAgeError", "bench", "check", "check_detector", "export_detector", "export_model",
            "load_artifact", "load_detector", "load_image", "load_model"]
@@ -54,10 +58,10 @@ def export_detector(target: str, precision: str = "fp32", out: str | os.PathLike
     return run(target, precision, out, calib_data=calib_data, calib_images=calib_images, force=force)
 
 
-def check_detector(artifact: str | os.PathLike, data, scenes: int = 100, threads: int = 1) -> dict:
+def check_detector(artifact: str | os.PathLike, data, scenes: int = 100, threads: int = 1) -> DetectorCheckReport:
     """``edgeage detector check``: an exported detector against the float .tflite on the same
-    scenes of ``data``'s photos: recall, detection precision, box IoU; ``passed`` and
-    ``failures`` by the precision's thresholds."""
+    scenes of ``data``'s photos: recall, detection precision, box IoU; ``.passed`` and
+    ``.failures`` by the precision's thresholds (an :class:`edgeage.check_report.DetectorCheckReport`)."""
     from .export.conformance.detector import check_detector as run
 
     return run(artifact, data, scenes, threads)
@@ -92,10 +96,11 @@ def export_model(target: str, model: str | os.PathLike | None = None, precision:
 
 
 def check(target: str | None = None, model: str | os.PathLike | None = None, artifact=None,
-          precision: str = "fp32", data=None, limit: int | None = None, **kw) -> dict:
+          precision: str = "fp32", data=None, limit: int | None = None, **kw) -> CheckReport:
     """``edgeage check``: an exported model against the float model on the same inputs: drift,
-    accuracy, latency, the target TOML's thresholds. Returns the report (``passed``, ``judged``,
-    ``failures``, metrics).
+    accuracy, latency, the target TOML's thresholds. Returns the report, an
+    :class:`edgeage.check_report.CheckReport` (``.passed``, ``.judged``, ``.failures``, metrics;
+    ``.to_json_dict()``: the JSON object ``check --out`` writes as report.json).
 
     :param target: export to this target first (with ``precision``), or None with ``artifact``.
     :param model: the float model (a checkpoint or a shipped model's name; None: the artifact's).

@@ -10,8 +10,12 @@ import contextlib
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from .check_report import CheckReport
 
 class FiniteRange(click.FloatRange):
     """A float option: finite (nan and inf are refused, which click's FloatRange lets through)."""
@@ -97,16 +101,16 @@ def stdout_to_stderr():
         os.close(saved)
 
 
-def finish(ctx, report: dict, as_json: bool, text_fn, label: str) -> None:
-    """Print a check report (one JSON object with --json, else text); exit 1 if it failed."""
+def finish(ctx, report: CheckReport, as_json: bool, text_fn, label: str) -> None:
+    """Print a check report (one JSON object with --json, else ``text_fn(report)``); exit 1 if it failed."""
     from edgeage.export.conformance.report import compact
 
     if as_json:
         emit_json(compact(report))
     else:
         click.echo(text_fn(report))
-    if not report["passed"]:
-        click.echo(f"{label} FAILED: {'; '.join(report['failures'])}", err=True)
+    if not report.passed:
+        click.echo(f"{label} FAILED: {'; '.join(report.failures)}", err=True)
         ctx.exit(1)
 
 

@@ -16,7 +16,7 @@ def test_the_documented_api_example_runs(tiny_ckpt, face_dir, tmp_path):
     art, manifest = export_model("onnx", model=tiny_ckpt, out=tmp_path / "art-onnx")
     assert (art / "manifest.json").is_file() and manifest["artifact"]["target"] == "onnx"
     report = check(artifact=art, model=tiny_ckpt, data=face_dir, latency=Latency(runs=0))
-    assert report["passed"] and report["judged"] and report["n"] > 0, report["failures"]
+    assert report.passed and report.judged and report.n > 0, report.failures
     device = load_artifact(art)
     got = [f["age"] for f in device.predict(img)["faces"]]
     assert np.allclose(got, [f["age"] for f in faces], atol=1e-3)
@@ -31,7 +31,7 @@ def test_the_detector_api_exports_checks_and_runs_with_the_age_artifact(tiny_ckp
     det, manifest = export_detector("onnx", out=tmp_path / "det")
     assert manifest["model"]["kind"] == "face-detector"
     report = check_detector(det, face_dir, scenes=8)
-    assert report["passed"] and report["recall"] == 1.0, report["failures"]
+    assert report.passed and report.recall == 1.0, report.failures
     assert load_detector(det).detect(img)                      # a face, found by ONNX Runtime
     art, _ = export_model("onnx", model=tiny_ckpt, out=tmp_path / "art")
     shipped, exported = load_artifact(art).predict(img), load_artifact(art, detector=det).predict(img)

@@ -258,17 +258,17 @@ def test_int8_per_image_limits_are_judged_on_faces_only():
     spec = load_spec("openvino")
     metrics = {"mae_drift": None, "age_abs_diff_p99": 23.0, "age_abs_diff_max": 24.0}
     on_faces = judge(metrics, spec, "int8", faces=True)
-    assert not on_faces["passed"] and any("age_abs_diff_p99" in f for f in on_faces["failures"])
+    assert not on_faces.passed and any("age_abs_diff_p99" in f for f in on_faces.failures)
     generated = judge(metrics, spec, "int8", faces=False)
-    assert generated["passed"] and {"age_abs_diff_p99", "age_abs_diff_max"} <= set(generated["skipped_thresholds"])
+    assert generated.passed and {"age_abs_diff_p99", "age_abs_diff_max"} <= set(generated.skipped_thresholds)
     fp32 = judge({"mae_drift": None, "age_abs_diff_max": 1.0, "age_abs_diff_p99": 1.0,
                   "argmax_agreement": 1.0}, spec, "fp32", faces=False)
-    assert not fp32["passed"]  # fp32 limits hold on any input
+    assert not fp32.passed  # fp32 limits hold on any input
     noisy = {"mae_drift": None, "age_abs_diff_max": 5.0, "age_abs_diff_p99": 1.2, "argmax_agreement": 0.8}
     bf16 = judge(noisy, spec, "bf16", faces=False)  # reduced precisions: limits set for faces
-    assert bf16["passed"] and {"age_abs_diff_p99", "age_abs_diff_max", "argmax_agreement_min"} <= set(
-        bf16["skipped_thresholds"])
-    assert not judge(noisy, spec, "bf16", faces=True)["passed"]
+    assert bf16.passed and {"age_abs_diff_p99", "age_abs_diff_max", "argmax_agreement_min"} <= set(
+        bf16.skipped_thresholds)
+    assert not judge(noisy, spec, "bf16", faces=True).passed
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -123,18 +123,19 @@ def test_bench_html(bench_out):
 
 def test_report_strings_are_escaped(check_out, bench_out, tmp_path):
     """Report contents are data: a target name or an error message with markup stays text."""
+    from edgeage.check_report import CheckReport
     from edgeage.export.conformance.report import write_bench, write_check_report
 
     evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-    r = json.loads((check_out / "report.json").read_text())
-    r.update(target=f"onnx{evil}", passed=False, failures=[f"mae_drift: file {evil}.jpg & more"])
-    r["threshold_results"][0]["threshold"] += evil
+    r = CheckReport.read(check_out / "report.json")
+    r.target, r.passed, r.failures = f"onnx{evil}", False, [f"mae_drift: file {evil}.jpg & more"]
+    r.threshold_results[0].threshold += evil
     files = write_check_report(tmp_path / "c", r)
     assert tmp_path / "c" / "report.html" in files
     text = (tmp_path / "c" / "report.html").read_text()
     assert "<script" not in text and "<img src=x" not in text
     page = check_page(tmp_path / "c" / "report.html", "FAILED",
-                      [f"onnx{evil}", f"mae_drift: file {evil}.jpg & more", r["threshold_results"][0]["threshold"]],
+                      [f"onnx{evil}", f"mae_drift: file {evil}.jpg & more", r.threshold_results[0].threshold],
                       min_images=2)
     assert page.imgs and all(s.startswith(PNG_PREFIX) for s in page.imgs)  # the planted <img> is text
 
@@ -151,13 +152,15 @@ def test_report_strings_are_escaped(check_out, bench_out, tmp_path):
 def test_write_device_report(check_out, tmp_path):
     """write_device_report: report.json, report.md (report.report_text), report.html with the
     device lines, and an atomic copy of the device's result file; strings escaped."""
+    from edgeage.check_report import CheckReport
     from edgeage.export.conformance.report import report_text
     from edgeage.export.conformance.report import write_device_report
 
-    r = json.loads((check_out / "report.json").read_text())
-    r.update(runtime={"runner": "onnxruntime <b>java</b>", "device": "Pixel <script>x</script>"}, threads=None,
+    d = json.loads((check_out / "report.json").read_text())
+    d.update(runtime={"runner": "onnxruntime <b>java</b>", "device": "Pixel <script>x</script>"}, threads=None,
              device_latency_ms={"p50": 4.5, "p90": 5.0, "p99": 6.0}, device_preprocess_ms_p50=0.25,
              app_readout_abs_diff_max=1e-5, latency_ms=None, latency=None, float_latency=None)
+    r = CheckReport.parse(d, "the test's report")
     src = tmp_path / "result.json"
     src.write_text('{"format": "edgeage-check-result/1"}')
     files = write_device_report(tmp_path / "rep", r, result_json=src)
@@ -165,11 +168,11 @@ def test_write_device_report(check_out, tmp_path):
     assert files == [rep / "report.json", rep / "report.md", rep / "report.html", rep / "check-result.json"]
     assert (rep / "check-result.json").read_text() == src.read_text()
     assert (rep / "report.md").read_text() == report_text(r) + "\n"
-    assert json.loads((rep / "report.json").read_text()) == r
+    assert json.loads((rep / "report.json").read_text()) == d
     text = (rep / "report.html").read_text()
     assert "<script" not in text and "<b>" not in text
-    check_page(rep / "report.html", "PASSED" if r["passed"] else "FAILED",
-               [t["threshold"] for t in r["threshold_results"]]
+    check_page(rep / "report.html", "PASSED" if r.passed else "FAILED",
+               [t.threshold for t in r.threshold_results]
                + ["Latency on the device (Pixel <script>x</script>, onnxruntime <b>java</b>)", "p50 4.500",
                   "Java preprocessing p50 0.250 ms", "app readout vs edgeage.readout"], min_images=0)
     # the result file already in place is kept, not copied onto itself

@@ -360,10 +360,10 @@ def test_a_check_with_no_threshold_applied_is_not_judged():
 
     spec = TargetSpec("t", "", "", ("int8",), "t.toml", thresholds={"int8": {"mae_drift": 0.5, "age_abs_diff_max": 15.0}})
     r = judge({"mae_drift": None, "age_abs_diff_max": 40.0}, spec, "int8", faces=False)
-    assert r["passed"] and not r["judged"] and verdict(r) == "NOT JUDGED"
+    assert r.passed and not r.judged and verdict(r) == "NOT JUDGED"
     assert verdict_line(r).startswith("NOT JUDGED") and "PASSED" not in verdict_line(r)
     r = judge({"mae_drift": 0.1, "age_abs_diff_max": 4.0}, spec, "int8", faces=True)
-    assert r["judged"] and verdict(r) == "PASSED"
+    assert r.judged and verdict(r) == "PASSED"
 
 
 def test_quiet_by_default_and_verbose_on_request(face_dir, tiny_ckpt, edgeage_env):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeage.backend import TargetSpec
+from edgeage.check_report import CheckReport, Verdict
 from edgeage.checkpoint import TorchModel, load_model, manifest_crop, shipped_models
 from edgeage.data import (_cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
                           prepare)
@@ -262,8 +263,9 @@ def conformance(ref: Reference, out: np.ndarray, readout: dict) -> dict:
     return m
 
 
-def judge(metrics: dict, spec: TargetSpec, precision: str, faces: bool = True) -> dict:
-    """The TOML's thresholds for this precision, each one's verdict, and the failures.
+def judge(metrics: dict, spec: TargetSpec, precision: str, faces: bool = True) -> Verdict:
+    """The TOML's thresholds for this precision, each one's verdict, and the failures (``metrics``:
+    ``conformance``'s, by metric name; a metric that is None or absent is skipped).
     ``faces=False`` (generated images): the per-image limits of the reduced precisions (fp16,
     bf16, int8) are not judged - they are set for faces: noise images lie outside the calibration
     range (INT8 ages move by 20+ years there while faces move by 1-5) and their flat, wide logits
@@ -286,12 +288,13 @@ def judge(metrics: dict, spec: TargetSpec, precision: str, faces: bool = True) -
         failures.append(f"no [thresholds.{precision}] in {spec.file}")
     # "judged": at least one threshold was applied; a check with none applied (INT8 without
     # labelled faces, say) passed nothing and is reported as "not judged", never as PASSED
-    return {"thresholds": limits, "threshold_results": results, "skipped_thresholds": skipped,
-            "passed": not failures, "judged": bool(results), "failures": failures}
+    return Verdict(thresholds=limits, threshold_results=results, skipped_thresholds=skipped,
+                   passed=not failures, judged=bool(results), failures=failures)
 
 
 def latency_section(t: dict | None, f: dict | None) -> dict:
-    """Summary (p50..max) of the target's and the float model's latency, ratios, memory."""
+    """Summary (p50..max) of the target's and the float model's latency, ratios, memory: the
+    latency fields of a ``CheckReport`` (``t``, ``f``: ``latency.measure`` results, or None)."""
     if not t or not f:
         return {"latency_ms": None, "float_latency_ms": None, "latency_ratio": None, "memory_mb": None,
                 "float_memory_mb": None, "latency": None, "float_latency": None}
@@ -301,7 +304,7 @@ def latency_section(t: dict | None, f: dict | None) -> dict:
 
 
 def check_artifact(ref: Reference, artifact_dir, spec: TargetSpec | str | None = None, *, localize: bool = False,
-                   latency: Latency = Latency(), keep_path: bool = True, op_profile: bool = False) -> dict:
+                   latency: Latency = Latency(), keep_path: bool = True, op_profile: bool = False) -> CheckReport:
     runner = load_runner(artifact_dir, spec)
     spec, manifest = runner.spec, runner.manifest
     art = manifest["artifact"]
@@ -311,7 +314,7 @@ def check_artifact(ref: Reference, artifact_dir, spec: TargetSpec | str | None =
     threads = runner.info.get("threads", spec_threads(spec))
     job = {"kind": "artifact", "artifact": str(artifact_dir), "spec": spec.file, "threads": threads}
     t_lat = lat.measure(job, ref.inputs.x, latency.warmup, latency.runs, latency.rounds) if latency.runs > 0 else None
-    report = {
+    report = CheckReport(**{
         "target": spec.name, "precision": art["precision"], "spec_file": spec.file,
         "artifact": str(artifact_dir) if keep_path else None, "files": art["files"],
         "model": ref.source["path"], "model_sha256": ref.source["sha256"],
@@ -319,55 +322,57 @@ def check_artifact(ref: Reference, artifact_dir, spec: TargetSpec | str | None =
         **metrics,
         "size_bytes": art["size_bytes"], "float_size_bytes": ref.size_bytes, "threads": threads,
         "runtime": runner.info, **latency_section(t_lat, ref.latency(threads, latency)),
-        **judge(metrics, spec, art["precision"], faces=ref.inputs.labelled),
+        **judge(metrics, spec, art["precision"], faces=ref.inputs.labelled).to_json_dict(),
         "versions": art.get("versions", {}),
         "per_image": {"name": ref.inputs.names, "age_float": ref.ages.tolist(),
                       "age_target": apply_readout(manifest["readout"], out).tolist()},
-    }
+    })
     if art["precision"] == "int8":
         q = manifest.get("quantize", {})
         overlap = ref.refuse_calibration_overlap(q)
-        report["variant"] = f"int8-{q.get('method', 'ptq')}"
-        report["quantize"] = {k: q.get(k) for k in ("method", "backend", "calibration_images", "kept_float",
-                                                     "val_mae_float", "val_mae_int8", "val_mae_drop")}
+        report.variant = f"int8-{q.get('method', 'ptq')}"
+        quantize = {k: q.get(k) for k in ("method", "backend", "calibration_images", "kept_float",
+                                          "val_mae_float", "val_mae_int8", "val_mae_drop")}
         cal = q.get("calibration") or {}
-        report["quantize"]["calibration"] = {k: cal.get(k) for k in ("kind", "source", "count", "labelled",
-                                                                    "names_sha256")} if cal else None
-        report["calibration_overlap"] = overlap  # judged images that calibrated it (None: not recorded)
+        quantize["calibration"] = {k: cal.get(k) for k in ("kind", "source", "count", "labelled",
+                                                           "names_sha256")} if cal else None
+        report.quantize = quantize
+        report.calibration_overlap = overlap  # judged images that calibrated it (None: not recorded)
         if overlap is None:
-            report["calibration_overlap_note"] = ("the artifact records no calibration crop digests (quantized "
-                                                  "before edgeage recorded them): overlap not checked")
+            report.calibration_overlap_note = ("the artifact records no calibration crop digests (quantized "
+                                               "before edgeage recorded them): overlap not checked")
         bar = spec.int8.get("qat_mae_drift")
         if bar is not None:
             d = metrics["mae_drift"]
-            report["qat_bar"] = {"mae_drift_limit": bar, "mae_drift": d,
-                                 "holds": None if d is None else bool(abs(d) <= bar)}
+            report.qat_bar = {"mae_drift_limit": bar, "mae_drift": d,
+                              "holds": None if d is None else bool(abs(d) <= bar)}
     if not ref.inputs.labelled:
-        report["note"] = "no labelled data (--data): numeric drift and latency only; MAE thresholds skipped" + (
+        report.note = "no labelled data (--data): numeric drift and latency only; MAE thresholds skipped" + (
             f"; {art['precision']}'s per-image limits are set for faces and skipped on generated images too: pass "
             f"--data with face images to check a {art['precision']} model" if art["precision"] != "fp32" else "")
     if localize:
-        report["localize"] = localize_drift(ref.model, runner, ref.inputs.x[:LOCALIZE_N])
-        if not report["localize"]["supported"] and spec.extra.get("localize") == "prefixes":
+        report.localize = localize_drift(ref.model, runner, ref.inputs.x[:LOCALIZE_N])
+        if not report.localize["supported"] and spec.extra.get("localize") == "prefixes":
             from .localize import localize_by_prefixes
 
             calib = ref.int8_options()[0] if art["precision"] == "int8" else None
-            report["localize"] = localize_by_prefixes(ref.model, spec, art["precision"], ref.inputs.x[:LOCALIZE_N],
+            report.localize = localize_by_prefixes(ref.model, spec, art["precision"], ref.inputs.x[:LOCALIZE_N],
                                                       calib, threads)
     grid = latency.grid(threads)
     if grid:  # throughput: faces/s per thread count and batch size, the float model's beside
-        report["throughput"] = {"target": [], "float": []}
+        rows = {"target": [], "float": []}
         for t, b in grid:
             res = lat.measure(dict(job, threads=t), ref.inputs.x, latency.warmup, latency.runs, latency.rounds, b)
-            report["throughput"]["target"].append(throughput_row(res, t, b))
-            report["throughput"]["float"].append(throughput_row(ref.latency(t, latency, b), t, b))
+            rows["target"].append(throughput_row(res, t, b))
+            rows["float"].append(throughput_row(ref.latency(t, latency, b), t, b))
+        report.throughput = rows
     if op_profile:
-        report["op_profile"] = runner.op_profile(ref.inputs.x[:1], max(10, latency.runs))
-    report["coverage"] = runner.coverage()
+        report.op_profile = runner.op_profile(ref.inputs.x[:1], max(10, latency.runs))
+    report.coverage = runner.coverage()
     return report
 
 
-def export_and_check(ref: Reference, spec: TargetSpec, precision: str, **kw) -> dict:
+def export_and_check(ref: Reference, spec: TargetSpec, precision: str, **kw) -> CheckReport:
     """Export the reference model to a temp folder and check it there."""
     check_precision(spec, precision)
     manifest, calib = ref.manifest, None
@@ -383,7 +388,7 @@ def export_and_check(ref: Reference, spec: TargetSpec, precision: str, **kw) -> 
 
 def run_check(target: str | None, model_path=None, artifact=None, precision: str = "fp32", data=None,
               limit: int | None = None, seed: int = 0, progress: bool = True, split: str | None = None,
-              calib_data=None, **kw) -> dict:
+              calib_data=None, **kw) -> CheckReport:
     if artifact is None and target is None:
         raise EdgeAgeError("give --target (to export and check) or --artifact (an exported folder)")
     spec = load_spec(target) if target else None
@@ -401,7 +406,7 @@ def run_check(target: str | None, model_path=None, artifact=None, precision: str
         if precision == "int8":
             ref.refuse_calibration_overlap(man.get("quantize"))
         report = check_artifact(ref, written, spec, **kw)
-        report["note_artifact"] = f"checked the artifact `edgeage export` wrote at {written} (same model, target, precision)"
+        report.note_artifact = f"checked the artifact `edgeage export` wrote at {written} (same model, target, precision)"
         return report
     return export_and_check(ref, spec, precision, **kw)
 
@@ -421,10 +426,18 @@ def exported_by_export(ref: Reference, spec: TargetSpec, precision: str) -> Path
     return path if same else None
 
 
+def bench_row(report: CheckReport) -> dict:
+    """A bench row: the JSON object of a check report, ``per_image`` left out. A bench (``run_bench``)
+    is a table: its rows are these objects (and ``error_row``'s), to which the bench adds its
+    comparisons (``vs_fp32``, ``vs_peer``); they are written to bench.json as they are, and a row
+    that is not an error row parses as a ``CheckReport`` again."""
+    return {k: v for k, v in report.to_json_dict().items() if k != "per_image"}
+
+
 def artifact_rows(ref: Reference, artifacts: list[str], **kw) -> list[dict]:
-    """Bench rows of exported artifacts / quantize results (e.g. int8-ptq, int8-qat, a pruned
-    model's int8): each against the float model it came from (a second reference for another
-    checkpoint, on the same inputs)."""
+    """Bench rows (``bench_row``) of exported artifacts / quantize results (e.g. int8-ptq,
+    int8-qat, a pruned model's int8): each against the float model it came from (a second
+    reference for another checkpoint, on the same inputs)."""
     refs, rows = {ref.source["sha256"]: ref}, []
     for a in artifacts:
         try:
@@ -436,20 +449,20 @@ def artifact_rows(ref: Reference, artifacts: list[str], **kw) -> list[dict]:
             if sha != ref.source["sha256"]:
                 src = Path(man["artifact"]["source"]["path"])
                 pruned = man["model"].get("pruned")
-                rep["variant"] = f"{rep.get('variant', rep['precision'])} ({man['model']['name']}" + \
+                rep.variant = f"{rep.variant or rep.precision} ({man['model']['name']}" + \
                     (f" pruned, channel ratio {pruned['ratio']:.2f}" if pruned else "") + \
                     f", {src.parent.name}/{src.name})"
-                rep["float_model_mae"] = refs[sha].inputs.labelled and mae(refs[sha].ages, refs[sha].inputs.ages)
+                rep.float_model_mae = refs[sha].inputs.labelled and mae(refs[sha].ages, refs[sha].inputs.ages)
         except EdgeAgeError as e:
             rows.append(error_row(str(a), "?", e))
             continue
-        rep.pop("per_image")
-        rows.append(rep)
+        rows.append(bench_row(rep))
     return rows
 
 
 def error_row(target: str, precision: str, e: Exception) -> dict:
-    """A bench row for a failure. A failure that a signal caused (a Ctrl-C inside a runtime
+    """A bench row for a failure (no check report: ``target``, ``precision``, ``passed`` False,
+    ``error``, ``failures``). A failure that a signal caused (a Ctrl-C inside a runtime
     surfacing as its error) is not a row: the bench stops as that signal."""
     stop_if_signalled()
     return {"target": target, "precision": precision, "passed": False, "error": str(e), "failures": [str(e)]}
@@ -459,6 +472,8 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
               precisions: list[str] | None = None, seed: int = 0, progress: bool = True,
               split: str | None = None, artifacts: list[str] | None = None, calib_data=None,
               peers: list[str] | None = None, **kw) -> dict:
+    """The bench: a table (a dict, written to bench.json), not a check report: its ``rows`` are
+    ``bench_row``s of the check reports and ``error_row``s."""
     from .peer import load_peer
 
     peer_specs = [load_peer(p) for p in peers or []]  # bad --peer files fail before any work
@@ -491,8 +506,7 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
                     continue
                 rows.append(error_row(spec.name, p, e))
                 continue
-            rep.pop("per_image")
-            rows.append(rep)
+            rows.append(bench_row(rep))
     rows += artifact_rows(ref, artifacts or [], **kw)
     main = ref.source["sha256"]
     fp32 = {r["target"]: r for r in rows

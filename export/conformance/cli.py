@@ -129,7 +129,7 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
     check_output(out, force)
 
     from .check import run_bench
-    from .report import bench_text, compact, write_bench
+    from .report import bench_text, compact_row, write_bench
 
     split = (lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None)
     with stdout_to_stderr():
@@ -139,7 +139,7 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
                           latency=_latency(warmup, runs, rounds, threads, batches))
         files = write_bench(out, bench, force)
     if as_json:
-        emit_json(dict(bench, rows=[compact(r) for r in bench["rows"]]))
+        emit_json(dict(bench, rows=[compact_row(r) for r in bench["rows"]]))
     else:
         click.echo(bench_text(bench))
         click.echo(f"\nwrote {', '.join(str(f) for f in files)}")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeage.check_report import DetectorCheckReport
 from edgeage.utils import EdgeAgeError
 
 MATCH_IOU = 0.5
@@ -106,7 +107,8 @@ def timed_detect(det, frames: list[np.ndarray]) -> tuple[list[list], float]:
     return faces, float(np.median(ms))
 
 
-def check_detector(artifact_dir, data, scenes_n: int = DEFAULT_SCENES, threads: int = 1, seed: int = 1) -> dict:
+def check_detector(artifact_dir, data, scenes_n: int = DEFAULT_SCENES, threads: int = 1,
+                   seed: int = 1) -> DetectorCheckReport:
     """The conformance report of a detector artifact on ``scenes_n`` scenes of ``data``'s photos
     (seed 1: other scenes than INT8 calibration's, seed 0)."""
     from edgeage.artifact import read_manifest
@@ -126,40 +128,41 @@ def check_detector(artifact_dir, data, scenes_n: int = DEFAULT_SCENES, threads: 
     got, got_ms = timed_detect(artifact_face_detector(artifact_dir, threads=threads), frames)
     metrics = compare(ref, got)
     failures = judge(metrics, art["precision"])
-    return {"kind": "detector-check", "artifact": str(Path(artifact_dir)), "target": art["target"],
-            "precision": art["precision"], "model": manifest["model"]["name"], "data": str(data),
-            "scenes": scenes_n, "seed": seed, "threads": threads, "size_bytes": art.get("size_bytes"),
-            "reference": "the shipped .tflite (float) by LiteRT", "match_iou": MATCH_IOU,
-            **metrics, "ms_per_frame_float": ref_ms, "ms_per_frame_artifact": got_ms,
-            "thresholds": THRESHOLDS[art["precision"]], "failures": failures, "passed": not failures}
+    return DetectorCheckReport(**{
+        "kind": "detector-check", "artifact": str(Path(artifact_dir)), "target": art["target"],
+        "precision": art["precision"], "model": manifest["model"]["name"], "data": str(data),
+        "scenes": scenes_n, "seed": seed, "threads": threads, "size_bytes": art.get("size_bytes"),
+        "reference": "the shipped .tflite (float) by LiteRT", "match_iou": MATCH_IOU,
+        **metrics, "ms_per_frame_float": ref_ms, "ms_per_frame_artifact": got_ms,
+        "thresholds": THRESHOLDS[art["precision"]], "failures": failures, "passed": not failures})
 
 
-def report_blocks(r: dict):
+def report_blocks(r: DetectorCheckReport):
     from .report import Para, Table, Title, _f, _mb
 
-    rows = [["faces (float / artifact / matched)", f"{r['faces_float']} / {r['faces_artifact']} / {r['matched']}", ""],
-            *[[k, _f(r[k]), f"{op} {lim}"] for k, (op, lim) in r["thresholds"].items()],
-            ["iou_min", _f(r["iou_min"]), ""], ["score_diff_max", _f(r["score_diff_max"]), ""],
-            ["ms per frame (float LiteRT / artifact)", f"{r['ms_per_frame_float']:.3f} / {r['ms_per_frame_artifact']:.3f}",
-             f"{r['threads']} thread(s)"]]
-    return [Title(f"Detector check: {r['target']} {r['precision']}"),
-            Para([f"artifact {r['artifact']} ({_mb(r['size_bytes'])}), model {r['model']}; reference: {r['reference']}",
-                   f"{r['frames']} scenes of {r['data']} (1-3 photos per 640x480 frame, seed {r['seed']}); a face is "
-                   f"found at IoU >= {r['match_iou']}"]),
+    rows = [["faces (float / artifact / matched)", f"{r.faces_float} / {r.faces_artifact} / {r.matched}", ""],
+            *[[k, _f(getattr(r, k)), f"{op} {lim}"] for k, (op, lim) in r.thresholds.items()],
+            ["iou_min", _f(r.iou_min), ""], ["score_diff_max", _f(r.score_diff_max), ""],
+            ["ms per frame (float LiteRT / artifact)", f"{r.ms_per_frame_float:.3f} / {r.ms_per_frame_artifact:.3f}",
+             f"{r.threads} thread(s)"]]
+    return [Title(f"Detector check: {r.target} {r.precision}"),
+            Para([f"artifact {r.artifact} ({_mb(r.size_bytes)}), model {r.model}; reference: {r.reference}",
+                   f"{r.frames} scenes of {r.data} (1-3 photos per 640x480 frame, seed {r.seed}); a face is "
+                   f"found at IoU >= {r.match_iou}"]),
             Table(["metric", "value", "threshold"], rows)]
 
 
-def report_text(r: dict) -> str:
+def report_text(r: DetectorCheckReport) -> str:
     from .report import blocks_md
 
-    verdict = "PASSED" if r["passed"] else "FAILED: " + "; ".join(r["failures"])
+    verdict = "PASSED" if r.passed else "FAILED: " + "; ".join(r.failures)
     return blocks_md(report_blocks(r)) + f"\n\n{verdict}"
 
 
-def write_report(out_dir, r: dict, force: bool = False) -> list[Path]:
+def write_report(out_dir, r: DetectorCheckReport, force: bool = False) -> list[Path]:
     """report.json, report.md and report.html in ``out_dir``."""
     from .report import _json_md, _write_html, report_html
 
-    out = _json_md(out_dir, "report", r, report_text(r), force)
-    html = _write_html(out / "report.html", report_html(report_blocks(r), r["passed"], r["failures"]))
+    out = _json_md(out_dir, "report", r.to_json_dict(), report_text(r), force)
+    html = _write_html(out / "report.html", report_html(report_blocks(r), r.passed, r.failures))
     return [out / "report.json", out / "report.md", html]

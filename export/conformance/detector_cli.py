@@ -68,10 +68,10 @@ def check_cmd(ctx, artifact, data, scenes, threads, out, as_json, force):
         r = check_detector(artifact, data, scenes, threads)
     files = write_report(out, r, force) if out else []
     if as_json:
-        emit_json(r)
+        emit_json(r.to_json_dict())
     else:
         click.echo(report_text(r))
         if files:
             click.echo(f"\nwrote {', '.join(str(f) for f in files)}")
-    if not r["passed"]:
+    if not r.passed:
         ctx.exit(1)

@@ -4,7 +4,11 @@ charts (matplotlib Agg; every file written atomically).
 The text of a report is built once, as a list of blocks (``Title``, ``Para``, ``Table``, ``Pre``); the
 Markdown (report.md, the terminal) and the HTML (report.html, bench.html) are two renderings of the
 same blocks, so they cannot drift apart. The HTML page embeds the PNG charts as data: URLs and has
-no external references (CSS inline, no scripts); every string from a report is HTML-escaped."""
+no external references (CSS inline, no scripts); every string from a report is HTML-escaped.
+
+A check report is an ``edgeage.check_report.CheckReport`` (written as its ``to_json_dict()``); a
+bench (``b``) is a table, a dict whose ``rows`` are check reports' JSON objects (``check.bench_row``)
+and error rows, read key by key."""
 from __future__ import annotations
 
 import re
@@ -16,6 +20,7 @@ import numpy as np
 from edgeage.document import Block, Para, Pre, Table, Title, _e, block_md, blocks_md, page_html  # noqa: F401
 from edgeage.document import md_table  # noqa: F401 - re-exported (scripts import it from here)
 from edgeage.document import plt_agg as _plt, savefig as _savefig, write_html as _write_html
+from edgeage.check_report import CheckReport, Verdict
 from edgeage.utils import atomic_path, output_dir, write_json
 
 STDOUT_DROP = ("per_image", "latency", "float_latency")  # kept in report.json, not in --json output
@@ -33,92 +38,103 @@ def _lines(blocks: list[Block]) -> list[str]:  # the old list-of-lines form (eac
     return [x for b in blocks for x in (block_md(b), "")]
 
 
-def compact(report: dict) -> dict:
-    return {k: v for k, v in report.items() if k not in STDOUT_DROP}
+def compact(report: CheckReport) -> dict:
+    """The report's JSON object for ``--json`` (stdout): without the per-image and raw latency data."""
+    return compact_row(report.to_json_dict())
 
 
-def check_blocks(r: dict) -> list[Block]:
+def compact_row(row: dict) -> dict:
+    """A bench row (a report's JSON object, or an error row) for ``--json``: as ``compact``."""
+    return {k: v for k, v in row.items() if k not in STDOUT_DROP}
+
+
+def check_blocks(r: CheckReport) -> list[Block]:
     """The body of a check report (everything but the verdict line), as blocks."""
     blocks: list[Block] = [
-        Title(f"Conformance check: {r['target']} {r['precision']}"),
-        Para([f"model {r['model']} (sha256 {r['model_sha256'][:12]}); data {r['data']}; n = {r['n']}"
-              + (f"; faces not found {r['faces_not_found']}" if r["faces_not_found"] is not None else ""),
-              f"artifact {r['artifact'] or '(temporary export)'}: {_mb(r['size_bytes'])} "
-              f"(float32 weights {_mb(r['float_size_bytes'])}); runtime: "
-              + ", ".join(f"{k}={v}" for k, v in r["runtime"].items())])]
-    if r.get("note"):
-        blocks.append(Para([f"NOTE: {r['note']}"]))
-    rows = [["MAE", _f(r["float_mae"]), _f(r["target_mae"]), _f(r["mae_drift"], "+.5f")],
-            ["CS(5)", _f(r["float_cs5"]), _f(r["target_cs5"]), ""],
-            ["abs(delta age) p50 / p99 / max", "", f"{r['age_abs_diff_p50']:.5f} / {r['age_abs_diff_p99']:.5f} / "
-             f"{r['age_abs_diff_max']:.5f}", ""],
-            ["arg-max bin agreement", "", _f(r["argmax_agreement"]), ""],
-            ["max abs logit diff", "", _f(r["logit_abs_diff_max"], ".3g"), ""]]
-    blocks.append(Table(["metric", "float (PyTorch)", r["target"], "drift"], rows))
-    if r["latency_ms"]:
-        lt, fl = r["latency"], r["float_latency"]
-        rows = [[name, f"{d['p50']:.3f}", f"{d['p90']:.3f}", f"{d['p99']:.3f}", f"{d['min']:.3f}", f"{d['max']:.3f}",
-                 " ".join(f"{v:.3f}" for v in d["round_p50"]), f"{m['delta_mb']:.0f} / {m['peak_rss_mb']:.0f}"]
-                for name, d, m in ((r["target"], lt, lt["memory"]), ("pytorch eager", fl, fl["memory"]))]
-        blocks += [Para([f"Latency, batch 1, {r['threads']} thread(s), {lt['rounds']} rounds x {lt['runs']} runs "
-                         f"after {lt['warmup']} warm-up (ms); memory in MB ({lt['memory']['method']})"]),
+        Title(f"Conformance check: {r.target} {r.precision}"),
+        Para([f"model {r.model} (sha256 {r.model_sha256[:12]}); data {r.data}; n = {r.n}"
+              + (f"; faces not found {r.faces_not_found}" if r.faces_not_found is not None else ""),
+              f"artifact {r.artifact or '(temporary export)'}: {_mb(r.size_bytes)} "
+              f"(float32 weights {_mb(r.float_size_bytes)}); runtime: "
+              + ", ".join(f"{k}={v}" for k, v in r.runtime.items())])]
+    if r.note:
+        blocks.append(Para([f"NOTE: {r.note}"]))
+    rows = [["MAE", _f(r.float_mae), _f(r.target_mae), _f(r.mae_drift, "+.5f")],
+            ["CS(5)", _f(r.float_cs5), _f(r.target_cs5), ""],
+            ["abs(delta age) p50 / p99 / max", "", f"{r.age_abs_diff_p50:.5f} / {r.age_abs_diff_p99:.5f} / "
+             f"{r.age_abs_diff_max:.5f}", ""],
+            ["arg-max bin agreement", "", _f(r.argmax_agreement), ""],
+            ["max abs logit diff", "", _f(r.logit_abs_diff_max, ".3g"), ""]]
+    blocks.append(Table(["metric", "float (PyTorch)", r.target, "drift"], rows))
+    if r.latency_ms:
+        lt, fl = r.latency, r.float_latency
+        rows = [[name, f"{d.p50:.3f}", f"{d.p90:.3f}", f"{d.p99:.3f}", f"{d.min:.3f}", f"{d.max:.3f}",
+                 " ".join(f"{v:.3f}" for v in d.round_p50), f"{d.memory.delta_mb:.0f} / {d.memory.peak_rss_mb:.0f}"]
+                for name, d in ((r.target, lt), ("pytorch eager", fl))]
+        blocks += [Para([f"Latency, batch 1, {r.threads} thread(s), {lt.rounds} rounds x {lt.runs} runs "
+                         f"after {lt.warmup} warm-up (ms); memory in MB ({lt.memory.method})"]),
                    Table(["model", "p50", "p90", "p99", "min", "max", "p50 per round", "mem delta / peak"], rows),
-                   Para([f"ratio {r['target']} / pytorch: p50 {r['latency_ratio']['p50']:.2f}x, "
-                         f"p90 {r['latency_ratio']['p90']:.2f}x"])]
-    rows = [[t["threshold"], f"{t['value']:.6g}", f"{t['op']} {t['limit']:g}", "pass" if t["passed"] else "FAIL"]
-            for t in r["threshold_results"]]
-    blocks += [Para([f"Thresholds ({r['spec_file']}, [thresholds.{r['precision']}])"]),
+                   Para([f"ratio {r.target} / pytorch: p50 {r.latency_ratio.p50:.2f}x, "
+                         f"p90 {r.latency_ratio.p90:.2f}x"])]
+    rows = [[t.threshold, f"{t.value:.6g}", f"{t.op} {t.limit:g}", "pass" if t.passed else "FAIL"]
+            for t in r.threshold_results]
+    blocks += [Para([f"Thresholds ({r.spec_file}, [thresholds.{r.precision}])"]),
                Table(["threshold", "value", "limit", "verdict"], rows)]
-    if r["skipped_thresholds"]:
+    if r.skipped_thresholds:
         blocks.append(Para([f"skipped (no labels / not judged on generated images): "
-                            f"{', '.join(r['skipped_thresholds'])}"]))
-    if r.get("quantize"):
-        q = r["quantize"]
-        cal = q.get("calibration") or {}
-        where = f"{cal.get('kind', 'training-split')}, {cal['source']}" if cal.get("source") else \
-            cal.get("kind", "training-split")
-        overlap = r.get("calibration_overlap")
-        blocks.append(Para([f"INT8 {r.get('variant')}: backend {q.get('backend')}, {q.get('calibration_images')} "
+                            f"{', '.join(r.skipped_thresholds)}"]))
+    if r.quantize:
+        q = r.quantize
+        cal = q.calibration
+        kind = cal.kind if cal and cal.has("kind") else "training-split"
+        where = f"{kind}, {cal.source}" if cal and cal.source else kind
+        overlap = r.calibration_overlap
+        blocks.append(Para([f"INT8 {r.variant}: backend {q.backend}, {q.calibration_images} "
                             f"calibration images ({where}); judged images among them: "
                             f"{'not recorded' if overlap is None else overlap}; layers kept float: "
-                            f"{', '.join(q.get('kept_float') or []) or 'none'}"]))
-    if r.get("qat_bar"):
-        b = r["qat_bar"]
-        blocks.append(Para([f"QAT acceptance (|MAE drift| <= {b['mae_drift_limit']:g}): "
-                            + ("n/a (no labels)" if b["holds"] is None else "holds" if b["holds"] else
-                               f"does NOT hold (|{b['mae_drift']:+.4f}|)")]))
-    if "localize" in r:
-        blocks += localize_blocks(r["localize"])
-    if "op_profile" in r:
-        blocks += op_profile_blocks(r["op_profile"])
-    if r.get("coverage"):
-        blocks += coverage_blocks(r["coverage"])
+                            f"{', '.join(q.kept_float or []) or 'none'}"]))
+    if r.qat_bar:
+        b = r.qat_bar
+        blocks.append(Para([f"QAT acceptance (|MAE drift| <= {b.mae_drift_limit:g}): "
+                            + ("n/a (no labels)" if b.holds is None else "holds" if b.holds else
+                               f"does NOT hold (|{b.mae_drift:+.4f}|)")]))
+    if r.has("localize"):
+        blocks += localize_blocks(r.localize)
+    if r.has("op_profile"):
+        blocks += op_profile_blocks(r.op_profile)
+    if r.coverage:
+        blocks += coverage_blocks(r.coverage)
     return blocks
 
 
-def verdict(r: dict) -> str:
+def verdict_of(passed: bool, judged: bool = True) -> str:
     """PASSED, FAILED, or NOT JUDGED (nothing failed because no threshold applied)."""
-    if not r["passed"]:
+    if not passed:
         return "FAILED"
-    return "PASSED" if r.get("judged", True) else "NOT JUDGED"
+    return "PASSED" if judged else "NOT JUDGED"
 
 
-def _page_verdict(r: dict) -> bool | None:
+def verdict(r: Verdict) -> str:
+    """A check report's (or ``check.judge``'s verdict's) ``verdict_of``."""
+    return verdict_of(r.passed, r.judged)
+
+
+def _page_verdict(r: CheckReport) -> bool | None:
     """``report_html``'s verdict: True, False, or None (not judged)."""
     return {"PASSED": True, "FAILED": False}.get(verdict(r))
 
 
-def verdict_line(r: dict) -> str:
+def verdict_line(r: Verdict) -> str:
     v = verdict(r)
     if v == "FAILED":
-        return "FAILED: " + "; ".join(r["failures"])
+        return "FAILED: " + "; ".join(r.failures)
     if v == "NOT JUDGED":
-        return ("NOT JUDGED: no threshold applied (skipped: " + ", ".join(r.get("skipped_thresholds") or [])
+        return ("NOT JUDGED: no threshold applied (skipped: " + ", ".join(r.skipped_thresholds or [])
                 + "); give labelled faces (--data, a folder of AGE_*-named images or a CSV) to judge it")
     return v
 
 
-def check_text(r: dict) -> str:
+def check_text(r: CheckReport) -> str:
     """Human summary of a check report (also the body of report.md)."""
     return blocks_md(check_blocks(r) + [Para([verdict_line(r)])])
 
@@ -201,42 +217,42 @@ def _json_md(out_dir, stem: str, obj: dict, text: str, force: bool = False) -> P
     return out
 
 
-def write_check_report(out_dir, r: dict, force: bool = False) -> list[Path]:
-    out = _json_md(out_dir, "report", r, check_text(r), force)
+def write_check_report(out_dir, r: CheckReport, force: bool = False) -> list[Path]:
+    out = _json_md(out_dir, "report", r.to_json_dict(), check_text(r), force)
     plt = _plt()
-    d = np.abs(np.asarray(r["per_image"]["age_target"]) - np.asarray(r["per_image"]["age_float"]))
+    d = np.abs(np.asarray(r.per_image.age_target) - np.asarray(r.per_image.age_float))
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(d, bins=40)
-    ax.set_xlabel(f"|age {r['target']} - age float| (years)")
+    ax.set_xlabel(f"|age {r.target} - age float| (years)")
     ax.set_ylabel("images")
-    ax.set_title(f"{r['target']} {r['precision']}: p99 {r['age_abs_diff_p99']:.4f}, max {r['age_abs_diff_max']:.4f}")
+    ax.set_title(f"{r.target} {r.precision}: p99 {r.age_abs_diff_p99:.4f}, max {r.age_abs_diff_max:.4f}")
     fig.tight_layout()
     _savefig(fig, out / "age_abs_diff_hist.png")
     files = [out / "report.json", out / "report.md", out / "age_abs_diff_hist.png"]
-    if r["latency"]:
+    if r.latency:
         fig, ax = plt.subplots(figsize=(7, 4))
-        groups = [(name, rnd) for name, d in ((r["target"], r["latency"]), ("pytorch", r["float_latency"]))
-                  for rnd in d["samples_ms"]]
+        groups = [(name, rnd) for name, d in ((r.target, r.latency), ("pytorch", r.float_latency))
+                  for rnd in d.samples_ms]
         ax.boxplot([g[1] for g in groups], showfliers=True)
-        ax.set_xticks(range(1, len(groups) + 1), [f"{n}\nround {i % len(r['latency']['samples_ms']) + 1}"
+        ax.set_xticks(range(1, len(groups) + 1), [f"{n}\nround {i % len(r.latency.samples_ms) + 1}"
                                                   for i, (n, _) in enumerate(groups)], fontsize=7)
         ax.set_ylabel("latency (ms), batch 1")
-        ax.set_title(f"{r['target']} {r['precision']} vs PyTorch eager, {r['threads']} thread(s)")
+        ax.set_title(f"{r.target} {r.precision} vs PyTorch eager, {r.threads} thread(s)")
         fig.tight_layout()
         _savefig(fig, out / "latency.png")
         files.append(out / "latency.png")
     pngs = files[2:]
     files.insert(2, _write_html(out / "report.html",
-                                report_html(check_blocks(r), _page_verdict(r), r["failures"], pngs)))
+                                report_html(check_blocks(r), _page_verdict(r), r.failures, pngs)))
     return files
 
 
-def write_device_report(out_dir, report: dict, force: bool = False, result_json=None) -> list[Path]:
+def write_device_report(out_dir, report: CheckReport, force: bool = False, result_json=None) -> list[Path]:
     """device-check --out: report.json, report.md (``report_text``), report.html and a copy
     of the device's check-result JSON (``result_json``, unless it already is that file)."""
 
     text = report_text(report)
-    out = _json_md(out_dir, "report", report, text, force)
+    out = _json_md(out_dir, "report", report.to_json_dict(), text, force)
     files = [out / "report.json", out / "report.md", out / "report.html"]
     if result_json is not None:
         dest = out / "check-result.json"
@@ -253,12 +269,13 @@ def write_device_report(out_dir, report: dict, force: bool = False, result_json=
         blocks += [Para(p.splitlines()) for p in re.split(r"\n\s*\n", extra) if p.strip()]
     else:
         blocks = blocks[:1] + [Pre(text)]
-    _write_html(out / "report.html", report_html(blocks, _page_verdict(report), report["failures"]))
+    _write_html(out / "report.html", report_html(blocks, _page_verdict(report), report.failures))
     return files
 
 
 def bench_rows(b: dict, variant=None, error_chars: int = 300) -> tuple[list[str], list[list]]:
-    """The bench table: one row per float reference (per thread count) and per check row.
+    """The bench table: one row per float reference (per thread count) and per check row (a
+    bench row: a check report's JSON object, or an error row).
     ``variant(row)``: the precision column (default: the row's variant, else its precision)."""
     headers = ["target", "precision", "size", "MAE", "MAE drift", "abs(delta age) p99", "p50 ms", "p90 ms",
                "p50 vs pytorch", "size / p50 vs fp32", "result"]
@@ -283,7 +300,8 @@ def bench_rows(b: dict, variant=None, error_chars: int = 300) -> tuple[list[str]
         lt = r.get("latency_ms") or {}
         vs = r.get("vs_fp32") or {}
         qat = r.get("qat_bar")
-        result = {"PASSED": "pass", "NOT JUDGED": "not judged"}.get(verdict(r)) or \
+        v = verdict_of(r["passed"], r.get("judged", True))
+        result = {"PASSED": "pass", "NOT JUDGED": "not judged"}.get(v) or \
             "FAIL: " + "; ".join(f.split(":")[0] for f in r["failures"])
         if qat and qat.get("holds") is not None:
             result += f" (QAT bar {qat['mae_drift_limit']:g}: {'holds' if qat['holds'] else 'missed'})"
@@ -369,17 +387,18 @@ def write_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
     return [out / "bench.json", out / "bench.md", _write_html(out / "bench.html", page), out / "bench_latency.png"]
 
 
-def report_text(r: dict) -> str:
+def report_text(r: CheckReport) -> str:
+    """A device-check report's text: ``check_text`` with the device's lines before the verdict."""
     lines = check_text(r).splitlines()
-    lat = r.get("device_latency_ms")
-    extra = [f"Latency on the device ({r['runtime'].get('device')}, {r['runtime'].get('runner')}), batch 1, "
-             f"{r['n']} runs after {r['runtime'].get('warmup', '?')} warm-up (ms): "
+    lat = r.device_latency_ms
+    extra = [f"Latency on the device ({r.runtime.get('device')}, {r.runtime.get('runner')}), batch 1, "
+             f"{r.n} runs after {r.runtime.get('warmup', '?')} warm-up (ms): "
              + (", ".join(f"{k} {lat[k]:.3f}" for k in ("p50", "p90", "p99", "mean", "min", "max") if k in lat)
-                if lat else "-") + f"; Java preprocessing p50 {r['device_preprocess_ms_p50']:.3f} ms",
+                if lat else "-") + f"; Java preprocessing p50 {r.device_preprocess_ms_p50:.3f} ms",
              "app readout vs edgeage.readout on the device outputs: max |diff| "
-             f"{r['app_readout_abs_diff_max']:.2g} years",
+             f"{r.app_readout_abs_diff_max:.2g} years",
              ""]
-    dev = r.get("device") or {}
+    dev = r.device or {}
     if dev.get("emulated"):  # an emulator's run times are no device latency: never shown as one
         extra[0] = (f"Emulated device ({dev.get('emulator', '?')}, -cpu {dev.get('qemu_cpu', '?')}): correctness "
                     "only, no latency (run times under emulation are kept as emulated_time_ms in the check result)")

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from edgeage.backend import TargetSpec
+from edgeage.check_report import CheckReport
 from edgeage.targets.device_check import RESULT_FORMAT
 from edgeage.utils import EdgeAgeError, atomic_dir, plain_name
 
@@ -103,9 +104,10 @@ def load_result(path) -> dict:
     return res
 
 
-def compare(result: dict, bundle, artifact, model_path=None, result_path: str = "", spec=None) -> dict:
+def compare(result: dict, bundle, artifact, model_path=None, result_path: str = "", spec=None) -> CheckReport:
     """The check report of ``edgeage check`` (targets.check.conformance/judge), for outputs computed
-    elsewhere (a phone, the JVM) on the bundle's check crops; plus the device's latency."""
+    elsewhere (a phone, the JVM) on the bundle's check crops; plus the device's latency. ``result``:
+    the device's check result (``load_result``: checked by ``edgeage.schemas.CheckResult``)."""
     from PIL import Image
 
     from edgeage.artifact import read_manifest
@@ -145,13 +147,14 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
         spec = TargetSpec(art["target"], "", "", (), f"(no target spec found for {art['target']})")
     verdict = judge(metrics, spec, art["precision"])
     if readout_diff > 1e-3:
-        verdict["failures"].append(f"the app's readout differs from edgeage.readout by {readout_diff:.3g} years")
-        verdict["passed"] = False
+        verdict.failures = [*verdict.failures,
+                            f"the app's readout differs from edgeage.readout by {readout_diff:.3g} years"]
+        verdict.passed = False
     dev_mae = mae(np.asarray([im["pred_age"] for im in images]), true)
     source = Path(bundle) / "check" / "source.json"
     src = json.loads(source.read_text()) if source.is_file() else {}
     summary = result.get("summary", {})
-    return {
+    return CheckReport(**{
         "target": art["target"], "precision": art["precision"], "spec_file": spec.file,
         "artifact": str(artifact), "files": art["files"], "check_result": str(result_path),
         "model": fman["source"]["path"], "model_sha256": fman["source"]["sha256"],
@@ -163,10 +166,10 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
         "threads": None, "runtime": {**result.get("runtime", {}), "device": _device_line(result.get("device", {}))},
         "device": result.get("device", {}), "device_latency_ms": summary.get("latency_ms"),
         "device_preprocess_ms_p50": float(np.percentile([im.get("preprocess_ms", np.nan) for im in images], 50)),
-        **latency_section(None, None), **verdict,
+        **latency_section(None, None), **verdict.to_json_dict(),
         "per_image": {"name": [im["file"] for im in images], "age_float": ref.ages.tolist(),
                       "age_target": [im["pred_age"] for im in images]},
-    }
+    })
 
 
 def _device_line(d: dict) -> str:
