@@ -30,7 +30,7 @@ from edgeage.data import load_prepared, split
 from edgeage.evaluate import evaluate_prepared
 from edgeage.profile import count_macs, count_params
 from edgeage.train.loop import train
-from edgeage.train.recipes import load_recipe
+from edgeage.train.recipes import Recipe, load_recipe
 from edgeage.utils import atomic_path, sha256_file, write_json
 
 Q = [16, 32, 64, 128]  # quarter widths: what a CPU can train in minutes
@@ -54,15 +54,16 @@ STUDIES = {
 
 
 def run_row(study: str, label: str, over: dict, args) -> dict:
-    r = load_recipe("ablation-base", {"data": {"path": args.data, "train_subset": args.train_subset},
-                                      "train": {"epochs": args.epochs}})
+    d = load_recipe("ablation-base", {"data": {"path": args.data, "train_subset": args.train_subset},
+                                      "train": {"epochs": args.epochs}}).to_dict()
     for sec, vals in over.items():
-        if sec == "model" and "name" in vals and vals["name"] != r["model"]["name"]:
-            r["model"] = {}
-        r[sec].update(vals)
+        if sec == "model" and "name" in vals and vals["name"] != d["model"]["name"]:
+            d["model"] = {}
+        d[sec].update(vals)
+    r = Recipe.from_dict(d, f"ablation {study} / {label}")
     # one run per distinct recipe: rows of different studies that are the same model (the
     # paper's MGPool, p = 0.2, SORD, 64 px) share it
-    key = hashlib.sha1(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    key = hashlib.sha1(json.dumps(r.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:10]
     out = Path(args.runs) / key
     t0 = time.time()
     if not args.report_only:

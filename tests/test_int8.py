@@ -57,10 +57,8 @@ def ckpt(tmp_path_factory, faces):
     manifest = build_manifest(model)
     prep = prepare(faces, manifest_crop(manifest), progress=False)
     parts = split(prep.names, seed=0, val=0.1, test=0.15)
-    recipe = load_recipe("smoke")
-    recipe["data"]["path"] = str(faces)
-    recipe["train"]["batch_size"] = 8
-    manifest["training"] = {"recipe": recipe, "split": split_record(prep.names, parts, 0, 0.1, 0.15, prep.lhash)}
+    recipe = load_recipe("smoke").replace(data={"path": str(faces)}, train={"batch_size": 8})
+    manifest["training"] = {"recipe": recipe.to_dict(), "split": split_record(prep.names, parts, 0, 0.1, 0.15, prep.lhash)}
     path = tmp_path_factory.mktemp("int8-ckpt") / "tiny.pt"
     save_checkpoint(path, model, manifest)
     return path

@@ -84,8 +84,7 @@ def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
     train(recipe(data_dir), tmp_path / "t1", progress=False)
     train(recipe(data_dir, seed=1), tmp_path / "t2", progress=False)
     teachers = [str(tmp_path / "t1" / "best.pt"), str(tmp_path / "t2" / "best.pt")]
-    r = recipe(data_dir)
-    r["distill"].update(teacher=teachers, mode="clean", alpha=0.7, temperature=2.0)
+    r = recipe(data_dir).replace(distill=dict(teacher=teachers, mode="clean", alpha=0.7, temperature=2.0))
     res = train(r, tmp_path / "student", progress=False)
     assert all(np.isfinite(h["train_loss"]) for h in res["history"])
     cache = tmp_path / "student" / "teacher_targets.npz"
@@ -112,9 +111,7 @@ def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
     # would score faces it never saw: one clear error naming the teacher
     from edgeage.utils import EdgeAgeError
 
-    r2 = recipe(data_dir)
-    r2["data"]["crop_margin"] = 2.0
-    r2["distill"].update(teacher=teachers[:1], mode="clean")
+    r2 = recipe(data_dir).replace(data={"crop_margin": 2.0}, distill=dict(teacher=teachers[:1], mode="clean"))
     with pytest.raises(EdgeAgeError, match=r"t1/best\.pt: it reads crops at margin 1\.0.*margin 2\.0"):
         train(r2, tmp_path / "context-student", progress=False)
 
@@ -129,13 +126,13 @@ def test_init_skip_puts_a_new_head_on_trained_weights(data_dir, tmp_path):
     trained = load_model(tmp_path / "sord" / "best.pt")[0].state_dict()
     r = recipe(data_dir, epochs=1, lr=1e-12, ema_decay=0.0, init=str(tmp_path / "sord" / "best.pt"),
                init_skip="head.")
-    r["model"]["head"] = "drf"
+    r = r.replace(model={**r.model, "head": "drf"})
     train(r, tmp_path / "drf", progress=False)
     got = load_model(tmp_path / "drf" / "last.pt")[0]
     assert got.head.kind == "drf"
     convs = [k for k, v in trained.items() if k.endswith("conv1.weight") and not k.startswith("head.")]
     assert convs and all(torch.allclose(got.state_dict()[k], trained[k], atol=1e-6) for k in convs)
-    r["train"]["init_skip"] = ""
+    r = r.replace(train={"init_skip": ""})
     with pytest.raises(EdgeAgeError, match="weights do not fit model 'mgpnet-t'"):
         train(r, tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
@@ -144,8 +141,7 @@ def test_init_skip_puts_a_new_head_on_trained_weights(data_dir, tmp_path):
 def test_mivolo_needs_its_context_margin_as_the_crop_margin(data_dir, tmp_path):
     from edgeage.utils import EdgeAgeError
 
-    r = recipe(data_dir)
-    r["model"] = {"name": "mivolo", "dims": [24, 32], "heads": [2, 2], "depths": [1, 1, 1]}
+    r = recipe(data_dir).replace(model={"name": "mivolo", "dims": [24, 32], "heads": [2, 2], "depths": [1, 1, 1]})
     with pytest.raises(EdgeAgeError, match=r"set \[data\] crop_margin = 2"):
         train(r, tmp_path / "m", progress=False)
     assert not (tmp_path / "m").exists()
@@ -164,7 +160,7 @@ def test_online_teacher_model_is_what_alpha_one_distils(data_dir, tmp_path):
     runs = {}
     for alpha in (0.0, 1.0):
         r = recipe(data_dir, seed=1, lr=1e-2, epochs=4, ema_decay=0.0)
-        r["distill"].update(alpha=alpha, temperature=1.0)
+        r = r.replace(distill=dict(alpha=alpha, temperature=1.0))
         train(r, tmp_path / f"a{alpha}", progress=False, teacher_model=teacher)
         runs[alpha] = load_model(tmp_path / f"a{alpha}" / "last.pt")[0].eval()
     prep, parts, _ = _load_data(recipe(data_dir), False)
@@ -174,8 +170,7 @@ def test_online_teacher_model_is_what_alpha_one_distils(data_dir, tmp_path):
         kl = {a: float(torch.nn.functional.kl_div(torch.log_softmax(m(x), 1), p_t, reduction="batchmean"))
               for a, m in runs.items()}
     assert kl[1.0] < 0.5 * kl[0.0], kl
-    r = recipe(data_dir)
-    r["distill"]["teacher"] = str(tmp_path / "t" / "best.pt")
+    r = recipe(data_dir).replace(distill={"teacher": str(tmp_path / "t" / "best.pt")})
     with pytest.raises(EdgeAgeError, match="teacher_model"):
         train(r, tmp_path / "both", progress=False, teacher_model=teacher)
 
@@ -256,7 +251,7 @@ def test_recipes_trained_together_equal_each_trained_alone(data_dir, tmp_path):
     a = load_recipe("smoke", {"data": {"path": str(data_dir)}, "model": {"dropout": 0.0}})
     b = load_recipe("smoke", {"data": {"path": str(data_dir)}, "model": {"dropout": 0.0, "input_size": 48},
                               "train": {"lr": 3e-3}})
-    b["name"] = "smoke-48"
+    b = b.replace(name="smoke-48")
     train(a, tmp_path / "alone", progress=False)
     res = train_together([a, b], [tmp_path / "a", tmp_path / "b"], progress=False, log=lambda *_: None)
     assert set(res) == {"smoke", "smoke-48"} and all(v["epochs_run"] == 2 for v in res.values())

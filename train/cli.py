@@ -36,7 +36,7 @@ def train_cmd(recipes, data, epochs, batch_size, lr, out, resume, stop_after, wo
         if resume or stop_after:
             raise EdgeAgeError("--resume / --stop-after: one --recipe at a time")
         loaded = [load_recipe(r, over) for r in recipes]
-        outs = [Path(out or "runs") / r["name"] for r in loaded]
+        outs = [Path(out or "runs") / r.name for r in loaded]
         res = train_together(loaded, outs, force=force, log=click.echo)
         for name, v in res.items():
             click.echo(f"{name}: best validation MAE {v['best']['val_mae']:.3f} at epoch {v['best']['epoch']}; "
@@ -44,7 +44,7 @@ def train_cmd(recipes, data, epochs, batch_size, lr, out, resume, stop_after, wo
         return
     recipe = recipes[0]
     r = load_recipe(recipe, over)
-    res = train(r, out or f"runs/{r['name']}", resume=resume, stop_after=stop_after, force=force)
+    res = train(r, out or f"runs/{r.name}", resume=resume, stop_after=stop_after, force=force)
     b = res["best"]
     click.echo(f"best validation MAE {b['val_mae']:.3f} at epoch {b['epoch']}; "
                f"checkpoints in {res['out']} (best.pt, last.pt), curve.png, metrics.json")

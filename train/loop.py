@@ -31,17 +31,17 @@ from edgeage.preprocess import CropParams, Normalize, model_input
 from edgeage.utils import EdgeAgeError, check_output, output_dir, write_json
 
 from .losses import distill_loss, distill_to_probs, make_loss
-from .recipes import load_recipe, validate_recipe
+from .recipes import DegradeSection, Recipe, TrainSection, load_recipe
 
 
 class AugmentedFaces(Dataset):
     """uint8 canonical crops -> augmented uint8 crops + ages. Randomness from (seed, epoch, i)."""
 
-    def __init__(self, crops, ages, indices, cfg: dict, degrade: dict, seed: int, train: bool):
+    def __init__(self, crops, ages, indices, cfg: TrainSection, degrade: DegradeSection, seed: int, train: bool):
         self.crops, self.ages, self.idx = crops, ages, np.asarray(indices)
         self.cfg, self.seed, self.train, self.epoch = cfg, seed, train, 0
         self.deg_cfg = degrade
-        self.degrader = Degrader(DegradationConfig(p=degrade["p"], strength=degrade["strength"]))
+        self.degrader = Degrader(DegradationConfig(p=degrade.p, strength=degrade.strength))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -58,25 +58,25 @@ class AugmentedFaces(Dataset):
         return torch.from_numpy(np.ascontiguousarray(img)), torch.tensor(float(self.ages[j])), i
 
 
-def augment(img: np.ndarray, rng: np.random.Generator, cfg: dict, degrader: Degrader,
-            deg: dict) -> np.ndarray:
+def augment(img: np.ndarray, rng: np.random.Generator, cfg: TrainSection, degrader: Degrader,
+            deg: DegradeSection) -> np.ndarray:
     import cv2
 
     s = img.shape[0]
-    j = cfg["jitter"]
+    j = cfg.jitter
     if j > 0:  # small scale / shift / rotation: robustness to face-box jitter on other photos
         scale = 1.0 + rng.uniform(-j, j)
-        ang = rng.uniform(-10 * j / 0.05, 10 * j / 0.05) if cfg.get("rotate", True) else 0.0
+        ang = rng.uniform(-10 * j / 0.05, 10 * j / 0.05) if cfg.rotate else 0.0
         m = cv2.getRotationMatrix2D((s / 2, s / 2), ang, scale)
         m[:, 2] += rng.uniform(-j, j, size=2) * s
         img = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    if rng.random() < cfg["flip"]:
+    if rng.random() < cfg.flip:
         img = img[:, ::-1]
-    if deg["p"] > 0:
-        lo = deg.get("strength_min", deg["strength"])
-        degrader.cfg.strength = float(rng.uniform(lo, deg["strength"])) if lo < deg["strength"] else deg["strength"]
+    if deg.p > 0:
+        lo = deg.strength_min
+        degrader.cfg.strength = float(rng.uniform(lo, deg.strength)) if lo < deg.strength else deg.strength
         img = degrader(np.ascontiguousarray(img), rng)
-    if rng.random() < cfg["erasing"]:  # random erasing (Zhong et al.), noise fill
+    if rng.random() < cfg.erasing:  # random erasing (Zhong et al.), noise fill
         area = rng.uniform(0.02, 0.2) * s * s
         ar = math.exp(rng.uniform(math.log(0.3), math.log(3.3)))
         h = min(s, int(round(math.sqrt(area * ar))))
@@ -129,20 +129,18 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
-def _load_data(recipe: dict, progress: bool):
-    d = recipe["data"]
-    crop = CropParams(margin=d["crop_margin"], shift_y=d["crop_shift_y"], crop_size=d["crop_size"],
-                      policy=d["crop"])
-    path = d["path"]
-    if is_prepared(path):
-        prep = load_prepared(path, expect_crop=crop)
+def _load_data(recipe: Recipe, progress: bool):
+    d = recipe.data
+    crop = CropParams(margin=d.crop_margin, shift_y=d.crop_shift_y, crop_size=d.crop_size, policy=d.crop)
+    if is_prepared(d.path):
+        prep = load_prepared(d.path, expect_crop=crop)
     else:
-        prep = prepare(path, crop, skip_bad=d["skip_bad"], progress=progress)
-    parts = split(prep.names, seed=d["seed"], val=d["val"], test=d["test"])
-    if 0 < d.get("train_subset", 0) < len(parts["train"]):  # short ablation schedules; val/test unchanged
-        rng = np.random.default_rng(d["seed"])
-        parts["train"] = np.sort(rng.choice(parts["train"], int(d["train_subset"]), replace=False))
-    rec = split_record(prep.names, parts, d["seed"], d["val"], d["test"], prep.lhash)
+        prep = prepare(d.path, crop, skip_bad=d.skip_bad, progress=progress)
+    parts = split(prep.names, seed=d.seed, val=d.val, test=d.test)
+    if 0 < d.train_subset < len(parts["train"]):  # short ablation schedules; val/test unchanged
+        rng = np.random.default_rng(d.seed)
+        parts["train"] = np.sort(rng.choice(parts["train"], d.train_subset, replace=False))
+    rec = split_record(prep.names, parts, d.seed, d.val, d.test, prep.lhash)
     return prep, parts, rec
 
 
@@ -150,7 +148,7 @@ def _load_data(recipe: dict, progress: bool):
 class Run:
     """The state one training run carries between its steps."""
 
-    recipe: dict
+    recipe: Recipe
     out: Path
     device: torch.device
     world: int = 1
@@ -182,15 +180,15 @@ class Run:
         return self.rank == 0
 
     @property
-    def tc(self) -> dict:
-        return self.recipe["train"]
+    def tc(self) -> TrainSection:
+        return self.recipe.train
 
 
-def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, progress: bool = True,
+def train(recipe: Recipe | str, out: str | os.PathLike, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, model: torch.nn.Module | None = None,
           data: tuple | None = None, teacher_model: torch.nn.Module | None = None,
           force: bool = False) -> dict:
-    """Run (or resume) a recipe; returns the metrics dict. ``stop_after`` ends this run after that
+    """Run (or resume) a recipe (a ``Recipe``, or a shipped name / TOML path); returns the metrics dict. ``stop_after`` ends this run after that
     many epochs (the checkpoint can be resumed). ``model``: train this model instead of building
     the recipe's (pruning / QAT fine-tunes); ``data``: an already loaded (prep, parts, split);
     ``teacher_model``: an online teacher already in memory (QAT distils from the float model),
@@ -211,7 +209,7 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
     _optimiser(run)
     if resume:
         _resume(run)
-    epochs = int(run.tc["epochs"])
+    epochs = run.tc.epochs
     end = epochs if stop_after is None else min(epochs, run.start + stop_after)
     for epoch in range(run.start, end):
         rec = _train_epoch(run, epoch)
@@ -229,7 +227,7 @@ def train(recipe: dict | str, out: str | os.PathLike, resume: bool = False, prog
 
 
 def _setup(recipe, out, progress: bool, force: bool) -> Run:
-    recipe = load_recipe(recipe) if not isinstance(recipe, dict) else validate_recipe(recipe)
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     world, rank, local = _dist_info()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -239,15 +237,15 @@ def _setup(recipe, out, progress: bool, force: bool) -> Run:
     run = Run(recipe, Path(out), device, world, rank, local, progress)
     if run.main:
         check_output(run.out, force)  # nothing is created before the recipe, data and model are known good
-    torch.manual_seed(run.tc["seed"])
+    torch.manual_seed(run.tc.seed)
     return run
 
 
-def _check_split(recipe: dict, prep, parts) -> None:
+def _check_split(recipe: Recipe, prep, parts) -> None:
     for part in ("train", "val"):
         if len(parts[part]) == 0:
-            raise EdgeAgeError(f"{recipe['data']['path']}: the {part} split is empty ({len(prep.names)} images, "
-                               f"[data] val = {recipe['data']['val']}, test = {recipe['data']['test']}); give more "
+            raise EdgeAgeError(f"{recipe.data.path}: the {part} split is empty ({len(prep.names)} images, "
+                               f"[data] val = {recipe.data.val}, test = {recipe.data.test}); give more "
                                "images or larger fractions")
 
 
@@ -256,19 +254,19 @@ def _build_model(run: Run, model, force: bool) -> None:
     trained weights (``init_skip``: comma-separated key prefixes, e.g. ``head.``, left at their
     fresh initialization, to put a new head on a trained backbone or a new branch beside it).
     The run folder is created only now, when everything before is known good."""
-    mcfg = dict(run.recipe["model"])
+    mcfg = dict(run.recipe.model)
     name = mcfg.pop("name")
     given = model is not None
     run.model = (model if given else create(name, **mcfg)).to(run.device)
     ctx = run.model.config.get("context_margin")
-    if ctx and float(run.recipe["data"]["crop_margin"]) != float(ctx):
+    if ctx and run.recipe.data.crop_margin != float(ctx):
         raise EdgeAgeError(f"model {name!r} takes its face view as the central 1/{ctx} of the canonical crop: "
                            f"set [data] crop_margin = {ctx} (the context margin), not "
-                           f"{run.recipe['data']['crop_margin']}")
-    init = run.tc.get("init")
+                           f"{run.recipe.data.crop_margin}")
+    init = run.tc.init
     if init and not given:
         init_model, _ = load_model(init)
-        skip = tuple(p.strip() for p in (run.tc.get("init_skip") or "").split(",") if p.strip())
+        skip = tuple(p.strip() for p in run.tc.init_skip.split(",") if p.strip())
         state = {k: v for k, v in init_model.state_dict().items() if not k.startswith(skip)}
         try:
             missing, unexpected = run.model.load_state_dict(state, strict=not skip)
@@ -282,19 +280,19 @@ def _build_model(run: Run, model, force: bool) -> None:
     if run.main:  # the run folder only once the model and its start are known good
         output_dir(run.out, force, kind="training-run")
     run.normalize = Normalize(input_size=int(run.model.config["input_size"]))
-    run.loss_fn = make_loss(run.model.head.spec, run.model.head.kind, run.tc["sord_temperature"],
-                            run.tc["label_smoothing"])
+    run.loss_fn = make_loss(run.model.head.spec, run.model.head.kind, run.tc.sord_temperature,
+                            run.tc.label_smoothing)
 
 
 def _distillation(run: Run, teacher_model, prep, parts) -> None:
     """An online teacher (in memory or [distill] teacher, mode online) or the clean-mode targets."""
-    dc = run.recipe["distill"]
-    teachers = teacher_paths(dc["teacher"])
+    dc = run.recipe.distill
+    teachers = teacher_paths(dc.teacher)
     if teacher_model is not None:
         if teachers:
             raise EdgeAgeError("train(teacher_model=...) replaces [distill] teacher: leave that empty")
         run.teacher = teacher_model.to(run.device).eval()
-    elif teachers and dc["mode"] == "online":
+    elif teachers and dc.mode == "online":
         if len(teachers) > 1:
             raise EdgeAgeError("[distill] mode = 'online' takes one teacher; use mode = 'clean' "
                                "for an ensemble")
@@ -302,20 +300,20 @@ def _distillation(run: Run, teacher_model, prep, parts) -> None:
         run.teacher = teacher.to(run.device).eval()
     elif teachers:
         run.soft = torch.from_numpy(clean_teacher_targets(
-            teachers, prep, parts["train"], run.model.head.spec, dc["temperature"], run.device,
-            run.out / "teacher_targets.npz", run.progress and run.main, dc["views"]))
+            teachers, prep, parts["train"], run.model.head.spec, dc.temperature, run.device,
+            run.out / "teacher_targets.npz", run.progress and run.main, dc.views))
 
 
 def _loader(run: Run, prep, parts) -> int | None:
     tc = run.tc
-    run.ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, run.recipe["degrade"], tc["seed"], train=True)
-    per_proc_batch = max(1, tc["batch_size"] // run.world)
-    run.sampler = DistributedSampler(run.ds, num_replicas=run.world, rank=run.rank, shuffle=True, seed=tc["seed"],
+    run.ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, run.recipe.degrade, tc.seed, train=True)
+    per_proc_batch = max(1, tc.batch_size // run.world)
+    run.sampler = DistributedSampler(run.ds, num_replicas=run.world, rank=run.rank, shuffle=True, seed=tc.seed,
                                      drop_last=True)
     run.loader = DataLoader(run.ds, batch_size=per_proc_batch, sampler=run.sampler, drop_last=True,
-                            num_workers=tc["num_workers"], persistent_workers=False,  # workers must see set_epoch
+                            num_workers=tc.num_workers, persistent_workers=False,  # workers must see set_epoch
                             pin_memory=run.device.type == "cuda")
-    cv_threads = _one_cv_thread_per_worker(tc["num_workers"])
+    cv_threads = _one_cv_thread_per_worker(tc.num_workers)
     if len(run.loader) == 0:
         raise EdgeAgeError(f"training split has {len(run.ds)} images, fewer than one batch of {per_proc_batch}")
     return cv_threads
@@ -323,12 +321,12 @@ def _loader(run: Run, prep, parts) -> int | None:
 
 def _optimiser(run: Run) -> None:
     tc, steps = run.tc, len(run.loader)
-    epochs = int(tc["epochs"])
-    run.opt = torch.optim.AdamW(run.model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    epochs = tc.epochs
+    run.opt = torch.optim.AdamW(run.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     run.sched = torch.optim.lr_scheduler.LambdaLR(
-        run.opt, _lr_lambda(epochs * steps, int(tc["warmup_epochs"] * steps)))
-    if tc["ema_decay"] > 0:
-        run.ema = torch.optim.swa_utils.AveragedModel(run.model, avg_fn=ema_avg(tc["ema_decay"]),
+        run.opt, _lr_lambda(epochs * steps, int(tc.warmup_epochs * steps)))
+    if tc.ema_decay > 0:
+        run.ema = torch.optim.swa_utils.AveragedModel(run.model, avg_fn=ema_avg(tc.ema_decay),
                                                       use_buffers=True)
     run.net = torch.nn.parallel.DistributedDataParallel(
         run.model, device_ids=[run.local] if run.device.type == "cuda" else None) if run.ddp else run.model
@@ -340,7 +338,11 @@ def _resume(run: Run) -> None:
         return
     ck = read_checkpoint(last, own_output=True)
     st = ck["train_state"]
-    if st["recipe"] != run.recipe:
+    try:  # compared as recipes: a recorded 1 and 1.0 are the same learning rate
+        same = Recipe.from_dict(st["recipe"], f"{last}: recipe") == run.recipe
+    except EdgeAgeError:
+        same = False
+    if not same:
         raise EdgeAgeError(f"{last}: was trained with a different recipe; use another --out "
                            "or drop --resume")
     run.model.load_state_dict(ck["state_dict"])
@@ -351,7 +353,7 @@ def _resume(run: Run) -> None:
     torch.set_rng_state(st["torch_rng"])
     run.start, run.history, run.best = st["epoch"], st["history"], st["best"]
     if run.main and run.progress:
-        print(f"resuming {last} at epoch {run.start + 1}/{int(run.tc['epochs'])}")
+        print(f"resuming {last} at epoch {run.start + 1}/{run.tc.epochs}")
 
 
 def _train_epoch(run: Run, epoch: int) -> dict:
@@ -363,7 +365,7 @@ def _train_epoch(run: Run, epoch: int) -> dict:
     run.sampler.set_epoch(epoch)
     run.ds.set_epoch(epoch)
     t0, seen, run_loss = time.time(), 0, 0.0
-    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{int(tc['epochs'])}", unit="batch",
+    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch",
                disable=not (run.progress and run.main), mininterval=5.0, leave=False)
     for imgs, ages, pos in bar:
         x = model_input(imgs.to(device, non_blocking=True), run.normalize)
@@ -383,8 +385,8 @@ def train_step(run: Run, x, ages, pos) -> torch.Tensor:
     distillation), backward, clipping, AdamW, the schedule and the EMA. Returns the loss, detached
     (no host sync)."""
     tc, device = run.tc, run.device
-    use_amp = device.type == "cuda" and tc["amp"]
-    a, temp = run.recipe["distill"]["alpha"], run.recipe["distill"]["temperature"]
+    use_amp = device.type == "cuda" and tc.amp
+    a, temp = run.recipe.distill.alpha, run.recipe.distill.temperature
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
         outp = run.net(x)
         loss = run.loss_fn(outp, ages)
@@ -396,7 +398,7 @@ def train_step(run: Run, x, ages, pos) -> torch.Tensor:
             loss = (1 - a) * loss + a * distill_to_probs(outp, run.soft[pos].to(device), temp)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc["grad_clip"])
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
     run.opt.step()
     run.sched.step()
     if run.ema is not None:
@@ -410,7 +412,7 @@ def _validate_and_checkpoint(run: Run, epoch: int, rec: dict, prep, parts, split
     model, out = run.model, run.out
     if not math.isfinite(rec["train_loss"]) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise EdgeAgeError(f"training diverged in epoch {epoch + 1} (train loss {rec['train_loss']:g}, weights not "
-                           f"finite): nothing of this epoch was saved. Lower [train] lr (now {run.tc['lr']:g}) or "
+                           f"finite): nothing of this epoch was saved. Lower [train] lr (now {run.tc.lr:g}) or "
                            "check the labels")
     vman = build_manifest(model, run.normalize, prep.crop)  # preprocessing + readout for validation
     res, _ = _eval(model, prep, parts["val"], vman, run.device)
@@ -423,7 +425,7 @@ def _validate_and_checkpoint(run: Run, epoch: int, rec: dict, prep, parts, split
     rec.update(val_mae=res["mae"], val_cs5=res["cs5"], kept="ema" if keep is not model else "raw")
     run.history.append(rec)
     manifest = build_manifest(model, run.normalize, prep.crop, {
-        "recipe": run.recipe, "split": split_rec, "epoch": epoch + 1, "val": res,
+        "recipe": run.recipe.to_dict(), "split": split_rec, "epoch": epoch + 1, "val": res,
         "weights": rec["kept"], "faces_not_found_in_data": prep.faces_not_found})
     if res["mae"] < run.best["val_mae"]:
         run.best = {"val_mae": res["mae"], "val_cs5": res["cs5"], "epoch": epoch + 1}
@@ -431,12 +433,12 @@ def _validate_and_checkpoint(run: Run, epoch: int, rec: dict, prep, parts, split
     state = {"epoch": epoch + 1, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
              "ema": run.ema.state_dict() if run.ema is not None else None,
              "torch_rng": torch.get_rng_state(), "history": run.history, "best": run.best,
-             "recipe": run.recipe}
+             "recipe": run.recipe.to_dict()}
     save_checkpoint(out / "last.pt", model, manifest, state)
     write_json(out / "metrics.json", {"history": run.history, "best": run.best, "split": split_rec})
     plot_curves(out / "curve.png", run.history)
     if run.progress:
-        print(f"epoch {epoch + 1}/{int(run.tc['epochs'])}  loss {rec['train_loss']:.4f}  val MAE "
+        print(f"epoch {epoch + 1}/{run.tc.epochs}  loss {rec['train_loss']:.4f}  val MAE "
               f"{res['mae']:.3f}  CS5 {res['cs5']:.3f}  {rec['images_per_s']:.0f} img/s", flush=True)
 
 

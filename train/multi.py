@@ -23,16 +23,17 @@ from edgeage.utils import EdgeAgeError
 
 from .loop import (_build_model, _check_split, _distillation, _load_data, _loader, _lr_lambda, _optimiser,
                    _setup, _validate_and_checkpoint, train_step)
-from .recipes import load_recipe
+from .recipes import Recipe, load_recipe
 
 # what must agree between recipes for one augmented stream to serve them all
 SHARED = {"data": None, "degrade": None,
           "train": ("batch_size", "seed", "jitter", "flip", "erasing", "rotate", "num_workers")}
 
 
-def check_shared(recipes: list[dict], names: list[str]) -> None:
-    first = recipes[0]
-    for r, name in zip(recipes[1:], names[1:]):
+def check_shared(recipes: list[Recipe], names: list[str]) -> None:
+    first = recipes[0].to_dict()
+    for rec, name in zip(recipes[1:], names[1:]):
+        r = rec.to_dict()
         for sec, keys in SHARED.items():
             for k in keys or sorted(set(first[sec]) | set(r[sec])):
                 if first[sec].get(k) != r[sec].get(k):
@@ -41,29 +42,28 @@ def check_shared(recipes: list[dict], names: list[str]) -> None:
                                        "augmented stream, so these must agree")
 
 
-def train_together(recipes: list[str | dict], outs: list[str | Path], overrides: dict | None = None,
+def train_together(recipes: list[str | Recipe], outs: list[str | Path], overrides: dict | None = None,
                    budget_s: float | None = None, progress: bool = True, force: bool = False,
                    log=print, val_every: int = 1) -> dict:
     if len(recipes) != len(outs) or not recipes:
         raise EdgeAgeError("train_together: give one output folder per recipe")
     t_start = time.time()
-    loaded = [load_recipe(r, overrides) if not isinstance(r, dict) else r for r in recipes]
-    names = [str(r) if not isinstance(r, dict) else r.get("name", "recipe") for r in recipes]
+    loaded = [r if isinstance(r, Recipe) else load_recipe(r, overrides) for r in recipes]
+    names = [r.name if isinstance(r, Recipe) else str(r) for r in recipes]
     check_shared(loaded, names)
     if budget_s is not None:  # provisional: set after the first epoch
-        for r in loaded:
-            r["train"]["epochs"] = 1000
-    elif len({int(r["train"]["epochs"]) for r in loaded}) > 1:
+        loaded = [r.replace(train={"epochs": 1000}) for r in loaded]
+    elif len({r.train.epochs for r in loaded}) > 1:
         raise EdgeAgeError("train_together: the recipes' [train] epochs differ; override them with one value")
     runs = [_setup(r, o, progress, force) for r, o in zip(loaded, outs)]
     prep, parts, split_rec = _load_data(runs[0].recipe, progress)
     _check_split(runs[0].recipe, prep, parts)
     soft_by_cfg: dict[str, torch.Tensor] = {}
     for run in runs:
-        torch.manual_seed(run.tc["seed"])
+        torch.manual_seed(run.tc.seed)
         _build_model(run, None, force)
-        key = repr((run.recipe["distill"], run.model.head.spec))
-        if run.recipe["distill"]["mode"] == "clean" and key in soft_by_cfg:
+        key = repr((run.recipe.distill, run.model.head.spec))
+        if run.recipe.distill.mode == "clean" and key in soft_by_cfg:
             run.soft = soft_by_cfg[key]  # the same teachers' targets: computed once
         else:
             _distillation(run, None, prep, parts)
@@ -77,8 +77,8 @@ def train_together(recipes: list[str | dict], outs: list[str | Path], overrides:
     for run in runs:
         _optimiser(run)
     steps = len(runs[0].loader)
-    epochs = int(runs[0].tc["epochs"])
-    log(f"training {len(runs)} models on one stream: {steps} steps per epoch, batch {runs[0].tc['batch_size']}")
+    epochs = runs[0].tc.epochs
+    log(f"training {len(runs)} models on one stream: {steps} steps per epoch, batch {runs[0].tc.batch_size}")
     epoch, val_s, last_epoch_s = 0, 0.0, 0.0
     while epoch < epochs:
         t0 = time.time()
@@ -96,12 +96,12 @@ def train_together(recipes: list[str | dict], outs: list[str | Path], overrides:
             # the epoch's pace from its second half: the first steps of a fresh GPU process are slow
             per_epoch = steady + val_s * min(1.0, 0.5 + 1.0 / val_every)
             new = max(2, 1 + int(left / per_epoch))
-            min_warm = min(float(r.tc["warmup_epochs"]) for r in runs)
+            min_warm = min(r.tc.warmup_epochs for r in runs)
             if min_warm < 1:
                 log(f"warning: warmup_epochs {min_warm} < 1: epoch 1 already followed the provisional schedule")
             for run in runs:
-                run.tc["epochs"] = new
-                run.sched.lr_lambdas = [_lr_lambda(new * steps, int(run.tc["warmup_epochs"] * steps))]
+                run.recipe = run.recipe.replace(train={"epochs": new})
+                run.sched.lr_lambdas = [_lr_lambda(new * steps, int(run.tc.warmup_epochs * steps))]
             log(f"epoch 1: {dt:.1f} s training ({steady:.1f} s at its second half's pace), {val_s:.1f} s "
                 f"validation; {left:.0f} s left -> {new} epochs")
             epochs = new
@@ -112,7 +112,7 @@ def train_together(recipes: list[str | dict], outs: list[str | Path], overrides:
         import cv2
 
         cv2.setNumThreads(cv_threads)
-    return {r.recipe["name"]: {"best": r.best, "out": str(r.out), "epochs_run": epoch} for r in runs}
+    return {r.recipe.name: {"best": r.best, "out": str(r.out), "epochs_run": epoch} for r in runs}
 
 
 def validate_now(epoch: int, epochs: int, val_every: int) -> bool:
@@ -157,6 +157,6 @@ def _epoch(runs, epoch: int, epochs: int) -> tuple[list[dict], float]:
     losses = [float(s) / max(seen, 1) for s in sums]
     for r, v in zip(runs, losses):
         if not math.isfinite(v):
-            raise EdgeAgeError(f"{r.recipe['name']}: training loss is {v} in epoch {epoch + 1}; lower its [train] lr")
+            raise EdgeAgeError(f"{r.recipe.name}: training loss is {v} in epoch {epoch + 1}; lower its [train] lr")
     return [{"epoch": epoch + 1, "train_loss": v, "lr": r.sched.get_last_lr()[0],
              "images_per_s": seen / dt} for v, r in zip(losses, runs)], steady

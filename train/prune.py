@@ -43,6 +43,8 @@ from edgeage.models import from_config
 from edgeage.models.layers import ECA, SE, BasicBlock, MGPool, SpatialAttention, shuffle_permutation
 from edgeage.utils import EdgeAgeError
 
+from .recipes import Recipe, load_recipe
+
 
 class PassThroughPruner(tp.pruner.BasePruningFunc):
     """A layer without per-channel parameters: a channel group passes through it unchanged
@@ -211,7 +213,7 @@ def residual_widths(model: nn.Module) -> list[int]:
     return [bb.stem[0].out_channels] + [b.conv2.out_channels for b in last]
 
 
-def finetune(model: nn.Module, recipe: dict, out, epochs: int, split: dict | None = None,
+def finetune(model: nn.Module, recipe: Recipe, out, epochs: int, split: dict | None = None,
              progress: bool = True) -> dict:
     """Train ``model`` (in place) for ``epochs`` epochs with edgeage.train.loop: the recipe's
     data, augmentation + degradation model, loss, optimiser and schedule. ``split``: the parent's
@@ -219,13 +221,12 @@ def finetune(model: nn.Module, recipe: dict, out, epochs: int, split: dict | Non
     trained on). Returns ``loop.train``'s result; ``out`` gets its checkpoints and curves."""
     from . import loop
 
-    r = copy.deepcopy(recipe)
-    r["train"]["epochs"] = epochs
-    r["model"] = {"name": model.config["name"]}  # recorded only: the loop trains ``model``
+    r = recipe.replace(train={"epochs": epochs},
+                       model={"name": model.config["name"]})  # recorded only: the loop trains ``model``
     data = loop._load_data(r, progress)
     bad = [k for k, v in (split or {}).items() if k.endswith("hash") and data[2].get(k) != v]
     if bad:
-        raise EdgeAgeError(f"data {r['data']['path']} does not give the split the model was "
+        raise EdgeAgeError(f"data {r.data.path} does not give the split the model was "
                            f"trained on ({', '.join(bad)} differ); use that model's data")
     return loop.train(r, out, progress=progress, model=model, data=data)
 
@@ -236,15 +237,12 @@ def prune_checkpoint(model_path, ratio: float, by: str = "channels", round_to: i
     """``edgeage prune``: prune a checkpoint (``by`` channels or MACs), optionally fine-tune it on
     the checkpoint's split, write pruned.pt, prune.json (and the training run's files) to ``out``;
     returns the report (with ``out``)."""
-    import copy
     from pathlib import Path
 
     from edgeage.checkpoint import (build_manifest, load_model, manifest_crop, manifest_normalize,
                                     save_checkpoint)
     from edgeage.profile import count_macs, count_params
     from edgeage.utils import EdgeAgeError, check_output, output_dir, write_json
-
-    from .recipes import load_recipe
 
     if out:
         check_output(out, force)
@@ -264,10 +262,15 @@ def prune_checkpoint(model_path, ratio: float, by: str = "channels", round_to: i
     out = Path(out or f"runs/{model.config['name']}-pruned{round(ratio * 100)}{'-macs' if by == 'macs' else ''}")
     r = None
     if finetune_epochs > 0:  # the recipe is checked before anything is written
-        r = load_recipe(recipe) if recipe else copy.deepcopy(manifest.get("training", {}).get("recipe"))
-        if not r:
+        recorded = manifest.get("training", {}).get("recipe")
+        if not recipe and not recorded:
             raise EdgeAgeError(f"{manifest['source']['path']} records no training recipe; "
                                "pass --recipe for fine-tuning")
+        r = load_recipe(recipe) if recipe else Recipe.from_dict(recorded, f"{manifest['source']['path']}: recipe")
+        teacher = manifest["source"]["path"] if distill else None
+        changes = {sec: {key: val} for sec, key, val in (("data", "path", data), ("train", "lr", lr),
+                                                          ("distill", "teacher", teacher)) if val is not None}
+        r = r.replace("--data / --lr / --distill", **changes)
     output_dir(out, force, kind="prune-run")
     parent = manifest.get("training", {})  # the split and recipe carry over, the metrics do not
     training = {k: parent[k] for k in ("recipe", "split") if k in parent}
@@ -284,11 +287,6 @@ def prune_checkpoint(model_path, ratio: float, by: str = "channels", round_to: i
                f"{before['macs']:,} -> {after['macs']:,} ({report['macs_ratio']:.3f}); residual "
                f"widths {before['residual_widths']} -> {after['residual_widths']}")
     if finetune_epochs > 0:
-        teacher = manifest["source"]["path"] if distill else None
-        for sec, key, val in (("data", "path", data), ("train", "lr", lr),
-                              ("distill", "teacher", teacher)):
-            if val is not None:
-                r[sec][key] = val
         res = finetune(model, r, out, finetune_epochs, training.get("split"))
         report["finetune"] = {"epochs": finetune_epochs, "best": res["best"]}
         echo(f"fine-tuned {finetune_epochs} epochs: best validation MAE "

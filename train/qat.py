@@ -8,7 +8,6 @@ the loop reads from a model: ``config``, ``head.spec`` / ``head.kind`` (not a su
 head's weights live inside the quantized graph) and ``readout``."""
 from __future__ import annotations
 
-import copy
 import math
 from types import SimpleNamespace
 
@@ -18,6 +17,8 @@ import torch.nn as nn
 
 from edgeage.readout import apply_readout
 from edgeage.utils import EdgeAgeError
+
+from .recipes import Recipe
 
 
 class QATModel(nn.Module):
@@ -50,7 +51,7 @@ class QATModel(nn.Module):
 DISTILL_ALPHA = 1.0
 
 
-def qat_recipe(manifest: dict, epochs: int, lr: float | None, distill_alpha: float = DISTILL_ALPHA) -> dict:
+def qat_recipe(manifest: dict, epochs: int, lr: float | None, distill_alpha: float = DISTILL_ALPHA) -> Recipe:
     """The checkpoint's own recipe, shortened: ``epochs`` at 5 % of its LR (or ``lr``), no EMA or
     warm-up. ``distill_alpha`` > 0: the loss is (1 - alpha) * the label loss + alpha * KL to the
     float model's age-bin distribution (T = 1) on the same degraded batch, so the INT8 model is
@@ -62,12 +63,13 @@ def qat_recipe(manifest: dict, epochs: int, lr: float | None, distill_alpha: flo
 
     if not 0.0 <= distill_alpha <= 1.0:
         raise EdgeAgeError(f"--distill-alpha {distill_alpha}: use a weight in [0, 1]")
-    recipe = copy.deepcopy(manifest.get("training", {}).get("recipe")) or load_recipe("mgpnet-t")
-    recipe["train"].update(epochs=int(epochs), ema_decay=0.0, warmup_epochs=0.0, num_workers=0,
-                           lr=float(lr) if lr else recipe["train"]["lr"] * 0.05)
-    recipe["distill"].update(teacher="", mode="online", alpha=float(distill_alpha), temperature=1.0)
-    recipe["model"] = {"name": manifest["model"]["name"]}  # recorded only: the loop trains the given model
-    return recipe
+    recorded = manifest.get("training", {}).get("recipe")
+    recipe = Recipe.from_dict(recorded, "the checkpoint's recipe") if recorded else load_recipe("mgpnet-t")
+    return recipe.replace(
+        train=dict(epochs=int(epochs), ema_decay=0.0, warmup_epochs=0.0, num_workers=0,
+                   lr=float(lr) if lr else recipe.train.lr * 0.05),
+        distill=dict(teacher="", mode="online", alpha=float(distill_alpha), temperature=1.0),
+        model={"name": manifest["model"]["name"]})  # recorded only: the loop trains the given model
 
 
 def qat_finetune(prepared: nn.Module, float_model: nn.Module, manifest: dict, qd, out, epochs: int = 2,
@@ -80,12 +82,13 @@ def qat_finetune(prepared: nn.Module, float_model: nn.Module, manifest: dict, qd
 
     recipe = qat_recipe(manifest, epochs, lr, distill_alpha)
     parts = dict(qd.parts)
-    bs = int(recipe["train"]["batch_size"])
+    bs = recipe.train.batch_size
     if max_steps:
         n = min(len(parts["train"]), bs * int(max_steps))
         parts["train"] = np.sort(np.random.default_rng(0).choice(parts["train"], n, replace=False))
     if len(parts["train"]) < bs:
-        recipe["train"]["batch_size"] = bs = max(2, len(parts["train"]))
+        bs = max(2, len(parts["train"]))
+        recipe = recipe.replace(train={"batch_size": bs})
     wrapper = QATModel(prepared, float_model)
     before = {k: v.detach().clone() for k, v in wrapper.named_parameters()}
     res = loop.train(recipe, out, progress=bool(progress), model=wrapper,
@@ -96,7 +99,7 @@ def qat_finetune(prepared: nn.Module, float_model: nn.Module, manifest: dict, qd
         raise EdgeAgeError(f"QAT diverged: training losses {losses}")
     changed = sum(int(not torch.equal(before[k], v.detach())) for k, v in wrapper.named_parameters())
     wrapper.eval()
-    return {"epochs": int(epochs), "lr": recipe["train"]["lr"], "batch_size": bs,
+    return {"epochs": int(epochs), "lr": recipe.train.lr, "batch_size": bs,
             "distill_from_float": {"alpha": float(distill_alpha), "temperature": 1.0} if distill_alpha > 0 else None,
             "train_images_per_epoch": int(len(parts["train"])), "steps_per_epoch": int(len(parts["train"]) // bs),
             "params_changed": changed, "params": len(before),

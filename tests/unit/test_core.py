@@ -160,10 +160,19 @@ def test_typed_configs_round_trip(tmp_path):
     assert t.name == "openvino" and "int8" in t.precisions and t.int8["backend"] == "openvino"
     assert t == spec and t.deploy == {"spatial": "nchw"}
     r = load_recipe("mgpnet-xs")
-    typed = Recipe.from_dict(r)
-    assert typed.model["name"] == "mgpnet-xs" and typed.to_dict() == r
+    assert isinstance(r, Recipe) and r.model["name"] == "mgpnet-xs" and r.train.epochs > 0
+    d = r.to_dict()  # what checkpoints record, in the order they always have
+    assert list(d) == ["model", "data", "train", "degrade", "distill", "name"]
+    assert Recipe.from_dict(d) == r and Recipe.from_dict(json.loads(json.dumps(d))) == r
     with pytest.raises(EdgeAgeError, match="epochs"):
-        Recipe.from_dict({**r, "train": {**r["train"], "epochs": 0}})
+        Recipe.from_dict({**d, "train": {**d["train"], "epochs": 0}})
+    with pytest.raises(EdgeAgeError, match="lr"):
+        r.replace(train={"lr": -1.0})
+    two = r.replace(train={"epochs": 2}, model={"name": "mgpnet-t"})
+    assert (two.train.epochs, two.model, two.train.lr, r.train.epochs) == (2, {"name": "mgpnet-t"}, r.train.lr,
+                                                                            d["train"]["epochs"])
+    with pytest.raises(Exception):  # frozen: a change is a new, checked recipe
+        r.train.epochs = 3
 
 
 @pytest.mark.parametrize("p", [3.0, 2.5])

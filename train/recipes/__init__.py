@@ -1,15 +1,15 @@
 """Training recipes: TOML files merged over ``DEFAULTS``. ``load_recipe`` takes a path or the
-name of a recipe shipped here (``mgpnet-t`` -> ``train/recipes/mgpnet-t.toml``)."""
+name of a recipe shipped here (``mgpnet-t`` -> ``train/recipes/mgpnet-t.toml``) and returns a
+``Recipe``: the checked, typed, frozen object the training loop, pruning and QAT take (the schema
+library's model; ``Recipe.to_dict()`` is what checkpoints record, ``replace`` a changed copy)."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 from importlib import resources
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from typing import Annotated, Literal
-
-from pydantic import Field, StrictBool
+from pydantic import ConfigDict, Field, StrictBool
 
 from edgeage.schemas import Closed, ModelSection, integer, number, parse_text, validate
 from edgeage.utils import EdgeAgeError, register_input
@@ -43,7 +43,7 @@ def recipe_path(name_or_path: str) -> Path:
     raise EdgeAgeError(f"recipe {name_or_path!r} not found (a .toml path, or one of: {', '.join(known)})")
 
 
-def load_recipe(name_or_path: str, overrides: dict | None = None) -> dict:
+def load_recipe(name_or_path: str, overrides: dict | None = None) -> "Recipe":
     path = recipe_path(name_or_path)
     register_input(path)
     try:
@@ -61,31 +61,11 @@ def load_recipe(name_or_path: str, overrides: dict | None = None) -> dict:
     return validate_recipe(r, str(path))
 
 
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """Typed view of a recipe (``from_dict`` checks it like ``load_recipe``; ``to_dict`` gives the
-    plain dict the training loop and the checkpoint manifests carry)."""
-
-    name: str
-    model: dict
-    data: dict
-    train: dict
-    degrade: dict
-    distill: dict
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "recipe") -> "Recipe":
-        full = merge(DEFAULTS, {k: v for k, v in d.items() if k != "name"}, where)
-        validate_recipe(full, where)
-        return cls(str(d.get("name", "recipe")), *(copy.deepcopy(full[k]) for k in
-                                                  ("model", "data", "train", "degrade", "distill")))
-
-    def to_dict(self) -> dict:
-        return {"model": dict(self.model), "data": dict(self.data), "train": dict(self.train),
-                "degrade": dict(self.degrade), "distill": dict(self.distill), "name": self.name}
+class _Section(Closed):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Data(Closed):
+class DataSection(_Section):
     path: str
     seed: integer(0, 2**31 - 1)
     val: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)]  # training needs a validation split
@@ -98,7 +78,7 @@ class _Data(Closed):
     train_subset: integer(0, 10**9)
 
 
-class _Train(Closed):
+class TrainSection(_Section):
     epochs: integer(1, 100_000)
     batch_size: integer(1, 65_536)
     lr: number(hi=10.0, gt=0.0)
@@ -119,13 +99,13 @@ class _Train(Closed):
     init_skip: str
 
 
-class _Degrade(Closed):
+class DegradeSection(_Section):
     p: number(0.0, 1.0)
     strength: number(0.0, 1.0)
     strength_min: number(0.0, 1.0)
 
 
-class _Distill(Closed):
+class DistillSection(_Section):
     teacher: str | Annotated[list[str], Field(max_length=16)]
     alpha: number(0.0, 1.0)
     temperature: number(hi=100.0, gt=0.0)
@@ -133,23 +113,46 @@ class _Distill(Closed):
     views: integer(1, 2)
 
 
-class _Recipe(Closed):
-    """A merged recipe: every key's type and range (the model's options: the model registry)."""
+class Recipe(_Section):
+    """A merged, checked recipe: every key's type and range (the model's options: the model
+    registry). Frozen: ``replace`` gives a changed copy, checked again. Field order = the order
+    checkpoints have always recorded."""
 
+    model: dict[str, Any]
+    data: DataSection
+    train: TrainSection
+    degrade: DegradeSection
+    distill: DistillSection
     name: Annotated[str, Field(min_length=1, max_length=128)]
-    model: dict
-    data: _Data
-    train: _Train
-    degrade: _Degrade
-    distill: _Distill
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "recipe") -> "Recipe":
+        """A recipe as a checkpoint records it (or partial: merged over ``DEFAULTS``), checked."""
+        if not isinstance(d, dict):
+            raise EdgeAgeError(f"{where}: a recipe is a table of sections (got {type(d).__name__})")
+        full = merge(DEFAULTS, {k: v for k, v in d.items() if k != "name"}, where)
+        full["name"] = d.get("name", "recipe")
+        return validate_recipe(full, where)
+
+    def to_dict(self) -> dict:
+        """The plain dict checkpoints and manifests record."""
+        return self.model_dump()
+
+    def replace(self, where: str = "recipe", **sections: dict) -> "Recipe":
+        """A copy with these sections' keys changed (``model`` and ``name`` replaced whole),
+        checked again: ``r.replace(train={"epochs": 2})``."""
+        d = self.to_dict()
+        for sec, vals in sections.items():
+            d[sec] = vals if sec in ("model", "name") else {**d[sec], **vals}
+        return validate_recipe(d, where)
 
 
 def _recipe_loc(loc: tuple) -> str:
     return f"[{loc[0]}] " + ".".join(str(p) for p in loc[1:]) if len(loc) > 1 else str(loc[0])
 
 
-def validate_recipe(r: dict, where: str = "recipe") -> dict:
-    """Every value's type and range (``_Recipe``, the one schema library's check), and the model
+def validate_recipe(r: dict, where: str = "recipe") -> Recipe:
+    """The ``Recipe``: every value's type and range (the one schema library's check), and the model
     name and options (the registry's), as one EdgeAgeError naming the key; before anything is
     created."""
     from edgeage.models import default_config
@@ -157,8 +160,8 @@ def validate_recipe(r: dict, where: str = "recipe") -> dict:
     if not split_sum_ok(r["data"]):
         raise EdgeAgeError(f"{where}: [data] val + test = {r['data']['val'] + r['data']['test']:g} leaves no "
                            "training images; keep val + test < 1")
-    validate(_Recipe, {"name": r.get("name", "recipe"), **{k: v for k, v in r.items() if k != "name"}}, where,
-             loc=_recipe_loc, hint="fix the recipe (see train/recipes/ for examples)")
+    checked = validate(Recipe, {**{k: v for k, v in r.items() if k != "name"}, "name": r.get("name", "recipe")},
+                       where, loc=_recipe_loc, hint="fix the recipe (see train/recipes/ for examples)")
     mcfg = dict(r["model"])
     name = mcfg.pop("name", None)
     if not isinstance(name, str):
@@ -171,7 +174,7 @@ def validate_recipe(r: dict, where: str = "recipe") -> dict:
     if unknown:
         raise EdgeAgeError(f"{where}: unknown option(s) {unknown} in [model] for {name!r}; valid: {sorted(known)}")
     validate(ModelSection, r["model"], f"{where}: [model]")
-    return r
+    return checked
 
 
 def split_sum_ok(d: dict) -> bool:
