@@ -160,8 +160,15 @@ def by_decade(rel: str) -> list[tuple[str, str]]:
 
 
 def load(rel: str):
+    """A committed JSON file; a check report (report.json) is read through its schema
+    (``edgeage.check_report``: a damaged one is one error naming the file and field)."""
     with open(ROOT / rel, encoding="utf-8") as f:
-        return json.load(f)
+        obj = json.load(f)
+    if rel.endswith("report.json") and isinstance(obj, dict) and obj.get("kind") != "detector-check":
+        from edgeage.check_report import CheckReport
+
+        obj = CheckReport.parse(obj, rel).to_json_dict()
+    return obj
 
 
 def tracked(pattern: str) -> list[str]:

@@ -96,7 +96,9 @@ def main() -> int:
                 t0 = time.time()
                 print(f"{target} {precision} on {isa}", file=sys.stderr, flush=True)
                 if (rep / "report.json").is_file() and (rep / "check-result.json").is_file():  # --work: kept
-                    r = json.loads((rep / "report.json").read_text())
+                    from edgeage.check_report import CheckReport
+
+                    r = CheckReport.read(rep / "report.json").to_json_dict()  # through the schema
                 else:
                     p = sh("device-check", "--device", dev, "--artifact", art, "--bundle", bundle, "--count",
                            a.count, "--threads", 1, "--json", "--out", rep, "--force", check=False)
