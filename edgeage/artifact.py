@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .manifest import check_manifest
-from .schemas import ArtifactManifest, read_data, validate
+from .manifest import Manifest, check_manifest
+from .schemas import ArtifactManifestSchema, read_data, validate
 from .utils import EdgeAgeError, plain_name, register_input, sha256_file
 
 ARTIFACT_FORMAT = "edgeage-artifact/1"
 MANIFEST = "manifest.json"
 
-def read_manifest(artifact_dir: str | os.PathLike) -> dict:
+def read_manifest(artifact_dir: str | os.PathLike) -> Manifest:
     """The artifact's manifest, after checking it (an artifact is data from elsewhere: every
     field edgeage reads is there, file names are plain names inside the folder) and every model
     file against its recorded sha256. Nothing in it is ever run or followed: the runner and the
@@ -32,15 +32,14 @@ def read_manifest(artifact_dir: str | os.PathLike) -> dict:
     manifest = read_data(d / MANIFEST, "json")
     if not isinstance(manifest, dict):
         raise EdgeAgeError(f"{where}: not an artifact manifest (a JSON object); {hint}")
-    validate(ArtifactManifest, manifest, where)
-    files = manifest["artifact"]["files"]
-    for f in files:
+    validate(ArtifactManifestSchema, manifest, where)
+    for f in manifest["artifact"]["files"]:
         plain_name(f["name"], where)
-    check_manifest(manifest, where)
-    for f in files:
-        p = d / f["name"]
+    manifest = check_manifest(manifest, where)
+    for f in manifest.artifact.files:
+        p = d / f.name
         if p.is_symlink() or not p.is_file():
             raise EdgeAgeError(f"{p}: model file missing from the artifact; {hint}")
-        if p.stat().st_size != f["size"] or sha256_file(p) != f["sha256"]:
+        if p.stat().st_size != f.size or sha256_file(p) != f.sha256:
             raise EdgeAgeError(f"{p}: corrupted or modified (size/sha256 differ from {MANIFEST}); {hint}")
     return manifest

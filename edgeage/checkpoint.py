@@ -16,7 +16,7 @@ import torch
 
 from . import __version__
 from .models import from_config, shrink
-from .manifest import MANIFEST_FORMAT, check_manifest, manifest_crop, manifest_normalize  # noqa: F401
+from .manifest import MANIFEST_FORMAT, Manifest, check_manifest, manifest_crop, manifest_normalize  # noqa: F401
 from .preprocess import CropParams, Normalize
 from .utils import EdgeAgeError, atomic_path, register_input, sha256_file
 
@@ -25,7 +25,7 @@ SHIPPED = "shipped.toml"   # the shipped models: the default's name, what each o
 
 
 def build_manifest(model, normalize: Normalize | None = None, crop: CropParams | None = None,
-                   training: dict | None = None) -> dict:
+                   training: dict | None = None) -> Manifest:
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.config.items()}
     if "gem_ps" in cfg:  # strict JSON has no Infinity
         cfg["gem_ps"] = ["inf" if math.isinf(float(p)) else float(p) for p in cfg["gem_ps"]]
@@ -33,18 +33,18 @@ def build_manifest(model, normalize: Normalize | None = None, crop: CropParams |
     if crop is None and model.config.get("context_margin"):  # mivolo: one crop holds both views
         k = int(model.config["context_margin"])
         crop = CropParams(margin=float(k), crop_size=CropParams().crop_size * k)
-    return {
+    return check_manifest({
         "format": MANIFEST_FORMAT,
         "model": cfg,
         "readout": dict(model.head.spec),
         "preprocess": {"crop": (crop or CropParams()).to_dict(), "normalize": normalize.to_dict()},
         "training": training or {},
         "versions": {"edgeage": __version__, "torch": str(torch.__version__)},
-    }
+    }, f"model {cfg.get('name')}")
 
 
-def model_from_manifest(manifest: dict, where: str = "manifest") -> torch.nn.Module:
-    cfg = dict(manifest["model"])
+def model_from_manifest(manifest: Manifest, where: str = "manifest") -> torch.nn.Module:
+    cfg = manifest.model.config()
     pruned = cfg.pop("pruned", None)
     for k in ("widths", "depths", "gem_ps"):
         if k in cfg and isinstance(cfg[k], list):
@@ -62,7 +62,7 @@ def model_from_manifest(manifest: dict, where: str = "manifest") -> torch.nn.Mod
     return model
 
 
-def save_checkpoint(path: str | os.PathLike, model, manifest: dict, train_state: dict | None = None,
+def save_checkpoint(path: str | os.PathLike, model, manifest: Manifest, train_state: dict | None = None,
                     half: bool = False) -> None:
     """Atomic write. ``half`` stores floating weights as fp16 (for shipped files)."""
     import json
@@ -71,8 +71,9 @@ def save_checkpoint(path: str | os.PathLike, model, manifest: dict, train_state:
 
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
           for k, v in _unwrap(model).state_dict().items()}
-    # plain JSON types only: checkpoints are read back with torch.load(weights_only=True)
-    manifest = json.loads(json.dumps(manifest, default=_json_default))
+    # plain JSON types only: checkpoints are read back with torch.load(weights_only=True); the typed
+    # manifest is never pickled into one, its plain dict is
+    manifest = json.loads(json.dumps(manifest.to_dict(), default=_json_default))
     obj = {"format": CKPT_FORMAT, "manifest": manifest, "state_dict": sd}
     if train_state is not None:
         obj["train_state"] = train_state
@@ -157,9 +158,10 @@ def read_checkpoint(path: str | os.PathLike | None, *, own_output: bool = False)
                            f"{str(e).splitlines()[0][:300] if str(e) else ''})") from None
     if not isinstance(obj, dict) or obj.get("format") != CKPT_FORMAT:
         raise EdgeAgeError(f"{path}: not an edgeage checkpoint (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__})")
-    check_manifest(obj.get("manifest"), str(path))
+    manifest = check_manifest(obj.get("manifest"), str(path))
     if not isinstance(obj.get("state_dict"), dict):
         raise EdgeAgeError(f"{path}: has no weights (state_dict); not a usable edgeage checkpoint")
+    obj["manifest"] = manifest   # the typed manifest (the file holds its plain dict)
     obj["path"] = str(path)
     obj["sha256"] = sha256_file(path)
     return obj
@@ -181,13 +183,13 @@ def load_model(path: str | os.PathLike | None = None, ema: bool = True):
         missing, unexpected = model.load_state_dict(sd, strict=False)
     except (RuntimeError, TypeError, AttributeError) as e:  # shapes (size mismatch) or non-tensors
         first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e).splitlines()[0])
-        raise EdgeAgeError(f"{obj['path']}: weights do not fit model {manifest['model']['name']} as its manifest "
+        raise EdgeAgeError(f"{obj['path']}: weights do not fit model {manifest.model.name} as its manifest "
                            f"describes it ({first[:300]})") from None
     if missing or unexpected:
-        raise EdgeAgeError(f"{obj['path']}: weights do not fit model {manifest['model']['name']} "
+        raise EdgeAgeError(f"{obj['path']}: weights do not fit model {manifest.model.name} "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
-    manifest = dict(manifest, source={"path": obj["path"], "sha256": obj["sha256"]})
+    manifest = manifest.copy_with(source={"path": obj["path"], "sha256": obj["sha256"]})
     return model, manifest
 
 

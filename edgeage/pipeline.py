@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .manifest import manifest_crop, manifest_normalize
+from .manifest import Manifest
 from .preprocess import CropParams, canonical_crop, model_input_np
 from .readout import apply_readout
 
@@ -20,15 +20,15 @@ ModelFn = Callable[[np.ndarray], np.ndarray]
 
 
 class AgeEstimator:
-    def __init__(self, model: ModelFn, manifest: dict, crop: CropParams | None = None, batch: int = 256,
+    def __init__(self, model: ModelFn, manifest: Manifest, crop: CropParams | None = None, batch: int = 256,
                  detector=None):
         """``detector``: an ``edgeage.face.FaceDetector`` (e.g. on an exported detector,
         ``edgeage.targets.runner.artifact_face_detector``); None: the shipped .tflite by LiteRT,
         made when first needed."""
         self.model, self.manifest, self.batch = model, manifest, int(batch)
-        self.crop = crop or manifest_crop(manifest)
-        self.normalize = manifest_normalize(manifest)
-        self.readout = manifest["readout"]
+        self.crop = crop or manifest.crop
+        self.normalize = manifest.normalize
+        self.readout = manifest.readout
         self._detector = detector
 
     @classmethod

@@ -18,8 +18,15 @@ def _is_torch(out) -> bool:
     return type(out).__module__.startswith("torch")
 
 
-def apply_readout(spec: dict, out):
-    """Ages (shape [N]) from raw outputs [N, K]."""
+def as_spec(spec) -> dict:
+    """A readout spec as a plain dict: a manifest's ``readout`` section (``Manifest.readout``) or a
+    model head's ``spec`` dict."""
+    return spec.to_dict() if hasattr(spec, "to_dict") else spec
+
+
+def apply_readout(spec, out):
+    """Ages (shape [N]) from raw outputs [N, K]; ``spec``: ``Manifest.readout`` or a head's spec."""
+    spec = as_spec(spec)
     kind = spec["type"]
     if kind not in READOUT_TYPES:
         raise ValueError(f"unknown readout type {kind!r}; known: {READOUT_TYPES}")
@@ -52,12 +59,13 @@ def _torch_readout(spec: dict, out):
     return out.mean(dim=1)
 
 
-def argmax_bin(spec: dict, out: np.ndarray) -> np.ndarray:
+def argmax_bin(spec, out: np.ndarray) -> np.ndarray:
     """Arg-max age bin where the readout has bins, else the rounded age (for agreement stats)."""
+    spec = as_spec(spec)
     if spec["type"] == "expectation":
         return np.asarray(out).argmax(axis=1)
     return np.rint(np.asarray(apply_readout(spec, np.asarray(out)))).astype(np.int64)
 
 
-def readout_mae(readout: dict, out: np.ndarray, ages: np.ndarray) -> float:
+def readout_mae(readout, out: np.ndarray, ages: np.ndarray) -> float:
     return float(np.mean(np.abs(apply_readout(readout, np.asarray(out, np.float32)).astype(np.float64) - ages)))

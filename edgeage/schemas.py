@@ -116,7 +116,10 @@ class ArtifactSection(Open):
     files: Annotated[list[ArtifactFile], Field(min_length=1, max_length=64)]
 
 
-class Manifest(Open):
+class ManifestSchema(Open):
+    """The checks on a manifest read as data (bounds, types); the typed object edgeage passes
+    around is ``edgeage.manifest.Manifest``."""
+
     format: str | None = None
     model: ModelSection
     readout: Readout
@@ -125,7 +128,7 @@ class Manifest(Open):
     versions: dict[str, Any] | None = None
 
 
-class ArtifactManifest(Manifest):
+class ArtifactManifestSchema(ManifestSchema):
     artifact: ArtifactSection
 
 
