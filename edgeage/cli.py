@@ -194,11 +194,11 @@ def models_cmd(input_size):
         if name == "default":
             continue
         m, man = load_model(path)
-        val = (man.get("training") or {}).get("val") or {}
-        size = int(man["preprocess"]["normalize"]["input_size"])
+        val = man.training.val or {}
+        size = int(man.input_size)
         what = (info["models"].get(name) or {}).get("what", "")
         click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs {count_macs(m, size) / 1e6:8.1f} M  "
-                   f"@ {size}x{size}  {man['model']['name']}" + (f", val MAE {val['mae']:.2f}" if "mae" in val else "")
+                   f"@ {size}x{size}  {man.model.name}" + (f", val MAE {val['mae']:.2f}" if "mae" in val else "")
                    + f" ({path.name})" + (f"\n{'':13s} {what}" if what else ""))
 
 
@@ -209,7 +209,7 @@ def info(model_path):
     from .checkpoint import load_model
 
     _, manifest = load_model(model_path)
-    emit_json(manifest)
+    emit_json(manifest.to_dict())
 
 
 @main.group("checkpoint")
@@ -243,7 +243,9 @@ def checkpoint_upgrade(src, out, trust, force):
             os.environ.pop(TRUST_ENV)
         else:
             os.environ[TRUST_ENV] = old
-    manifest = {k: v for k, v in manifest.items() if k != "source"}
+    from .manifest import check_manifest
+
+    manifest = check_manifest({k: v for k, v in manifest.to_dict().items() if k != "source"}, str(src))
     save_checkpoint(out, model, manifest)
     load_model(out)  # proves it loads safely
     click.echo(f"wrote {out}: loads with weights_only=True")

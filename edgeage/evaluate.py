@@ -45,7 +45,7 @@ def load_eval_data(est: AgeEstimator, data, split: str = "all", skip_bad: bool =
             prepare(data, est.crop, skip_bad=skip_bad, progress=progress)
     idx = np.arange(len(prep.names))
     if split != "all":
-        rec = est.manifest.get("training", {}).get("split")
+        rec = est.manifest.training.split
         if not rec:
             raise EdgeAgeError(f"--split {split}: the checkpoint records no split; use --split all")
         if rec["list_hash"] != prep.lhash:
@@ -68,7 +68,7 @@ def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_
     if by:
         check_by(by, prep, data)  # before the model runs
     res, pred = evaluate_prepared(est, prep, idx, tta_flip, degrade_p=degrade_p, seed=seed)
-    res.update(model=est.manifest.get("source", {}).get("path"), data=str(data), split=split,
+    res.update(model=est.manifest.source_path, data=str(data), split=split,
                skipped=len(prep.skipped), skipped_files=list(prep.skipped))
     if by:
         res["groups"] = by_groups(by, prep, idx, pred, prep.ages[idx])
@@ -116,8 +116,8 @@ def resolution_curve(models, data, split: str = "test", sizes=None, skip_bad: bo
         est = AgeEstimator.from_checkpoint(m)
         prep, idx = load_eval_data(est, data, split, skip_bad, progress, prep)
         c = curve(est, prep.crops[idx], prep.ages[idx], sizes)
-        res["models"].append({"name": str(m or "default"), "model": est.manifest.get("source", {}).get("path"),
-                              "arch": est.manifest.get("model", {}).get("name"),
+        res["models"].append({"name": str(m or "default"), "model": est.manifest.source_path,
+                              "arch": est.manifest.model.name,
                               "input_size": int(est.normalize.input_size), **c})
         res.update(n=int(len(idx)), crop_size=int(prep.crop.crop_size))
     return res

@@ -12,13 +12,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
 
 from .preprocess import CropParams, canonical_crop
 from .utils import EdgeAgeError
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
 _INPUT = 128
@@ -59,22 +62,22 @@ DETECTOR_NAME = "blazeface-short-range"
 OUTPUT_WIDTH = 17  # an exported detector's one output [N,896,17]: the 16 regressors, then the score logit
 
 
-def detector_manifest() -> dict:
+def detector_manifest() -> "Manifest":
     """The manifest of the face detector as an exported model (``edgeage detector export``): a
     ``face-detector``, input the letterboxed frame ([N,3,128,128] NCHW, RGB, x / 127.5 - 1 =
     (x / 255 - 0.5) / 0.5), one output ``[N,896,17]`` read by ``decode`` (readout
     ``blazeface-anchors``), and the .tflite it was built from."""
-    from .manifest import FACE_DETECTOR, MANIFEST_FORMAT
+    from .manifest import FACE_DETECTOR, MANIFEST_FORMAT, check_manifest
     from .utils import sha256_file
 
-    return {"format": MANIFEST_FORMAT,
+    return check_manifest({"format": MANIFEST_FORMAT,
             "model": {"name": DETECTOR_NAME, "kind": FACE_DETECTOR, "anchors": len(_anchors()),
                       "outputs": "regressors[16] + score logit[1] per anchor"},
             "readout": {"type": "blazeface-anchors"},
             "preprocess": {"crop": {"margin": 1.0, "shift_y": 0.0, "crop_size": _INPUT, "policy": "none"},
                            "normalize": {"input_size": _INPUT, "mean": [0.5] * 3, "std": [0.5] * 3,
                                          "channel_order": "RGB", "layout": "NCHW"}},
-            "source": {"path": model_path(), "sha256": sha256_file(model_path())}}
+            "source": {"path": model_path(), "sha256": sha256_file(model_path())}}, DETECTOR_NAME)
 
 
 def fused_runner(run: Callable[[np.ndarray], np.ndarray]) -> "Runner":

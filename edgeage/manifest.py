@@ -158,6 +158,11 @@ class Manifest(Record):
         return self.preprocess.normalize.params()
 
     @property
+    def source_path(self) -> str | None:
+        """The checkpoint this model was loaded from (``source.path``), if recorded."""
+        return self.source.path if self.source else None
+
+    @property
     def input_size(self) -> int:
         return self.preprocess.normalize.input_size
 

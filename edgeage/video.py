@@ -367,7 +367,7 @@ def predict_video(video, camera, stream, opts: VideoOptions, load_estimator, cro
     with VideoSource(video, camera, stream) as src:
         est = load_estimator().with_crop_policy(crop)
         res = run_video(est, src, opts, annotate=annotate, progress=progress)
-    res["model"] = (est.manifest.get("model") or {}).get("name")
+    res["model"] = est.manifest.model.name
     return res
 
 

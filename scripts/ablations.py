@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeage.checkpoint import load_model, manifest_normalize
+from edgeage.checkpoint import load_model
 from edgeage.data import load_prepared, split
 from edgeage.evaluate import evaluate_prepared
 from edgeage.profile import count_macs, count_params
@@ -72,9 +72,9 @@ def run_row(study: str, label: str, over: dict, args) -> dict:
         return {"label": label, "status": "not run"}
     model, manifest = load_model(out / "best.pt")
     prep = load_prepared(args.data)
-    rec = manifest["training"]["split"]
+    rec = manifest.training.split
     test = split(prep.names, rec["seed"], rec["val"], rec["test"])["test"]
-    norm = manifest_normalize(manifest)
+    norm = manifest.normalize
     cache = out / "test_eval.json"  # test-split results of this best.pt (latency is always re-timed)
     sha = sha256_file(out / "best.pt")
     ev = json.loads(cache.read_text()) if cache.is_file() else {}
@@ -94,7 +94,7 @@ def run_row(study: str, label: str, over: dict, args) -> dict:
             for _ in range(20):
                 model(x)
             rounds.append((time.perf_counter() - t) / 20 * 1000)
-    return {"label": label, "model": manifest["model"]["name"], "epochs": manifest["training"]["epoch"],
+    return {"label": label, "model": manifest.model.name, "epochs": manifest.training.epoch,
             "params_m": count_params(model) / 1e6, "macs_m": count_macs(model, norm.input_size) / 1e6,
             "mae": clean["mae"], "cs5": clean["cs5"], "mae_degraded": degr["mae"],
             "latency_ms_b1_torch": min(rounds), "wall_s": time.time() - t0}

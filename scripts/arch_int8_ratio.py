@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeage.checkpoint import build_manifest, load_model, manifest_crop, manifest_normalize, save_checkpoint
+from edgeage.checkpoint import build_manifest, load_model, save_checkpoint
 from edgeage.data import load_prepared, split
 from edgeage.models import create
 from edgeage.preprocess import model_input
@@ -32,10 +32,10 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out or f"bench/arch-{args.model}")
     _, parent = load_model(None)
-    rec = parent["training"]["split"]
+    rec = parent.training.split
     torch.manual_seed(0)
     model = create(args.model)
-    norm = manifest_normalize(parent)
+    norm = parent.normalize
     prep = load_prepared(args.data)
     train_idx = split(prep.names, rec["seed"], rec["val"], rec["test"])["train"]
     rng = np.random.default_rng(0)
@@ -53,8 +53,9 @@ def main() -> None:
             model(model_input(prep.crops[np.sort(idx)], norm))
     model.eval()
     ckpt = Path("runs/arch") / f"{args.model}-random.pt"  # 60+ MB: not next to the report
-    training = {k: parent["training"][k] for k in ("split", "recipe") if k in parent["training"]}
-    save_checkpoint(ckpt, model, build_manifest(model, norm, manifest_crop(parent), training))
+    parent_training = parent.training.to_json_dict()
+    training = {k: parent_training[k] for k in ("split", "recipe") if k in parent_training}
+    save_checkpoint(ckpt, model, build_manifest(model, norm, parent.crop, training))
     from edgeage.cli import main as cli
 
     cli(["bench", "--model", str(ckpt), "--data", args.data, "--split", "test", "--limit", str(args.limit),

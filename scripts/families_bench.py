@@ -42,10 +42,10 @@ def profile(ckpt: str) -> dict:
 
     model, manifest = load_model(ckpt)
     size = int(model.config["input_size"])
-    return {"model": manifest["model"]["name"], "head": model.head.kind, "params": count_params(model),
+    return {"model": manifest.model.name, "head": model.head.kind, "params": count_params(model),
             "macs": count_macs(model, size), "input_size": size,
-            "crop_margin": manifest["preprocess"]["crop"]["margin"],
-            "epochs": manifest.get("training", {}).get("epoch")}
+            "crop_margin": manifest.crop.margin,
+            "epochs": manifest.training.epoch}
 
 
 def cell(r: dict | None) -> str:

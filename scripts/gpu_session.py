@@ -64,8 +64,8 @@ def collect(outs: dict[str, Path], dest: Path, later: Path, big_mib: float, extr
             half = run / "best.fp16.pt"
             save_checkpoint(half, model, ck["manifest"], half=True)
             mib = half.stat().st_size / 2**20
-            tr = ck["manifest"]["training"]
-            log(f"{name}: best epoch {tr['epoch']}, val MAE {tr['val']['mae']:.3f}, {mib:.1f} MiB fp16")
+            tr = ck["manifest"].training
+            log(f"{name}: best epoch {tr.epoch}, val MAE {tr.val['mae']:.3f}, {mib:.1f} MiB fp16")
             if mib > big_mib:
                 split_write(half.read_bytes(), later, f"{name}.fp16.pt")
             else:

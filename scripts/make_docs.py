@@ -42,6 +42,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError
 
 from edgeage.export.conformance.report import _mb, bench_rows, md_table
+from edgeage.manifest import Manifest, check_manifest
 from edgeage.utils import python_module_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,9 +234,9 @@ def split_numbers(split: dict) -> dict:
             "pct_val": round(100 * split["val"]), "pct_test": round(100 * split["test"])}
 
 
-def val_numbers(manifest: dict) -> dict:
+def val_numbers(manifest: Manifest) -> dict:
     """The manifest's validation numbers and its MAE-by-decade table."""
-    val = manifest["training"]["val"]
+    val = manifest.training.val
     return {**val, "table": md_table(["age decade", "n", "MAE"],
                                      [[k, v["n"], f"{v['mae']:.2f}"] for k, v in val["per_decade"].items()])}
 
@@ -402,12 +403,12 @@ def page_results_index(sizes, manifest, metrics, e_manifest, e_metrics) -> str:
                  f"{EDGE_V2}/eval*.json", f"{EDGE_V2}/bench.json", "edgeage info", "edgeage models"], constants=True,
         issue24=issue24_numbers(), s=openvino_vs_peer(),
         size=sizes[f"shipped:{DEFAULT}"], esize=sizes[f"shipped:{FAST}"],
-        mdl=manifest["model"], emdl=e_manifest["model"],
-        tr=manifest["training"], etr=e_manifest["training"],
-        input_size=manifest["preprocess"]["normalize"]["input_size"],
-        e_input_size=e_manifest["preprocess"]["normalize"]["input_size"],
-        split=split_numbers(manifest["training"]["split"]),
-        same_split=e_manifest["training"]["split"]["list_hash"] == manifest["training"]["split"]["list_hash"],
+        mdl=manifest.model.config(), emdl=e_manifest.model.config(),
+        tr=manifest.training.to_json_dict(), etr=e_manifest.training.to_json_dict(),
+        input_size=manifest.input_size,
+        e_input_size=e_manifest.input_size,
+        split=split_numbers(manifest.training.split),
+        same_split=e_manifest.training.split["list_hash"] == manifest.training.split["list_hash"],
         xs_clean=xs[CONDITIONS[0]], fe_clean=fe[CONDITIONS[0]], test_table=test_eval_table(),
         xs_decades=by_decade(XS_EVAL), fe_decades=by_decade(f"{EDGE_V2}/eval.json"),
         best=metrics["best"], last=metrics["history"][-1], ebest=e_metrics["best"],
@@ -564,8 +565,8 @@ def page_model_card(sizes, manifest, metrics, e_manifest, e_metrics) -> str:
     kd = "bench/compression-xs-kd/bench.json"
     v2 = f"{EDGE_V2}/bench.json"
     b, bv2 = load(kd), load(v2)
-    split = manifest["training"]["split"]
-    val = manifest["training"]["val"]
+    split = manifest.training.split
+    val = manifest.training.val
     test, etest = xs_eval(), fast_eval()
     groups = eval_groups_data()
     return render(
@@ -574,18 +575,18 @@ def page_model_card(sizes, manifest, metrics, e_manifest, e_metrics) -> str:
                  f"edgeage/assets/{FAST}-metrics.json", XS_EVAL, f"{EDGE_V2}/eval*.json", kd, v2, "edgeage models"]
         + ([f"{EVAL_GROUPS}/*/*.json"] if groups else []), constants=True,
         issue24=issue24_numbers(), s=openvino_vs_peer(), groups=groups, kd=kd, v2=v2, b=b, bv2=bv2,
-        manifest=manifest, e_manifest=e_manifest, metrics=metrics, e_metrics=e_metrics,
+        manifest=manifest.to_dict(), e_manifest=e_manifest.to_dict(), metrics=metrics, e_metrics=e_metrics,
         size=sizes[f"shipped:{DEFAULT}"], esize=sizes[f"shipped:{FAST}"],
-        teachers=teachers(manifest["training"]["recipe"]), e_teachers=teachers(e_manifest["training"]["recipe"]),
+        teachers=teachers(manifest.training.recipe), e_teachers=teachers(e_manifest.training.recipe),
         split=split_numbers(split),
-        same_split=e_manifest["training"]["split"]["list_hash"] == split["list_hash"],
+        same_split=e_manifest.training.split["list_hash"] == split["list_hash"],
         test=[test[c][0] for c in CONDITIONS], etest=[etest[c][0] for c in CONDITIONS],
         test_table=md_table([f"test split (n = {TEST_EVAL_N:,})", "MAE (years)", "CS(5)"],
                             [[cond, m, c] for cond, (m, c) in test.items()]),
         e_test_table=md_table([f"test split (n = {TEST_EVAL_N:,})", "MAE (years)", "CS(5)"],
                               [[cond, m, c] for cond, (m, c) in etest.items()]),
         xs_decades=by_decade(XS_EVAL), fe_decades=by_decade(f"{EDGE_V2}/eval.json"),
-        val=val_numbers(manifest), eval=e_manifest["training"]["val"],
+        val=val_numbers(manifest), eval=e_manifest.training.val,
         sparse=[k for k, d in val["per_decade"].items() if d["n"] < 60],
         table=md_table(CARD_HEADERS + ["size / p50 vs fp32", "check"],
                        card_target_rows(b, ("fp32", "int8-ptq", "int8-qat"))),
@@ -602,13 +603,13 @@ def generate() -> dict[str, str]:
         sys.exit(f"Error: edgeage/assets/shipped.toml names {shipped.get('default')!r} as the default; these pages "
                  f"are written for {DEFAULT!r}: update DEFAULT / FAST in {COMMAND.split()[-1]} and the templates "
                  f"in {TEMPLATES.relative_to(ROOT).as_posix()}/")
-    manifest = json.loads(run_edgeage("info"))
+    manifest = check_manifest(json.loads(run_edgeage("info")), "edgeage info")
     metrics = load(f"edgeage/assets/{DEFAULT}-metrics.json")
-    e_manifest = json.loads(run_edgeage("info", "--model", FAST))
+    e_manifest = check_manifest(json.loads(run_edgeage("info", "--model", FAST)), f"edgeage info --model {FAST}")
     e_metrics = load(f"edgeage/assets/{FAST}-metrics.json")
-    if manifest["model"]["name"] != DEFAULT or e_manifest["model"]["name"] != FAST:
-        sys.exit(f"Error: `edgeage info` shows {manifest['model']['name']!r} as the default and "
-                 f"{e_manifest['model']['name']!r} as {FAST!r}; expected {DEFAULT!r} and {FAST!r}")
+    if manifest.model.name != DEFAULT or e_manifest.model.name != FAST:
+        sys.exit(f"Error: `edgeage info` shows {manifest.model.name!r} as the default and "
+                 f"{e_manifest.model.name!r} as {FAST!r}; expected {DEFAULT!r} and {FAST!r}")
     sizes = model_sizes()
     used = {"bench/compression-xs-kd/bench.json", "bench/arch-mgpnet/bench.json",
             "bench/compression-base/bench.json", f"{EDGE_V2}/bench.json"}

@@ -18,10 +18,10 @@ def main(face_ckpt: str, out: str) -> int:
     from edgeage.models import create
 
     face, manifest = load_model(face_ckpt)
-    cfg = {k: manifest["model"][k] for k in ("dims", "heads", "depths", "mlp_ratio", "head", "age_min", "age_max",
+    cfg = {k: manifest.model.config()[k] for k in ("dims", "heads", "depths", "mlp_ratio", "head", "age_min", "age_max",
                                              "dropout")}
-    if manifest["model"]["name"] != "mivolo-face":
-        raise SystemExit(f"{face_ckpt}: a mivolo-face checkpoint is needed, not {manifest['model']['name']}")
+    if manifest.model.name != "mivolo-face":
+        raise SystemExit(f"{face_ckpt}: a mivolo-face checkpoint is needed, not {manifest.model.name}")
     dual = create("mivolo", **cfg)
     state = dual.state_dict()
     src = face.state_dict()

@@ -123,7 +123,7 @@ def main() -> int:
                     row["vs_x86_age_abs_diff_max"] = float(np.abs(ages - x86[1]).max())
                 rows.append(row)
     manifest = read_manifest(work / "art-onnx-fp32")
-    rec = {"model": str(model_path(a.model)), "model_sha256": manifest["source"]["sha256"],
+    rec = {"model": str(model_path(a.model)), "model_sha256": manifest.source.sha256,
            "data": f"{a.data} (test split of the checkpoint, {len(test.names)} faces)", "count": a.count,
            "cpus": cpus, "qemu": qemu.info()["qemu"], "installed": qemu.info()["installed"], "rows": rows,
            "executorch": qemu.EXECUTORCH_WHY, "wall_s": round(time.time() - t_start, 1),

@@ -66,7 +66,7 @@ def main() -> None:
     for i, run in enumerate(a.runs):
         ck = read_checkpoint(run / "best.pt")
         m = json.loads((run / "metrics.json").read_text())
-        rec = ck["manifest"]["training"]["recipe"]
+        rec = ck["manifest"].training.recipe
         tr, dc = rec["train"], rec.get("distill") or {}
         new_t = renamed_teachers(run, rec)
         start = len(history)
@@ -80,10 +80,12 @@ def main() -> None:
                        **({"command": a.command[i]} if i < len(a.command) else {})})
     last = a.runs[-1]
     ck = read_checkpoint(last / "best.pt")
-    manifest = json.loads(json.dumps(ck["manifest"]))
-    new_t = renamed_teachers(last, manifest["training"]["recipe"])
+    manifest = ck["manifest"]
+    new_t = renamed_teachers(last, manifest.training.recipe)
     if new_t:
-        manifest["training"]["recipe"]["distill"]["teacher"] = new_t if len(new_t) > 1 else new_t[0]
+        recipe = json.loads(json.dumps(manifest.training.recipe))
+        recipe["distill"]["teacher"] = new_t if len(new_t) > 1 else new_t[0]
+        manifest.training.recipe = recipe
     model, _ = load_model(last / "best.pt")
     dest = ASSETS / f"{a.name}.pt"
     save_checkpoint(dest, model, manifest, half=True)
@@ -92,8 +94,8 @@ def main() -> None:
                "split": json.loads((last / "metrics.json").read_text()).get("split")}
     (ASSETS / f"{a.name}-metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     plot_curves(ASSETS / f"{a.name}-curve.png", history)
-    t = manifest["training"]
-    print(f"shipped {last / 'best.pt'} (epoch {t['epoch']}, val MAE {t['val']['mae']:.3f}; {len(cycles)} cycle(s), "
+    t = manifest.training
+    print(f"shipped {last / 'best.pt'} (epoch {t.epoch}, val MAE {t.val['mae']:.3f}; {len(cycles)} cycle(s), "
           f"{len(history)} epochs) -> {dest} ({dest.stat().st_size / 1e6:.2f} MB)")
 
 

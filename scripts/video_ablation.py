@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     names = sorted(os.listdir(UTK))
     test = split(names, 0)["test"]
     assert hashlib.sha256("\n".join(names[i] for i in test).encode()).hexdigest() == \
-        est.manifest["training"]["split"]["test_hash"], "not the default model's test split"
+        est.manifest.training.split["test_hash"], "not the default model's test split"
     rng = np.random.default_rng(a.seed)
     pick = rng.choice(test, 3 * a.clips, replace=False)
     everies = [int(k) for k in a.every.split(",")]
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
                      "frames_per_s_median": round(float(np.median(d["fps"])), 1)})
     cmd = "OMP_NUM_THREADS=1 python scripts/video_ablation.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = {"command": cmd.strip(), "clips": a.clips, "faces": len(faces), "frames_per_clip": FRAMES, "fps": FPS,
-           "size": [640, 480], "model": est.manifest["model"]["name"] + " (shipped default, PyTorch, 1 thread)",
+           "size": [640, 480], "model": est.manifest.model.name + " (shipped default, PyTorch, 1 thread)",
            "tracker": tracker_version(), "seed": a.seed, "mae_still_photo": round(still_mae, 3),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs)", "rows": rows}
     od = Path(a.out)

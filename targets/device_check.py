@@ -71,7 +71,7 @@ def run_check(bundle, result_path, warmup: int = 3, threads: int = 1, count: int
     runner = load_runner(bundle, threads=threads)  # the installed target of the artifact's name; sha256s checked
     man = runner.manifest
     est = AgeEstimator(runner.run, man)
-    model = man["artifact"]["files"][0]
+    model = man.artifact.files[0]
     x0 = est.inputs(load_image(bundle / "check" / plain_name(rows[0][0], str(labels))))
     for _ in range(warmup):
         runner.run(x0)
@@ -85,7 +85,7 @@ def run_check(bundle, result_path, warmup: int = 3, threads: int = 1, count: int
         t2 = time.perf_counter()
         lat.append((t2 - t1) * 1e3)
         images.append({"file": f, "true_age": float(age), "pred_age": float(est.ages_of(out)[0]),
-                       "argmax": int(argmax_bin(man["readout"], out)[0]), "latency_ms": lat[-1],
+                       "argmax": int(argmax_bin(man.readout, out)[0]), "latency_ms": lat[-1],
                        "preprocess_ms": (t1 - t0) * 1e3, "output": out[0].tolist()})
     pred = np.asarray([im["pred_age"] for im in images])
     true = np.asarray([im["true_age"] for im in images])
@@ -98,13 +98,14 @@ def run_check(bundle, result_path, warmup: int = 3, threads: int = 1, count: int
     res = {"format": RESULT_FORMAT,
            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "device": device_info(emulated),
-           "runtime": {"backend": man["artifact"]["target"], "runner": f"edgeage {runner.spec.name} runner "
+           "runtime": {"backend": man.artifact.target, "runner": f"edgeage {runner.spec.name} runner "
                        f"(Python, threads {threads})", "warmup": warmup, "versions": runtime_versions(runner.spec),
                        **{k: v for k, v in runner.info.items() if isinstance(v, (str, int, float, bool))}},
-           "model": {"file": model["name"], "sha256": model["sha256"], "size": model["size"], "sha256_verified": True,
-                     "target": man["artifact"]["target"], "precision": man["artifact"]["precision"],
-                     "source": man["artifact"].get("source")},
-           "preprocess": man["preprocess"], "readout": man["readout"], "images": images,
+           "model": {"file": model.name, "sha256": model.sha256, "size": model.size, "sha256_verified": True,
+                     "target": man.artifact.target, "precision": man.artifact.precision,
+                     "source": man.artifact.source.to_json_dict() if man.artifact.has("source") and man.artifact.source
+                     else None},
+           "preprocess": man.preprocess.to_json_dict(), "readout": man.readout.to_dict(), "images": images,
            "summary": {"n": len(images), "mae": mae(pred, true), "cs5": cs(pred, true),
                        ("emulated_time_ms" if emulated else "latency_ms"): timing}}
     write_json(result_path, res)

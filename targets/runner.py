@@ -2,7 +2,7 @@
 
 A target's runner module defines ``class Runner`` with
 
-    __init__(self, artifact_dir: Path, manifest: dict, spec: TargetSpec, threads: int)
+    __init__(self, artifact_dir: Path, manifest: Manifest, spec: TargetSpec, threads: int)
     run(self, x: np.ndarray) -> np.ndarray      # float32 [N,3,S,S] -> raw outputs [N,K] float32
     intermediates(self, x) -> dict[str, np.ndarray]   # optional: torch module name -> output
     op_profile(self, x1, runs) -> dict[str, float]    # optional: ms per inference by op type
@@ -21,16 +21,17 @@ import numpy as np
 
 from edgeage.artifact import read_manifest
 from edgeage.backend import TargetSpec
+from edgeage.manifest import Manifest
 from edgeage.utils import EdgeAgeError
 
 from .spec import installed_spec, load_module, load_spec, threads as spec_threads
 
 
 class BaseRunner:
-    def __init__(self, artifact_dir: Path, manifest: dict, spec: TargetSpec, threads: int):
+    def __init__(self, artifact_dir: Path, manifest: Manifest, spec: TargetSpec, threads: int):
         self.artifact_dir, self.manifest, self.spec, self.threads = Path(artifact_dir), manifest, spec, threads
-        self.precision = manifest["artifact"]["precision"]
-        self.files = [f["name"] for f in manifest["artifact"]["files"]]
+        self.precision = manifest.artifact.precision
+        self.files = [f.name for f in manifest.artifact.files]
         self.info: dict = {"threads": threads}
 
     def path(self, suffix: str) -> Path:
@@ -48,7 +49,7 @@ class BaseRunner:
 
         path = self.path(suffix)
         data = path.read_bytes()
-        want = next(f["sha256"] for f in self.manifest["artifact"]["files"] if f["name"] == path.name)
+        want = next(f.sha256 for f in self.manifest.artifact.files if f.name == path.name)
         if sha256_bytes(data) != want:
             raise EdgeAgeError(f"{path}: corrupted or modified (sha256 differs from manifest.json); re-export it")
         return data
@@ -57,8 +58,8 @@ class BaseRunner:
         raise NotImplementedError
 
 
-def runtime_error(artifact_dir: Path, manifest: dict, spec: TargetSpec, what: str, e: Exception) -> EdgeAgeError:
-    files = ", ".join(str(artifact_dir / f["name"]) for f in manifest["artifact"]["files"])
+def runtime_error(artifact_dir: Path, manifest: Manifest, spec: TargetSpec, what: str, e: Exception) -> EdgeAgeError:
+    files = ", ".join(str(artifact_dir / f.name) for f in manifest.artifact.files)
     return EdgeAgeError(f"{files}: {spec.name} runtime failed to {what} ({type(e).__name__}: "
                         f"{str(e).strip()[:500]}); the file may be corrupted or from another version: "
                         "re-export it with `edgeage export`")
@@ -67,7 +68,7 @@ def runtime_error(artifact_dir: Path, manifest: dict, spec: TargetSpec, what: st
 class LoadedRunner:
     """A runner plus the artifact it runs; runtime errors name the artifact's files."""
 
-    def __init__(self, runner, artifact_dir: Path, manifest: dict, spec: TargetSpec):
+    def __init__(self, runner, artifact_dir: Path, manifest: Manifest, spec: TargetSpec):
         self.runner, self.artifact_dir, self.manifest, self.spec = runner, artifact_dir, manifest, spec
         self.info = dict(getattr(runner, "info", {}))
         self.has_intermediates = callable(getattr(runner, "intermediates", None))
@@ -103,7 +104,7 @@ class LoadedRunner:
         by_type = dict(sorted(by_type.items(), key=lambda kv: -kv[1]))
         out = {"available": True, "runs": runs, "total_ms": float(sum(by_type.values())), "by_op_type_ms": by_type}
         is_int = getattr(self.runner, "integer_kernel", None)
-        if self.manifest["artifact"]["precision"] == "int8" and callable(is_int) and out["total_ms"] > 0:
+        if self.manifest.artifact.precision == "int8" and callable(is_int) and out["total_ms"] > 0:
             # "float islands": time in every op that is not an integer convolution / matmul (gates,
             # pools, reductions, reorders, quantize / dequantize) -- issue 18's measure
             integer = sum(v for k, v in by_type.items() if is_int(k))
@@ -111,13 +112,13 @@ class LoadedRunner:
         return out
 
 
-def artifact_spec(manifest: dict, spec: TargetSpec | str | None = None) -> TargetSpec:
+def artifact_spec(manifest: Manifest, spec: TargetSpec | str | None = None) -> TargetSpec:
     """The target spec that runs and judges an artifact: ``spec`` (a dict, or a target name /
     TOML path the user gave), else the *installed* target of the artifact's target name. The
     artifact's own ``spec_file`` is never followed: a folder from elsewhere could otherwise bring
     its own runner code and its own thresholds."""
     if spec is None:
-        return installed_spec(manifest["artifact"]["target"])
+        return installed_spec(manifest.artifact.target)
     return load_spec(spec) if isinstance(spec, str) else spec
 
 
@@ -126,10 +127,10 @@ def load_runner(artifact_dir, spec: TargetSpec | str | None = None, threads: int
     name/path, or None = the installed target of the artifact's target name)."""
     artifact_dir = Path(artifact_dir)
     manifest = read_manifest(artifact_dir)
-    art = manifest["artifact"]
+    art = manifest.artifact
     spec = artifact_spec(manifest, spec)
-    if spec.name != art["target"]:
-        raise EdgeAgeError(f"{artifact_dir} was exported for target {art['target']!r}, not {spec.name!r}")
+    if spec.name != art.target:
+        raise EdgeAgeError(f"{artifact_dir} was exported for target {art.target!r}, not {spec.name!r}")
     mod = load_module(spec.runner, spec)
     n = spec_threads(spec) if threads is None else threads
     try:

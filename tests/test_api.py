@@ -29,7 +29,7 @@ def test_the_detector_api_exports_checks_and_runs_with_the_age_artifact(tiny_ckp
 
     img = load_image(sorted(face_dir.iterdir())[0])
     det, manifest = export_detector("onnx", out=tmp_path / "det")
-    assert manifest["model"]["kind"] == "face-detector"
+    assert manifest.model.kind == "face-detector"
     report = check_detector(det, face_dir, scenes=8)
     assert report.passed and report.recall == 1.0, report.failures
     assert load_detector(det).detect(img)                      # a face, found by ONNX Runtime

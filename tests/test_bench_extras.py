@@ -33,13 +33,13 @@ def peer_toml(tmp_path_factory, tiny_ckpt):
     from edgeage.checkpoint import load_model
 
     model, man = load_model(tiny_ckpt)
-    ro = man["readout"]
-    bins = np.arange(ro["age_min"], ro["age_max"] + 1, dtype=np.float32) if "bins" not in ro else ro["bins"]
+    ro = man.readout
+    bins = np.arange(ro.age_min, ro.age_max + 1, dtype=np.float32) if not ro.has("bins") else ro.bins
     d = tmp_path_factory.mktemp("peer")
-    s = man["preprocess"]["normalize"]["input_size"] if "normalize" in man["preprocess"] else 64
+    s = man.input_size
     torch.onnx.export(_AgeOut(model, bins).eval(), (torch.zeros(1, 3, s, s),), str(d / "peer.onnx"),
                       input_names=["data"], output_names=["age"], dynamo=False)
-    norm = man["preprocess"].get("normalize", man["preprocess"])
+    norm = man.preprocess.normalize.to_json_dict()
     (d / "peer.toml").write_text(
         f'name = "test peer"\nmodel = "peer.onnx"\nruntime = "onnxruntime"\nprecision = "fp32"\n'
         f'input_size = {s}\nchannel_order = "rgb"\npixel_scale = 1.0\nmean = {list(norm["mean"])}\n'

@@ -208,7 +208,7 @@ def split_case(tmp_path_factory, face_dir):
     manifest = build_manifest(model)
     prep = prepare(d, manifest_crop(manifest), progress=False)
     parts = split(prep.names, seed=0, val=0.1, test=0.15)
-    manifest["training"] = {"split": split_record(prep.names, parts, 0, 0.1, 0.15, prep.lhash)}
+    manifest.training = {"split": split_record(prep.names, parts, 0, 0.1, 0.15, prep.lhash)}
     path = tmp_path_factory.mktemp("split-ckpt") / "tiny-split.pt"
     save_checkpoint(path, model, manifest)
     return d, path, orig, dup

@@ -49,8 +49,8 @@ def test_detector_exports_and_passes_its_check_fp32_and_int8(detectors, face_dir
     for precision in ("fp32", "int8"):
         art = detectors(target, precision)
         m = read_manifest(art)
-        assert m["model"]["kind"] == "face-detector" and m["artifact"]["precision"] == precision
-        assert m["preprocess"]["normalize"]["input_size"] == 128
+        assert m.model.kind == "face-detector" and m.artifact.precision == precision
+        assert m.input_size == 128
         code, r = _check(art, face_dir)
         assert r["faces_float"] >= 24, r                          # the scenes hold faces the float detector finds
         assert code == 0 and r["passed"], r["failures"]

@@ -111,9 +111,9 @@ def test_mivolo_artifact_crops_at_the_context_margin(family_ckpt):
     from edgeage.checkpoint import load_model
 
     model, manifest = load_model(family_ckpt("mivolo"))
-    crop, norm = manifest["preprocess"]["crop"], manifest["preprocess"]["normalize"]
-    assert crop["margin"] == model.config["context_margin"] == 2
-    assert norm["input_size"] == 128 and crop["crop_size"] >= 128
+    crop, norm = manifest.crop, manifest.normalize
+    assert crop.margin == model.config["context_margin"] == 2
+    assert norm.input_size == 128 and crop.crop_size >= 128
 
 
 def test_an_op_the_runtime_cannot_convert_fails_with_the_op_and_target_named(tmp_path, edgeage_env):

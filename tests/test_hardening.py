@@ -255,9 +255,9 @@ def test_old_pickled_checkpoints_load_only_through_the_opt_in(tiny_ckpt, tmp_pat
     res = cli("checkpoint", "upgrade", old, "--out", tmp_path / "new.pt", "--trust")
     assert res.exit_code == 0, res.output
     m, man = load_model(tmp_path / "new.pt")
-    assert man["training"]["val"]["mae"] == 5.0
+    assert man.training.val["mae"] == 5.0
     monkeypatch.setenv("EDGEAGE_TRUST_PICKLE", "1")
-    assert load_model(old)[1]["model"]["name"] == man["model"]["name"]
+    assert load_model(old)[1].model.name == man.model.name
 
 
 def test_check_never_follows_the_artifacts_spec_file(onnx_art, tiny_ckpt, face_dir, tmp_path):

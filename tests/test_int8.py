@@ -58,7 +58,7 @@ def ckpt(tmp_path_factory, faces):
     prep = prepare(faces, manifest_crop(manifest), progress=False)
     parts = split(prep.names, seed=0, val=0.1, test=0.15)
     recipe = load_recipe("smoke").replace(data={"path": str(faces)}, train={"batch_size": 8})
-    manifest["training"] = {"recipe": recipe.to_dict(), "split": split_record(prep.names, parts, 0, 0.1, 0.15, prep.lhash)}
+    manifest.training = {"recipe": recipe.to_dict(), "split": split_record(prep.names, parts, 0, 0.1, 0.15, prep.lhash)}
     path = tmp_path_factory.mktemp("int8-ckpt") / "tiny.pt"
     save_checkpoint(path, model, manifest)
     return path
@@ -87,7 +87,7 @@ def ages_of(artifact, x):
 
     r = load_runner(artifact)
     out = r.run(x)
-    return apply_readout(r.manifest["readout"], out).astype(np.float64), out.astype(np.float64)
+    return apply_readout(r.manifest.readout, out).astype(np.float64), out.astype(np.float64)
 
 
 def close_to_float(q, f, what: str, min_corr: float = MIN_CORR) -> None:
@@ -247,10 +247,11 @@ def test_check_and_export_int8_quantize_themselves(ckpt, faces, tmp_path):
     from edgeage.models import from_config
 
     obj = read_checkpoint(ckpt)
-    obj["manifest"]["training"]["recipe"]["data"]["path"] = str(tmp_path / "gone")
-    m = from_config({k: tuple(v) if isinstance(v, list) else v for k, v in obj["manifest"]["model"].items()})
+    man = obj["manifest"]
+    man.training.recipe = {**man.training.recipe, "data": {**man.training.recipe["data"], "path": str(tmp_path / "gone")}}
+    m = from_config({k: tuple(v) if isinstance(v, list) else v for k, v in man.model.config().items()})
     m.load_state_dict(obj["state_dict"])
-    save_checkpoint(tmp_path / "nodata.pt", m, obj["manifest"])
+    save_checkpoint(tmp_path / "nodata.pt", m, man)
     res = cli("export", "--target", "onnx", "--precision", "int8", "--model", tmp_path / "nodata.pt",
               "--out", tmp_path / "b")
     assert res.exit_code != 0 and "--calib-data" in res.output and not (tmp_path / "b").exists(), res.output
@@ -282,7 +283,7 @@ def test_qat_pt2e_trains_converts_and_runs(ckpt, faces, ptq, tmp_path):
         from edgeage.readout import apply_readout
 
         logits = model(torch.from_numpy(qd.calib)).numpy().astype(np.float64)
-    ref = (apply_readout(manifest["readout"], logits), logits)
+    ref = (apply_readout(manifest.readout, logits), logits)
     # QAT moves the weights (3 steps here: ~0.73), so the bound on the float model is looser
     close_to_float(ages_of(out, qd.calib), ref, "QAT (3 steps)", min_corr=0.5)
 
@@ -332,7 +333,7 @@ def test_qat_nncf_openvino_converts_the_fake_quantized_model(ckpt, faces, tmp_pa
         from edgeage.readout import apply_readout
 
         logits = model(torch.from_numpy(qd.calib)).numpy().astype(np.float64)
-    close_to_float(ages_of(out, qd.calib), (apply_readout(manifest["readout"], logits), logits),
+    close_to_float(ages_of(out, qd.calib), (apply_readout(manifest.readout, logits), logits),
                    "OpenVINO QAT (3 steps)", min_corr=0.5)
 
 
@@ -368,13 +369,13 @@ def test_accuracy_control_keeps_layers_float(ckpt, faces, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qd = quant_data(manifest, faces, 16, val_images=20)  # 5 val images
-    float_mae = readout_mae(manifest["readout"], model(torch.from_numpy(qd.val)).detach().numpy(), qd.val_ages)
+    float_mae = readout_mae(manifest.readout, model(torch.from_numpy(qd.val)).detach().numpy(), qd.val_ages)
     from edgeage.export.artifact.writer import example_input
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ac = greedy_keep_float(model, example_input(manifest), None, executorch, Int8Options(calib=qd.calib), qd,
-                               manifest["readout"], max_drop=-1e9, float_mae=float_mae, progress=lambda m: None,
+                               manifest.readout, max_drop=-1e9, float_mae=float_mae, progress=lambda m: None,
                                candidates=layers)
     # an unreachable limit: every candidate is ranked and kept float, most sensitive first
     assert sorted(ac["kept_float"]) == sorted(ac["sensitivity"]) == sorted(layers)
@@ -383,5 +384,5 @@ def test_accuracy_control_keeps_layers_float(ckpt, faces, tmp_path):
     assert len(ac["steps"]) == len(layers) + 1 and all(np.isfinite(st["mae_drop"]) for st in ac["steps"])
     # a reachable one stops at once
     ac = greedy_keep_float(model, example_input(manifest), None, executorch, Int8Options(calib=qd.calib), qd,
-                           manifest["readout"], max_drop=1e9, float_mae=float_mae, progress=lambda m: None)
+                           manifest.readout, max_drop=1e9, float_mae=float_mae, progress=lambda m: None)
     assert ac["kept_float"] == [] and len(ac["steps"]) == 1

@@ -129,7 +129,7 @@ def test_checkpoint_round_trip_and_onnx_export(pruned_ckpt, tmp_path):
 
     model, path = pruned_ckpt
     loaded, manifest = load_model(path)
-    assert manifest["model"]["pruned"]["layers"] == model.config["pruned"]["layers"]
+    assert manifest.model.pruned["layers"] == model.config["pruned"]["layers"]
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         want = model(x)
@@ -187,11 +187,11 @@ def test_cli_prunes_and_finetunes_on_the_parent_split(tmp_path):
     parent = load_model(tmp_path / "parent" / "best.pt")[1]
     for f in ("pruned.pt", "best.pt"):
         model, manifest = load_model(out / f)
-        assert manifest["training"]["split"] == parent["training"]["split"]
-        assert manifest["model"]["pruned"]["ratio"] == 0.5
+        assert manifest.training.split == parent.training.split
+        assert manifest.model.pruned["ratio"] == 0.5
         assert residual_widths(model) == [4, 4, 8, 8, 16]
-    teacher = load_model(out / "best.pt")[1]["training"]["recipe"]["distill"]["teacher"]
-    assert teacher == parent["source"]["path"]
+    teacher = load_model(out / "best.pt")[1].training.recipe["distill"]["teacher"]
+    assert teacher == parent.source.path
     # a different data set would put validation / test faces into fine-tuning: refused
     other_data = prepare_small(tmp_path / "other", 1)
     other = CliRunner().invoke(main, ["prune", "--model", str(tmp_path / "parent" / "best.pt"),

@@ -198,9 +198,9 @@ def test_device_check_writes_html(tmp_path, exported, face_dir, tiny_ckpt):
     labels = [ln.split(",") for ln in (bundle / "check" / "labels.csv").read_text().splitlines()[1:]]
     crops = np.stack([np.asarray(Image.open(bundle / "check" / f).convert("RGB")) for f, _ in labels])
     out = runner.run(np.asarray(model_input(crops, manifest_normalize(man))))
-    ages = apply_readout(man["readout"], out)
+    ages = apply_readout(man.readout, out)
     mf = model_file(man)
-    result = {"format": RESULT_FORMAT, "model": {"file": mf["name"], "sha256": mf["sha256"]},
+    result = {"format": RESULT_FORMAT, "model": {"file": mf.name, "sha256": mf.sha256},
               "device": {"os_name": "Linux", "os_arch": "x86_64"}, "runtime": {"runner": "executorch (test)"},
               "summary": {"latency_ms": {"p50": 1.0, "p90": 1.5, "p99": 2.0}},
               "images": [{"file": f, "true_age": float(a), "pred_age": float(p), "output": o.tolist(),

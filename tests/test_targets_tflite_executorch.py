@@ -18,7 +18,7 @@ from edgeage.preprocess import CropParams, Normalize, canonical_crop, model_inpu
 from edgeage.readout import apply_readout
 from edgeage.export.conformance.localize import compare, float_intermediates
 from edgeage.targets.spec import load_spec
-from edgeage.utils import EdgeAgeError
+from edgeage.utils import EdgeAgeError, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("tflite", "executorch")
@@ -49,8 +49,8 @@ def artifacts(model, faces, tmp_path_factory):
             files = importlib.import_module(spec.exporter).export(
                 model[0], faces[:2].clone(), out, "fp32", spec)
             assert files and all((out / f).is_file() for f in files)
-            manifest = {**model[1], "artifact": {"target": name, "precision": "fp32",
-                                                 "files": [{"name": f} for f in files]}}
+            manifest = model[1].copy_with(artifact={"target": name, "precision": "fp32", "files": [
+                {"name": f, "sha256": sha256_file(out / f), "size": (out / f).stat().st_size} for f in files]})
             runner = importlib.import_module(spec.runner).Runner(
                 out, manifest, spec, spec.runtime["threads"])
             cache[name] = spec, out, manifest, runner
@@ -98,7 +98,7 @@ def test_truncated_model_file_names_the_file(name, artifacts, tmp_path):
     spec, out, manifest, _ = artifacts(name)
     bad = tmp_path / "bad"
     shutil.copytree(out, bad)
-    model_file = bad / manifest["artifact"]["files"][0]["name"]
+    model_file = bad / manifest.artifact.files[0].name
     model_file.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 3])
     with pytest.raises(EdgeAgeError, match=model_file.name):
         importlib.import_module(spec.runner).Runner(bad, manifest, spec, 1).run(

@@ -40,11 +40,11 @@ def test_training_steps_on_real_images_write_checkpoints(data_dir, tmp_path):
     for f in ("last.pt", "best.pt", "metrics.json", "curve.png"):
         assert (tmp_path / "run" / f).is_file(), f
     ck = read_checkpoint(tmp_path / "run" / "last.pt")
-    split = ck["manifest"]["training"]["split"]
+    split = ck["manifest"].training.split
     assert len(split["list_hash"]) == 64 and sum(split["sizes"].values()) == 44
     model, manifest = load_model(tmp_path / "run" / "best.pt")
     start = load_model(tmp_path / "run" / "best.pt")[0]
-    assert manifest["preprocess"]["crop"]["policy"] == "detect"
+    assert manifest.crop.policy == "detect"
     # training changed the weights away from the initialisation
     from edgeage.models import create
     init = create("mgpnet-t", widths=(8, 16, 16, 32), depths=(1, 1, 1, 1)).state_dict()
@@ -106,7 +106,7 @@ def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
                                   2.0, torch.device("cpu"), cache, False, views=2)
     assert cache.stat().st_mtime_ns == mtime and np.array_equal(again, probs)
     ck = read_checkpoint(tmp_path / "student" / "best.pt")
-    assert ck["manifest"]["training"]["recipe"]["distill"]["teacher"] == teachers
+    assert ck["manifest"].training.recipe["distill"]["teacher"] == teachers
     # a teacher that reads another crop than the student's (margin 1 vs a margin-2 context crop)
     # would score faces it never saw: one clear error naming the teacher
     from edgeage.utils import EdgeAgeError
@@ -216,7 +216,7 @@ def test_eval_json_prints_exactly_one_object(data_dir, tmp_path):
 def test_shipped_default_model_on_the_test_split():
     """The shipped model, on (part of) the test split it records: the issue's bar is 6.5."""
     _, manifest = load_model(None)
-    rec = manifest["training"]["split"]
+    rec = manifest.training.split
     from edgeage.data import split
     names = sorted(os.listdir(UTK))
     test = [names[i] for i in split(names, rec["seed"], rec["val"], rec["test"])["test"]][::4]
@@ -259,7 +259,7 @@ def test_recipes_trained_together_equal_each_trained_alone(data_dir, tmp_path):
     together = read_checkpoint(tmp_path / "a" / "last.pt")["state_dict"]
     assert all(torch.equal(v, together[k]) for k, v in alone.items())
     other = read_checkpoint(tmp_path / "b" / "last.pt")
-    assert other["manifest"]["preprocess"]["normalize"]["input_size"] == 48
+    assert other["manifest"].input_size == 48
     assert any(not torch.equal(v, other["state_dict"][k]) for k, v in together.items() if v.is_floating_point())
     # a time budget sizes the schedule after epoch 1 (a tiny one: the 2-epoch minimum), and the
     # cosine schedule then ends at the budget's last epoch

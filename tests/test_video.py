@@ -60,7 +60,7 @@ def labelled(estimator):
     if len(names) < 1000:
         pytest.fail(f"UTKFace images missing under {UTK}")
     test = split(names, 0)["test"]
-    want = estimator.manifest["training"]["split"]["test_hash"]
+    want = estimator.manifest.training.split["test_hash"]
     assert hashlib.sha256("\n".join(names[i] for i in test).encode()).hexdigest() == want
     out = []
     for i in np.random.default_rng(26).permutation(test):

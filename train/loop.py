@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from edgeage.checkpoint import TorchModel, build_manifest, load_model, read_checkpoint, save_checkpoint
+from edgeage.manifest import Manifest
 from edgeage.pipeline import AgeEstimator
 from edgeage.data import is_prepared, load_prepared, prepare, split, split_record
 from edgeage.degrade import DegradationConfig, Degrader
@@ -477,10 +478,10 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: 
     total = None
     for p in paths:
         t, tman = load_model(p)
-        tcrop = tman["preprocess"]["crop"]
-        if (tcrop["margin"], tcrop["shift_y"]) != (prep.crop.margin, prep.crop.shift_y):
-            raise EdgeAgeError(f"[distill] teacher {p}: it reads crops at margin {tcrop['margin']}, shift_y "
-                               f"{tcrop['shift_y']}, but this run's crops are at margin {prep.crop.margin}, "
+        tcrop = tman.crop
+        if (tcrop.margin, tcrop.shift_y) != (prep.crop.margin, prep.crop.shift_y):
+            raise EdgeAgeError(f"[distill] teacher {p}: it reads crops at margin {tcrop.margin}, shift_y "
+                               f"{tcrop.shift_y}, but this run's crops are at margin {prep.crop.margin}, "
                                f"shift_y {prep.crop.shift_y}; mode = 'clean' runs the teacher on the student's "
                                "crops, so use a teacher trained on the same crop (or no [distill])")
         if t.head.spec.get("type") != "expectation" or t.head.spec != spec:
@@ -513,7 +514,7 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: 
     return probs
 
 
-def _eval(model, prep, idx, manifest: dict, device):
+def _eval(model, prep, idx, manifest: Manifest, device):
     """Validation in float32 on the training device (eval mode, no autocast), through the same
     AgeEstimator as eval / predict / check."""
     est = AgeEstimator(TorchModel(model, device), manifest)

@@ -239,8 +239,7 @@ def prune_checkpoint(model_path, ratio: float, by: str = "channels", round_to: i
     returns the report (with ``out``)."""
     from pathlib import Path
 
-    from edgeage.checkpoint import (build_manifest, load_model, manifest_crop, manifest_normalize,
-                                    save_checkpoint)
+    from edgeage.checkpoint import build_manifest, load_model, save_checkpoint
     from edgeage.profile import count_macs, count_params
     from edgeage.utils import EdgeAgeError, check_output, output_dir, write_json
 
@@ -262,27 +261,26 @@ def prune_checkpoint(model_path, ratio: float, by: str = "channels", round_to: i
     out = Path(out or f"runs/{model.config['name']}-pruned{round(ratio * 100)}{'-macs' if by == 'macs' else ''}")
     r = None
     if finetune_epochs > 0:  # the recipe is checked before anything is written
-        recorded = manifest.get("training", {}).get("recipe")
+        recorded = manifest.training.recipe
         if not recipe and not recorded:
-            raise EdgeAgeError(f"{manifest['source']['path']} records no training recipe; "
+            raise EdgeAgeError(f"{manifest.source.path} records no training recipe; "
                                "pass --recipe for fine-tuning")
-        r = load_recipe(recipe) if recipe else Recipe.from_dict(recorded, f"{manifest['source']['path']}: recipe")
-        teacher = manifest["source"]["path"] if distill else None
+        r = load_recipe(recipe) if recipe else Recipe.from_dict(recorded, f"{manifest.source.path}: recipe")
+        teacher = manifest.source.path if distill else None
         changes = {sec: {key: val} for sec, key, val in (("data", "path", data), ("train", "lr", lr),
                                                           ("distill", "teacher", teacher)) if val is not None}
         r = r.replace("--data / --lr / --distill", **changes)
     output_dir(out, force, kind="prune-run")
-    parent = manifest.get("training", {})  # the split and recipe carry over, the metrics do not
+    parent = manifest.training.to_json_dict()  # the split and recipe carry over, the metrics do not
     training = {k: parent[k] for k in ("recipe", "split") if k in parent}
-    training["pruned_from"] = dict(manifest["source"], val=parent.get("val"))
-    save_checkpoint(out / "pruned.pt", model, build_manifest(
-        model, manifest_normalize(manifest), manifest_crop(manifest), training))
-    report = {"parent": manifest["source"], "ratio": ratio, "by": by, "channel_ratio": channels,
+    training["pruned_from"] = dict(manifest.source.to_json_dict(), val=parent.get("val"))
+    save_checkpoint(out / "pruned.pt", model, build_manifest(model, manifest.normalize, manifest.crop, training))
+    report = {"parent": manifest.source.to_json_dict(), "ratio": ratio, "by": by, "channel_ratio": channels,
               "round_to": round_to,
               "before": before, "after": after,
               "params_ratio": after["params"] / before["params"],
               "macs_ratio": after["macs"] / before["macs"]}
-    echo(f"pruned {manifest['source']['path']} at channel ratio {channels:.3f}: params "
+    echo(f"pruned {manifest.source.path} at channel ratio {channels:.3f}: params "
                f"{before['params']:,} -> {after['params']:,} ({report['params_ratio']:.3f}), MACs "
                f"{before['macs']:,} -> {after['macs']:,} ({report['macs_ratio']:.3f}); residual "
                f"widths {before['residual_widths']} -> {after['residual_widths']}")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from edgeage.manifest import Manifest
 from edgeage.readout import apply_readout
 from edgeage.utils import EdgeAgeError
 
@@ -51,7 +52,7 @@ class QATModel(nn.Module):
 DISTILL_ALPHA = 1.0
 
 
-def qat_recipe(manifest: dict, epochs: int, lr: float | None, distill_alpha: float = DISTILL_ALPHA) -> Recipe:
+def qat_recipe(manifest: Manifest, epochs: int, lr: float | None, distill_alpha: float = DISTILL_ALPHA) -> Recipe:
     """The checkpoint's own recipe, shortened: ``epochs`` at 5 % of its LR (or ``lr``), no EMA or
     warm-up. ``distill_alpha`` > 0: the loss is (1 - alpha) * the label loss + alpha * KL to the
     float model's age-bin distribution (T = 1) on the same degraded batch, so the INT8 model is
@@ -63,16 +64,16 @@ def qat_recipe(manifest: dict, epochs: int, lr: float | None, distill_alpha: flo
 
     if not 0.0 <= distill_alpha <= 1.0:
         raise EdgeAgeError(f"--distill-alpha {distill_alpha}: use a weight in [0, 1]")
-    recorded = manifest.get("training", {}).get("recipe")
+    recorded = manifest.training.recipe
     recipe = Recipe.from_dict(recorded, "the checkpoint's recipe") if recorded else load_recipe("mgpnet-t")
     return recipe.replace(
         train=dict(epochs=int(epochs), ema_decay=0.0, warmup_epochs=0.0, num_workers=0,
                    lr=float(lr) if lr else recipe.train.lr * 0.05),
         distill=dict(teacher="", mode="online", alpha=float(distill_alpha), temperature=1.0),
-        model={"name": manifest["model"]["name"]})  # recorded only: the loop trains the given model
+        model={"name": manifest.model.name})  # recorded only: the loop trains the given model
 
 
-def qat_finetune(prepared: nn.Module, float_model: nn.Module, manifest: dict, qd, out, epochs: int = 2,
+def qat_finetune(prepared: nn.Module, float_model: nn.Module, manifest: Manifest, qd, out, epochs: int = 2,
                  lr: float | None = None, max_steps: int | None = None, progress=print,
                  distill_alpha: float = DISTILL_ALPHA) -> dict:
     """Train ``prepared`` (in place) with ``loop.train``; ``qd`` is ``quantize.QuantData`` (the
@@ -92,7 +93,7 @@ def qat_finetune(prepared: nn.Module, float_model: nn.Module, manifest: dict, qd
     wrapper = QATModel(prepared, float_model)
     before = {k: v.detach().clone() for k, v in wrapper.named_parameters()}
     res = loop.train(recipe, out, progress=bool(progress), model=wrapper,
-                     data=(qd.prep, parts, manifest["training"]["split"]),
+                     data=(qd.prep, parts, manifest.training.split),
                      teacher_model=float_model if distill_alpha > 0 else None)
     losses = [h["train_loss"] for h in res["history"]]
     if not all(math.isfinite(v) for v in losses):

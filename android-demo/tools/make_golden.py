@@ -93,7 +93,7 @@ def main(argv=None) -> None:
         logits = model(torch.cat(default_inputs)).numpy()
     rng = np.random.default_rng(0)
     n = len(logits)
-    for spec, outs in [(manifest["readout"], logits),
+    for spec, outs in [(manifest.readout.to_dict(), logits),
                        ({"type": "expectation", "age_min": 16, "age_max": 80}, rng.normal(0, 3, (n, 65))),
                        ({"type": "identity", "age_min": 0, "age_max": 100}, rng.normal(35, 15, (n, 1))),
                        ({"type": "coral", "age_min": 0, "age_max": 100}, rng.normal(0, 3, (n, 100))),

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeage.manifest import Manifest
 from edgeage.utils import EdgeAgeError
 
 DEFAULT_CALIB = 300
@@ -73,10 +74,12 @@ def names_sha256(names) -> str:
     return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()
 
 
-def calibration_overlap(quantize: dict | None, digests: list[str]) -> int | None:
+def calibration_overlap(quantize, digests: list[str]) -> int | None:
     """How many of ``digests`` (judged images' crops) calibrated the model whose manifest has
-    this ``quantize`` section; None when it records no crop digests (made before edgeage
-    recorded them, or exported from a bare calibration array)."""
+    this ``quantize`` section (``Manifest.quantize``); None when it records no crop digests (made
+    before edgeage recorded them, or exported from a bare calibration array)."""
+    if hasattr(quantize, "to_json_dict"):
+        quantize = quantize.to_json_dict()
     cal = ((quantize or {}).get("calibration") or {}).get("crop_digests")
     if cal is None:
         return None
@@ -84,7 +87,7 @@ def calibration_overlap(quantize: dict | None, digests: list[str]) -> int | None
     return sum(d in cal for d in digests)
 
 
-def refuse_overlap(quantize: dict | None, digests: list[str], what: str = "") -> int | None:
+def refuse_overlap(quantize, digests: list[str], what: str = "") -> int | None:
     """``calibration_overlap``, or an EdgeAgeError when any judged image calibrated the model."""
     n = calibration_overlap(quantize, digests)
     if n:
@@ -96,15 +99,15 @@ def refuse_overlap(quantize: dict | None, digests: list[str], what: str = "") ->
 
 # ------------------------------------------------------------------------- training split
 
-def training_record(manifest: dict) -> dict | None:
-    return manifest.get("training", {}).get("split") or None
+def training_record(manifest: Manifest) -> dict | None:
+    return manifest.training.split or None
 
 
-def recipe_data(manifest: dict) -> str | None:
-    return manifest.get("training", {}).get("recipe", {}).get("data", {}).get("path")
+def recipe_data(manifest: Manifest) -> str | None:
+    return ((manifest.training.recipe or {}).get("data") or {}).get("path")
 
 
-def no_data_message(manifest: dict) -> str:
+def no_data_message(manifest: Manifest) -> str:
     rec = recipe_data(manifest)
     return ("int8 needs calibration images: pass --calib-data PATH, a folder of photos (any names, searched "
             "recursively, labels not needed; faces are detected and cropped like every input) or a CSV with a "
@@ -112,7 +115,7 @@ def no_data_message(manifest: dict) -> str:
             + (f" (the recipe's data path {rec} does not exist)" if rec else ""))
 
 
-def data_path(manifest: dict, data=None) -> str:
+def data_path(manifest: Manifest, data=None) -> str:
     """``data``, else the training recipe's data path; a clear error when neither exists."""
     if data:
         return str(data)
@@ -122,7 +125,7 @@ def data_path(manifest: dict, data=None) -> str:
     raise EdgeAgeError(no_data_message(manifest))
 
 
-def is_training_data(manifest: dict, data) -> bool:
+def is_training_data(manifest: Manifest, data) -> bool:
     """Whether ``data`` (folder, CSV or prepared cache) lists exactly the images the checkpoint's
     recorded split was made from (list hash of names and ages). Cheap: reads no image."""
     from edgeage.data import DataError, discover, is_prepared, list_hash
@@ -142,18 +145,17 @@ def is_training_data(manifest: dict, data) -> bool:
     return list_hash(samples) == rec["list_hash"]
 
 
-def load_split(manifest: dict, data) -> tuple:
+def load_split(manifest: Manifest, data) -> tuple:
     """(prepared crops, split index arrays) of ``data``, checked against the checkpoint's
     recorded split (list hash and per-part hashes)."""
-    from edgeage.checkpoint import manifest_crop
     from edgeage.data import is_prepared, load_prepared, prepare, split, split_record
 
     rec = training_record(manifest)
-    src = manifest.get("source", {}).get("path", "the checkpoint")
+    src = manifest.source_path or "the checkpoint"
     if not rec:
         raise EdgeAgeError(f"{src} records no training split (manifest training.split): use a checkpoint "
                            "written by `edgeage train`, or calibrate on other photos with --calib-data")
-    crop = manifest_crop(manifest)
+    crop = manifest.crop
     prep = load_prepared(data, expect_crop=crop) if is_prepared(data) else prepare(data, crop, progress=False)
     if prep.lhash != rec["list_hash"]:
         raise EdgeAgeError(f"{data}: image list hash {prep.lhash[:12]} differs from the one {src} was "
@@ -280,7 +282,7 @@ def user_source(data) -> Source:
     return Source(USER, where, all(e.age is not None for e in entries), entries, skipped)
 
 
-def locate(manifest: dict, data=None) -> Source:
+def locate(manifest: Manifest, data=None) -> Source:
     """The calibration source: ``data`` (the training split when it is the checkpoint's training
     data, else user images), else the recipe's data path (must be the training data)."""
     if data is None:
@@ -328,13 +330,13 @@ class QuantData:
                 "validation_images": int(len(self.val_idx)), "calibration": self.provenance()}
 
 
-def _inputs(crops: np.ndarray, manifest: dict) -> np.ndarray:
+def _inputs(crops: np.ndarray, manifest: Manifest) -> np.ndarray:
     from edgeage.pipeline import AgeEstimator
 
     return AgeEstimator(None, manifest).inputs(crops)
 
 
-def training_data(manifest: dict, path: str, calib_images: int, val_images: int, seed: int) -> QuantData:
+def training_data(manifest: Manifest, path: str, calib_images: int, val_images: int, seed: int) -> QuantData:
     prep, parts = load_split(manifest, path)
     digests = crop_digests(prep.crops)
     held = {digests[i] for k in ("val", "test") for i in parts[k]}
@@ -349,14 +351,13 @@ def training_data(manifest: dict, path: str, calib_images: int, val_images: int,
                      int(len(parts["train"]) - len(train)), overlap, seed)
 
 
-def user_data(manifest: dict, src: Source, calib_images: int, val_images: int, seed: int) -> QuantData:
+def user_data(manifest: Manifest, src: Source, calib_images: int, val_images: int, seed: int) -> QuantData:
     """Calibration (and, for labelled sets, validation) images of a user source."""
-    from edgeage.manifest import manifest_crop
     from edgeage.data import DataError, load_image, load_prepared
 
     if calib_images <= 0:
         raise EdgeAgeError(f"--calib-images {calib_images}: need at least one calibration image")
-    crop = manifest_crop(manifest)
+    crop = manifest.crop
     want_val = val_images if src.labelled else 0
     skipped = list(src.skipped)
     if src.prepared:
@@ -417,7 +418,7 @@ def user_data(manifest: dict, src: Source, calib_images: int, val_images: int, s
                      skipped, dups, overlap, seed)
 
 
-def quant_data(manifest: dict, data=None, calib_images: int = DEFAULT_CALIB, val_images: int = DEFAULT_VAL,
+def quant_data(manifest: Manifest, data=None, calib_images: int = DEFAULT_CALIB, val_images: int = DEFAULT_VAL,
                seed: int = 0, source: Source | None = None) -> QuantData:
     """Calibration inputs (``calib_images`` images) and validation inputs, preprocessed as the
     manifest says: from the checkpoint's training split (validation: its val part) when ``data``
@@ -428,7 +429,7 @@ def quant_data(manifest: dict, data=None, calib_images: int = DEFAULT_CALIB, val
     return user_data(manifest, src, calib_images, val_images, seed)
 
 
-def default_options(manifest: dict, data=None, calib_images: int = DEFAULT_CALIB, seed: int = 0):
+def default_options(manifest: Manifest, data=None, calib_images: int = DEFAULT_CALIB, seed: int = 0):
     """(Int8Options, quantize section) of PTQ with the default calibration (``export`` / ``check``
     / ``bench`` without --from)."""
     from edgeage.backend import Int8Options

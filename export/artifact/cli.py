@@ -36,8 +36,8 @@ def export_cmd(target, model_path, precision, from_dir, calib_data, calib_images
                                           calib_images=calib_images, from_dir=from_dir, force=force)
         finally:
             echo_warnings(caught)
-    spec_name, cal = manifest["artifact"]["target"], (manifest.get("quantize") or {}).get("calibration")
+    spec_name, cal = manifest.artifact.target, (manifest.quantize.calibration if manifest.quantize else None)
     cal = cal if not from_dir else None
-    files = ", ".join(f"{f['name']} ({f['size'] / 2**20:.2f} MB)" for f in read_manifest(path)["artifact"]["files"])
+    files = ", ".join(f"{f.name} ({f.size / 2**20:.2f} MB)" for f in read_manifest(path).artifact.files)
     click.echo(f"exported {spec_name} {precision} to {path}: {files}, manifest.json"
-               + (f"; calibrated on {cal['count']} images ({cal['kind']}, {cal['source']})" if cal else ""))
+               + (f"; calibrated on {cal.count} images ({cal.kind}, {cal.source})" if cal else ""))

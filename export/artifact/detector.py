@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeage.manifest import Manifest
 from edgeage.utils import EdgeAgeError
 
 SCENE_SIZE = (640, 480)
@@ -100,7 +101,7 @@ def calibration(data, images: int = DEFAULT_CALIB_SCENES, seed: int = 0):
 
 
 def export_detector(target: str, precision: str = "fp32", out=None, *, calib_data=None,
-                    calib_images: int = DEFAULT_CALIB_SCENES, force: bool = False) -> tuple[Path, dict]:
+                    calib_images: int = DEFAULT_CALIB_SCENES, force: bool = False) -> tuple[Path, Manifest]:
     """Export the shipped face detector to ``target`` at ``precision`` into ``out`` (default
     ``artifacts/blazeface-short-range-<target>-<precision>``); returns the folder and its
     manifest. ``edgeage detector export`` is this function."""
@@ -120,7 +121,7 @@ def export_detector(target: str, precision: str = "fp32", out=None, *, calib_dat
     calib = None
     if precision == "int8":
         calib, info = calibration(calib_data, calib_images)
-        manifest = dict(manifest, quantize=info)
+        manifest = manifest.copy_with(quantize=info)
     out = out or default_artifact_dir(DETECTOR_NAME, spec.name, precision)
     path = export_artifact(ExportedDetector(), manifest, spec, precision, os.fspath(out), calib=calib,
                            force=force, deploy=False)

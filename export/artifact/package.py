@@ -24,22 +24,22 @@ def package(from_dir, spec: TargetSpec, out=None, force: bool = False, model_pat
     import shutil
 
     man = read_manifest(from_dir)
-    if model_path and man.get("source", {}).get("sha256"):
+    if model_path and man.source and man.source.sha256:
         from edgeage.utils import sha256_file
 
-        if sha256_file(model_path) != man["source"]["sha256"]:
-            raise EdgeAgeError(f"{from_dir} was quantized from {man['source']['path']}, not from {model_path}")
-    if "quantize" not in man:
+        if sha256_file(model_path) != man.source.sha256:
+            raise EdgeAgeError(f"{from_dir} was quantized from {man.source.path}, not from {model_path}")
+    if man.quantize is None:
         raise EdgeAgeError(f"{from_dir}: not an `edgeage quantize` result (no quantize section in manifest.json)")
-    art = man["artifact"]
-    if art["target"] != spec.name or art["precision"] != "int8":
-        raise EdgeAgeError(f"{from_dir} is a {art['target']} {art['precision']} result, not {spec.name} int8: "
+    art = man.artifact
+    if art.target != spec.name or art.precision != "int8":
+        raise EdgeAgeError(f"{from_dir} is a {art.target} {art.precision} result, not {spec.name} int8: "
                            f"quantize with --backend {spec.int8.get('backend', spec.name)}")
     if out is None:
-        out = Path("artifacts") / f"{man['model']['name']}-{spec.name}-int8-{man['quantize']['method']}"
+        out = Path("artifacts") / f"{man.model.name}-{spec.name}-int8-{man.quantize.method}"
     with atomic_dir(out, force=force, kind="artifact") as tmp:
-        for f in art["files"]:  # plain names (read_manifest checked them)
-            shutil.copy2(Path(from_dir) / f["name"], tmp / f["name"])
-        man["artifact"]["packaged_from"] = str(Path(from_dir).resolve())
-        (tmp / "manifest.json").write_text(json.dumps(man, indent=2) + "\n")
+        for f in art.files:  # plain names (read_manifest checked them)
+            shutil.copy2(Path(from_dir) / f.name, tmp / f.name)
+        art.packaged_from = str(Path(from_dir).resolve())
+        (tmp / "manifest.json").write_text(json.dumps(man.to_dict(), indent=2) + "\n")
     return Path(out)

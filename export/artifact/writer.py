@@ -11,6 +11,7 @@ from pathlib import Path
 
 from edgeage.artifact import ARTIFACT_FORMAT, MANIFEST
 from edgeage.backend import ExportError, TargetSpec, describe, step
+from edgeage.manifest import Manifest
 from edgeage.utils import EdgeAgeError, atomic_dir, package_versions, sha256_file
 
 
@@ -24,16 +25,14 @@ def versions(spec: TargetSpec) -> dict:
     return package_versions(["torch", "edgeage", *list(spec.packages)])
 
 
-def example_input(manifest: dict, batch: int = 2) -> torch.Tensor:
+def example_input(manifest: Manifest, batch: int = 2) -> torch.Tensor:
     import torch
 
-    from edgeage.checkpoint import manifest_normalize
-
-    s = manifest_normalize(manifest).input_size
+    s = manifest.input_size
     return torch.randn(batch, 3, s, s, generator=torch.Generator().manual_seed(0))
 
 
-def export_artifact(model: torch.nn.Module, manifest: dict, spec: TargetSpec, precision: str,
+def export_artifact(model: torch.nn.Module, manifest: Manifest, spec: TargetSpec, precision: str,
                     out_dir: str | os.PathLike, calib=None, force: bool = False, deploy: bool = True) -> Path:
     """Export ``model`` (eval mode) with the target's exporter into ``out_dir`` (replaced whole,
     only if edgeage wrote it or ``force``); returns it. ``deploy``: export the deploy form
@@ -49,7 +48,7 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: TargetSpec, pr
                            "with --from")
     inputs = tuple(getattr(model, "input_names", ("input",)))
     if len(inputs) != 1:
-        raise EdgeAgeError(f"export of {manifest['model']['name']} to {spec.name}: the model takes "
+        raise EdgeAgeError(f"export of {manifest.model.name} to {spec.name}: the model takes "
                            f"{len(inputs)} inputs ({', '.join(inputs)}); artifacts take one image tensor: "
                            "form the views inside the model from one canonical crop, as mivolo does")
     out_dir = Path(out_dir)
@@ -79,12 +78,12 @@ def export_artifact(model: torch.nn.Module, manifest: dict, spec: TargetSpec, pr
                    "runtime": spec.runtime,
                    "files": [{"name": f, "sha256": sha256_file(tmp / f), "size": (tmp / f).stat().st_size}
                              for f in files],
-                   "source": _abs_source(manifest.get("source", {})), "versions": versions(spec),
+                   "source": _abs_source(manifest.source.to_json_dict() if manifest.source else {}), "versions": versions(spec),
                    "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
             art["size_bytes"] = sum(f["size"] for f in art["files"])
-            (tmp / MANIFEST).write_text(json.dumps({**manifest, "artifact": art}, indent=2) + "\n")
+            (tmp / MANIFEST).write_text(json.dumps({**manifest.to_dict(), "artifact": art}, indent=2) + "\n")
     except EdgeAgeError as e:
-        raise EdgeAgeError(f"export of {manifest['model']['name']} to {spec.name} {precision} "
+        raise EdgeAgeError(f"export of {manifest.model.name} to {spec.name} {precision} "
                            f"failed ({out_dir} not written): {e}") from e
     return out_dir
 
@@ -94,7 +93,7 @@ def _abs_source(src: dict) -> dict:
 
 
 def export_model(target: str, model=None, precision: str = "fp32", out=None, *, calib_data=None,
-                 calib_images: int = 300, from_dir=None, force: bool = False) -> tuple[Path, dict]:
+                 calib_images: int = 300, from_dir=None, force: bool = False) -> tuple[Path, Manifest]:
     """Export a checkpoint (``model``: a path or a shipped model's name; None: the shipped default)
     to ``target`` (an installed target's name, or the path of a target folder / TOML) at
     ``precision``; INT8 is calibrated on ``calib_data`` (or packaged from an ``edgeage quantize``
@@ -118,12 +117,12 @@ def export_model(target: str, model=None, precision: str = "fp32", out=None, *, 
         path = package(from_dir, spec, out, force=force, model_path=model)
         return Path(path), read_manifest(path)
     net, manifest = load_model(model)
-    out = out or default_artifact_dir(manifest["model"]["name"], spec.name, precision)
+    out = out or default_artifact_dir(manifest.model.name, spec.name, precision)
     calib = None
     if precision == "int8":  # fewer images than asked, skipped ones: CalibrationWarnings
         from .calibration import default_options
 
         calib, info = default_options(manifest, calib_data, calib_images)
-        manifest = dict(manifest, quantize=info)
+        manifest = manifest.copy_with(quantize=info)
     path = export_artifact(net, manifest, spec, precision, out, calib=calib, force=force)
     return Path(path), read_manifest(path)

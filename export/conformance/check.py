@@ -19,7 +19,9 @@ import numpy as np
 
 from edgeage.backend import TargetSpec
 from edgeage.check_report import CheckReport, Verdict
-from edgeage.checkpoint import TorchModel, load_model, manifest_crop, shipped_models
+from edgeage.checkpoint import TorchModel, load_model, shipped_models
+from edgeage.check_report import Quantize
+from edgeage.manifest import Manifest, Source
 from edgeage.data import (_cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
                           prepare)
 from edgeage.artifact import read_manifest
@@ -121,7 +123,7 @@ def prepared_subset(data, crop, limit: int | None, progress: bool):
                                names=[prep.names[i] for i in idx])
 
 
-def split_subset(manifest: dict, data, part: str, limit: int | None):
+def split_subset(manifest: Manifest, data, part: str, limit: int | None):
     """The images of one part (train/val/test) of the checkpoint's recorded split of ``data``."""
     from ..artifact.calibration import load_split
 
@@ -131,9 +133,9 @@ def split_subset(manifest: dict, data, part: str, limit: int | None):
                                names=[prep.names[i] for i in idx])
 
 
-def load_inputs(manifest: dict, data=None, limit: int | None = None, seed: int = 0,
+def load_inputs(manifest: Manifest, data=None, limit: int | None = None, seed: int = 0,
                 progress: bool = True, split: str | None = None) -> Inputs:
-    crop = manifest_crop(manifest)
+    crop = manifest.crop
     if split and data is None:
         raise EdgeAgeError(f"--split {split} needs --data (the data the checkpoint was trained on)")
     if split:
@@ -157,12 +159,12 @@ class Reference:
     def __init__(self, model_path=None, data=None, limit=None, seed: int = 0, progress: bool = True,
                  split: str | None = None, calib_data=None):
         self.model, self.manifest = load_model(model_path)
-        self.source = self.manifest["source"]
+        self.source = self.manifest.source
         self.data, self.calib_data, self.args = data, calib_data, (data, limit, seed, progress, split, calib_data)
         self.inputs = load_inputs(self.manifest, data, limit, seed, progress, split)
         self._int8, self._digests = None, None
         self.out = self.forward(self.inputs.x)
-        self.ages = apply_readout(self.manifest["readout"], self.out)
+        self.ages = apply_readout(self.manifest.readout, self.out)
         self.size_bytes = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
         self._latency: dict = {}
 
@@ -183,7 +185,7 @@ class Reference:
         """The judged images' uint8 canonical crops (the same crops ``load_inputs`` made: from
         the prepare cache)."""
         data, limit, seed, _, split, _ = self.args
-        crop = manifest_crop(self.manifest)
+        crop = self.manifest.crop
         if split:
             crops = split_subset(self.manifest, data, split, limit).crops
         elif data is None:
@@ -204,7 +206,7 @@ class Reference:
             self._digests = crop_digests(self.crops())
         return self._digests
 
-    def refuse_calibration_overlap(self, quantize: dict | None) -> int | None:
+    def refuse_calibration_overlap(self, quantize: Quantize | None) -> int | None:
         """How many judged images calibrated the INT8 model with this ``quantize`` section (None:
         it records no calibration digests); an EdgeAgeError when any did."""
         from ..artifact.calibration import refuse_overlap
@@ -214,36 +216,36 @@ class Reference:
     def forward(self, x: np.ndarray) -> np.ndarray:
         return AgeEstimator(TorchModel(self.model), self.manifest).outputs(x)
 
-    def verify(self, manifest: dict, artifact_dir) -> None:
+    def verify(self, manifest: Manifest, artifact_dir) -> None:
         """The artifact must come from this checkpoint, with its preprocessing and readout."""
-        src = manifest["artifact"].get("source", {})
-        if src.get("sha256") != self.source["sha256"]:
-            raise EdgeAgeError(f"{artifact_dir} was exported from {src.get('path')} (sha256 {str(src.get('sha256'))[:12]}), "
-                               f"not from {self.source['path']}: pass the matching --model")
+        src = manifest.artifact.source or Source()
+        if src.sha256 != self.source.sha256:
+            raise EdgeAgeError(f"{artifact_dir} was exported from {src.path} (sha256 {str(src.sha256)[:12]}), "
+                               f"not from {self.source.path}: pass the matching --model")
         for key in ("preprocess", "readout"):
-            if manifest[key] != self.manifest[key]:
-                raise EdgeAgeError(f"{artifact_dir}: manifest {key} differs from {self.source['path']}'s; re-export it")
+            if getattr(manifest, key).to_json_dict() != getattr(self.manifest, key).to_json_dict():
+                raise EdgeAgeError(f"{artifact_dir}: manifest {key} differs from {self.source.path}'s; re-export it")
 
     def latency(self, threads: int, cfg: Latency, batch: int = 1) -> dict | None:
         if cfg.runs <= 0:
             return None
         key = (threads, cfg.warmup, cfg.runs, cfg.rounds, batch)
         if key not in self._latency:
-            job = {"kind": "torch", "checkpoint": self.source["path"], "threads": threads}
+            job = {"kind": "torch", "checkpoint": self.source.path, "threads": threads}
             self._latency[key] = lat.measure(job, self.inputs.x, cfg.warmup, cfg.runs, cfg.rounds, batch)
         return self._latency[key]
 
 
-def reference_checkpoint(manifest: dict, model_path):
+def reference_checkpoint(manifest: Manifest, model_path):
     """The checkpoint an artifact was exported from: ``model_path``, else the recorded source
     path or the shipped default when its sha256 matches."""
     if model_path:
         return model_path
-    src = manifest["artifact"].get("source", {})
-    for cand in (src.get("path"), *shipped_models().values()):
-        if cand and Path(cand).is_file() and sha256_file(cand) == src.get("sha256"):
+    src = manifest.artifact.source or Source()
+    for cand in (src.path, *shipped_models().values()):
+        if cand and Path(cand).is_file() and sha256_file(cand) == src.sha256:
             return cand
-    raise EdgeAgeError(f"the artifact was exported from {src.get('path')} (sha256 {str(src.get('sha256'))[:12]}), "
+    raise EdgeAgeError(f"the artifact was exported from {src.path} (sha256 {str(src.sha256)[:12]}), "
                        "which is not available: pass that checkpoint with --model")
 
 
@@ -307,35 +309,35 @@ def check_artifact(ref: Reference, artifact_dir, spec: TargetSpec | str | None =
                    latency: Latency = Latency(), keep_path: bool = True, op_profile: bool = False) -> CheckReport:
     runner = load_runner(artifact_dir, spec)
     spec, manifest = runner.spec, runner.manifest
-    art = manifest["artifact"]
+    art = manifest.artifact
     ref.verify(manifest, artifact_dir)
     out = runner.run(ref.inputs.x)
-    metrics = conformance(ref, out, manifest["readout"])
+    metrics = conformance(ref, out, manifest.readout)
     threads = runner.info.get("threads", spec_threads(spec))
     job = {"kind": "artifact", "artifact": str(artifact_dir), "spec": spec.file, "threads": threads}
     t_lat = lat.measure(job, ref.inputs.x, latency.warmup, latency.runs, latency.rounds) if latency.runs > 0 else None
     report = CheckReport(**{
-        "target": spec.name, "precision": art["precision"], "spec_file": spec.file,
-        "artifact": str(artifact_dir) if keep_path else None, "files": art["files"],
-        "model": ref.source["path"], "model_sha256": ref.source["sha256"],
+        "target": spec.name, "precision": art.precision, "spec_file": spec.file,
+        "artifact": str(artifact_dir) if keep_path else None, "files": [f.to_json_dict() for f in art.files],
+        "model": ref.source.path, "model_sha256": ref.source.sha256,
         "data": ref.inputs.source, "labelled": ref.inputs.labelled, "faces_not_found": ref.inputs.faces_not_found,
         **metrics,
-        "size_bytes": art["size_bytes"], "float_size_bytes": ref.size_bytes, "threads": threads,
+        "size_bytes": art.size_bytes, "float_size_bytes": ref.size_bytes, "threads": threads,
         "runtime": runner.info, **latency_section(t_lat, ref.latency(threads, latency)),
-        **judge(metrics, spec, art["precision"], faces=ref.inputs.labelled).to_json_dict(),
-        "versions": art.get("versions", {}),
+        **judge(metrics, spec, art.precision, faces=ref.inputs.labelled).to_json_dict(),
+        "versions": getattr(art, "versions", None) or {},
         "per_image": {"name": ref.inputs.names, "age_float": ref.ages.tolist(),
-                      "age_target": apply_readout(manifest["readout"], out).tolist()},
+                      "age_target": apply_readout(manifest.readout, out).tolist()},
     })
-    if art["precision"] == "int8":
-        q = manifest.get("quantize", {})
-        overlap = ref.refuse_calibration_overlap(q)
-        report.variant = f"int8-{q.get('method', 'ptq')}"
-        quantize = {k: q.get(k) for k in ("method", "backend", "calibration_images", "kept_float",
-                                          "val_mae_float", "val_mae_int8", "val_mae_drop")}
-        cal = q.get("calibration") or {}
-        quantize["calibration"] = {k: cal.get(k) for k in ("kind", "source", "count", "labelled",
-                                                           "names_sha256")} if cal else None
+    if art.precision == "int8":
+        q = manifest.quantize or Quantize()
+        overlap = ref.refuse_calibration_overlap(manifest.quantize)
+        report.variant = f"int8-{q.method if q.has('method') else 'ptq'}"
+        quantize = {k: getattr(q, k) for k in ("method", "backend", "calibration_images", "kept_float",
+                                               "val_mae_float", "val_mae_int8", "val_mae_drop")}
+        cal = q.calibration
+        quantize["calibration"] = {k: getattr(cal, k) for k in ("kind", "source", "count", "labelled",
+                                                                "names_sha256")} if cal else None
         report.quantize = quantize
         report.calibration_overlap = overlap  # judged images that calibrated it (None: not recorded)
         if overlap is None:
@@ -348,15 +350,15 @@ def check_artifact(ref: Reference, artifact_dir, spec: TargetSpec | str | None =
                               "holds": None if d is None else bool(abs(d) <= bar)}
     if not ref.inputs.labelled:
         report.note = "no labelled data (--data): numeric drift and latency only; MAE thresholds skipped" + (
-            f"; {art['precision']}'s per-image limits are set for faces and skipped on generated images too: pass "
-            f"--data with face images to check a {art['precision']} model" if art["precision"] != "fp32" else "")
+            f"; {art.precision}'s per-image limits are set for faces and skipped on generated images too: pass "
+            f"--data with face images to check a {art.precision} model" if art.precision != "fp32" else "")
     if localize:
         report.localize = localize_drift(ref.model, runner, ref.inputs.x[:LOCALIZE_N])
         if not report.localize["supported"] and spec.extra.get("localize") == "prefixes":
             from .localize import localize_by_prefixes
 
-            calib = ref.int8_options()[0] if art["precision"] == "int8" else None
-            report.localize = localize_by_prefixes(ref.model, spec, art["precision"], ref.inputs.x[:LOCALIZE_N],
+            calib = ref.int8_options()[0] if art.precision == "int8" else None
+            report.localize = localize_by_prefixes(ref.model, spec, art.precision, ref.inputs.x[:LOCALIZE_N],
                                                       calib, threads)
     grid = latency.grid(threads)
     if grid:  # throughput: faces/s per thread count and batch size, the float model's beside
@@ -395,8 +397,8 @@ def run_check(target: str | None, model_path=None, artifact=None, precision: str
     if artifact is not None:
         man = read_manifest(artifact)
         ref = Reference(reference_checkpoint(man, model_path), data, limit, seed, progress, split)
-        if man["artifact"]["precision"] == "int8":
-            ref.refuse_calibration_overlap(man.get("quantize"))  # before running it
+        if man.artifact.precision == "int8":
+            ref.refuse_calibration_overlap(man.quantize)  # before running it
         return check_artifact(ref, artifact, spec, **kw)
     check_precision(spec, precision)
     ref = Reference(model_path, data, limit, seed, progress, split, calib_data)
@@ -404,7 +406,7 @@ def run_check(target: str | None, model_path=None, artifact=None, precision: str
     if written is not None:  # the newcomer path: `edgeage export` then `edgeage check` meet
         man = read_manifest(written)
         if precision == "int8":
-            ref.refuse_calibration_overlap(man.get("quantize"))
+            ref.refuse_calibration_overlap(man.quantize)
         report = check_artifact(ref, written, spec, **kw)
         report.note_artifact = f"checked the artifact `edgeage export` wrote at {written} (same model, target, precision)"
         return report
@@ -414,15 +416,15 @@ def run_check(target: str | None, model_path=None, artifact=None, precision: str
 def exported_by_export(ref: Reference, spec: TargetSpec, precision: str) -> Path | None:
     """The artifact ``edgeage export`` writes by default for this model, target and precision, when
     it is there, intact and made from this very checkpoint (sha256); else None (export here)."""
-    path = default_artifact_dir(ref.manifest["model"]["name"], spec.name, precision)
+    path = default_artifact_dir(ref.manifest.model.name, spec.name, precision)
     if not (path / "manifest.json").is_file():
         return None
     try:
-        art = read_manifest(path)["artifact"]
+        art = read_manifest(path).artifact
     except EdgeAgeError:
         return None
-    same = (art.get("source", {}).get("sha256") == ref.source["sha256"] and art["target"] == spec.name
-            and art["precision"] == precision)
+    same = ((art.source or Source()).sha256 == ref.source.sha256 and art.target == spec.name
+            and art.precision == precision)
     return path if same else None
 
 
@@ -438,18 +440,18 @@ def artifact_rows(ref: Reference, artifacts: list[str], **kw) -> list[dict]:
     """Bench rows (``bench_row``) of exported artifacts / quantize results (e.g. int8-ptq,
     int8-qat, a pruned model's int8): each against the float model it came from (a second
     reference for another checkpoint, on the same inputs)."""
-    refs, rows = {ref.source["sha256"]: ref}, []
+    refs, rows = {ref.source.sha256: ref}, []
     for a in artifacts:
         try:
             man = read_manifest(a)
-            sha = man["artifact"].get("source", {}).get("sha256")
+            sha = (man.artifact.source or Source()).sha256
             if sha not in refs:
                 refs[sha] = Reference(reference_checkpoint(man, None), *ref.args)
             rep = check_artifact(refs[sha], a, **kw)
-            if sha != ref.source["sha256"]:
-                src = Path(man["artifact"]["source"]["path"])
-                pruned = man["model"].get("pruned")
-                rep.variant = f"{rep.variant or rep.precision} ({man['model']['name']}" + \
+            if sha != ref.source.sha256:
+                src = Path(man.artifact.source.path)
+                pruned = man.model.pruned
+                rep.variant = f"{rep.variant or rep.precision} ({man.model.name}" + \
                     (f" pruned, channel ratio {pruned['ratio']:.2f}" if pruned else "") + \
                     f", {src.parent.name}/{src.name})"
                 rep.float_model_mae = refs[sha].inputs.labelled and mae(refs[sha].ages, refs[sha].inputs.ages)
@@ -508,7 +510,7 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
                 continue
             rows.append(bench_row(rep))
     rows += artifact_rows(ref, artifacts or [], **kw)
-    main = ref.source["sha256"]
+    main = ref.source.sha256
     fp32 = {r["target"]: r for r in rows
             if r.get("precision") == "fp32" and "error" not in r and r.get("model_sha256") == main}
     for r in rows:  # every other row (int8, a pruned model's fp32 / int8) vs the same target's
@@ -520,7 +522,7 @@ def run_bench(model_path=None, data=None, limit: int | None = None, targets: lis
                                       if r.get("latency_ms") and f.get("latency_ms") else None)}
     floats = {r["threads"]: r["float_latency_ms"] for r in rows if r.get("float_latency_ms")}
     peer_rows = bench_peers(ref, peer_specs, kw.get("latency"), rows)
-    return {"peers": peer_rows, "model": ref.source["path"], "model_sha256": ref.source["sha256"], "data": ref.inputs.source,
+    return {"peers": peer_rows, "model": ref.source.path, "model_sha256": ref.source.sha256, "data": ref.inputs.source,
             "labelled": ref.inputs.labelled, "n": int(len(ref.inputs.x)),
             "faces_not_found": ref.inputs.faces_not_found,
             "float": {"mae": mae(ref.ages, ref.inputs.ages) if ref.inputs.labelled else None,

@@ -203,8 +203,8 @@ def pipeline_bench_cmd(photos, video, detect_every, artifacts, detectors, model_
     from edgeage.artifact import read_manifest
 
     for a in artifacts:
-        art = read_manifest(a)["artifact"]
-        models.append((f"{art['target']} {art['precision']} ({Path(a).name})", artifact_estimator(a, threads=threads)))
+        art = read_manifest(a).artifact
+        models.append((f"{art.target} {art.precision} ({Path(a).name})", artifact_estimator(a, threads=threads)))
     if not models:
         raise EdgeAgeError("pipeline-bench: nothing to run (give --artifact, or drop --no-torch)")
     import cv2
@@ -215,8 +215,8 @@ def pipeline_bench_cmd(photos, video, detect_every, artifacts, detectors, model_
     cv2.setNumThreads(threads)  # OpenCV's resizes and colour conversions at --threads too
     dets = [("", FaceDetector(num_threads=threads))]
     for d in detectors:  # the same models with each exported detector, at the same thread count
-        art = read_manifest(d)["artifact"]
-        dets.append((f" + detector {art['target']} {art['precision']}", artifact_face_detector(d, threads=threads)))
+        art = read_manifest(d).artifact
+        dets.append((f" + detector {art.target} {art.precision}", artifact_face_detector(d, threads=threads)))
     # (label, estimator, group): a row's ages are compared with the first row of its group (the same age model)
     models = [(label + suffix, est.with_detector(det), label) for suffix, det in dets for label, est in models]
     if video is not None:

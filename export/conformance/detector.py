@@ -119,7 +119,7 @@ def check_detector(artifact_dir, data, scenes_n: int = DEFAULT_SCENES, threads: 
     from ..artifact.detector import scene_photos, scenes
 
     manifest = require_kind(read_manifest(artifact_dir), FACE_DETECTOR, str(artifact_dir))
-    art = manifest["artifact"]
+    art = manifest.artifact
     if data is None:
         raise EdgeAgeError("edgeage detector check needs --data: a folder of photos with faces (they are placed "
                            "at random sizes in 640x480 frames)")
@@ -127,14 +127,14 @@ def check_detector(artifact_dir, data, scenes_n: int = DEFAULT_SCENES, threads: 
     ref, ref_ms = timed_detect(FaceDetector(num_threads=threads), frames)
     got, got_ms = timed_detect(artifact_face_detector(artifact_dir, threads=threads), frames)
     metrics = compare(ref, got)
-    failures = judge(metrics, art["precision"])
+    failures = judge(metrics, art.precision)
     return DetectorCheckReport(**{
-        "kind": "detector-check", "artifact": str(Path(artifact_dir)), "target": art["target"],
-        "precision": art["precision"], "model": manifest["model"]["name"], "data": str(data),
-        "scenes": scenes_n, "seed": seed, "threads": threads, "size_bytes": art.get("size_bytes"),
+        "kind": "detector-check", "artifact": str(Path(artifact_dir)), "target": art.target,
+        "precision": art.precision, "model": manifest.model.name, "data": str(data),
+        "scenes": scenes_n, "seed": seed, "threads": threads, "size_bytes": getattr(art, "size_bytes", None),
         "reference": "the shipped .tflite (float) by LiteRT", "match_iou": MATCH_IOU,
         **metrics, "ms_per_frame_float": ref_ms, "ms_per_frame_artifact": got_ms,
-        "thresholds": THRESHOLDS[art["precision"]], "failures": failures, "passed": not failures})
+        "thresholds": THRESHOLDS[art.precision], "failures": failures, "passed": not failures})
 
 
 def report_blocks(r: DetectorCheckReport):

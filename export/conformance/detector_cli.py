@@ -37,8 +37,8 @@ def export_cmd(target, precision, calib_data, calib_images, out, force):
                                              calib_images=calib_images, force=force)
         finally:
             echo_warnings(caught)
-    files = ", ".join(f"{f['name']} ({f['size'] / 2**20:.2f} MB)" for f in manifest["artifact"]["files"])
-    click.echo(f"exported the face detector to {manifest['artifact']['target']} {precision} at {path}: {files}, "
+    files = ", ".join(f"{f.name} ({f.size / 2**20:.2f} MB)" for f in manifest.artifact.files)
+    click.echo(f"exported the face detector to {manifest.artifact.target} {precision} at {path}: {files}, "
                "manifest.json")
 
 

@@ -23,18 +23,19 @@ import numpy as np
 
 from edgeage.backend import TargetSpec
 from edgeage.check_report import CheckReport
+from edgeage.manifest import ArtifactFile, Manifest
 from edgeage.targets.device_check import RESULT_FORMAT
 from edgeage.utils import EdgeAgeError, atomic_dir, plain_name
 
 
 # ---- bundle ---------------------------------------------------------------------------------
 
-def model_file(manifest: dict) -> dict:
+def model_file(manifest: Manifest) -> ArtifactFile:
     """The artifact's model file: the first file its exporter wrote (``edgeage.backend.Exporter``)."""
-    return manifest["artifact"]["files"][0]
+    return manifest.artifact.files[0]
 
 
-def app_spec(manifest: dict, target=None) -> TargetSpec:
+def app_spec(manifest: Manifest, target=None) -> TargetSpec:
     """The target spec of an artifact the app (or the JVM check) runs: its ``target.toml`` says
     ``android_app = true``. ``target``: the user's TOML for a target not installed here."""
     from edgeage.targets.runner import artifact_spec
@@ -52,7 +53,6 @@ def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool
     PNG, labels.csv, source.json)."""
     from PIL import Image
 
-    from edgeage.checkpoint import manifest_crop
     from edgeage.artifact import MANIFEST, read_manifest
     from edgeage.face import model_path as detector_path
 
@@ -66,15 +66,15 @@ def make_bundle(artifact, out, check_data=None, count: int = 200, progress: bool
         from edgeage.targets.runner import artifact_spec
 
         artifact_spec(manifest, target)
-    info = {"artifact": str(artifact), "target": manifest["artifact"]["target"],
-            "precision": manifest["artifact"]["precision"], "check_images": 0}
+    info = {"artifact": str(artifact), "target": manifest.artifact.target,
+            "precision": manifest.artifact.precision, "check_images": 0}
     with atomic_dir(out, force=force, kind="android-bundle") as tmp:
-        for f in manifest["artifact"]["files"]:  # plain names (read_manifest checked them)
-            shutil.copy2(artifact / f["name"], tmp / f["name"])
+        for f in manifest.artifact.files:  # plain names (read_manifest checked them)
+            shutil.copy2(artifact / f.name, tmp / f.name)
         shutil.copy2(artifact / MANIFEST, tmp / MANIFEST)
         shutil.copy2(detector_path(), tmp / Path(detector_path()).name)
         if check_data is not None:
-            prep = prepared_subset(check_data, manifest_crop(manifest), count, progress)
+            prep = prepared_subset(check_data, manifest.crop, count, progress)
             (tmp / "check").mkdir()
             files = [f"{i:04d}.png" for i in range(len(prep.names))]
             for f, crop in zip(files, prep.crops):
@@ -120,14 +120,15 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
     from edgeage.targets.runner import artifact_spec
 
     manifest = read_manifest(artifact)
-    art, mfile = manifest["artifact"], model_file(manifest)
+    art, mfile = manifest.artifact, model_file(manifest)
     got = result["model"]
-    if got.get("sha256") != mfile["sha256"]:
+    if got.get("sha256") != mfile.sha256:
         raise EdgeAgeError(f"{result_path}: ran model {got.get('file')} sha256 {str(got.get('sha256'))[:12]}, but "
-                           f"{artifact}/{mfile['name']} has {mfile['sha256'][:12]}: not the same model")
+                           f"{artifact}/{mfile.name} has {mfile.sha256[:12]}: not the same model")
     model, fman = load_model(reference_checkpoint(manifest, model_path))
     for key in ("preprocess", "readout"):
-        if fman[key] != manifest[key] or result.get(key, manifest[key]) != manifest[key]:
+        want = getattr(manifest, key).to_json_dict()
+        if getattr(fman, key).to_json_dict() != want or result.get(key, want) != want:
             raise EdgeAgeError(f"{key} differs between the float model, {artifact} and {result_path}; re-export")
     images = result["images"]
     crops = np.stack([np.asarray(Image.open(Path(bundle) / "check" / im["file"]).convert("RGB")) for im in images])
@@ -135,17 +136,17 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
     ref_out = est.outputs(est.inputs(crops))
     true = np.asarray([im["true_age"] for im in images], np.float64)
     out = np.asarray([im["output"] for im in images], np.float32)
-    ref = SimpleNamespace(ages=apply_readout(manifest["readout"], ref_out).astype(np.float64), out=ref_out,
+    ref = SimpleNamespace(ages=apply_readout(manifest.readout, ref_out).astype(np.float64), out=ref_out,
                           inputs=SimpleNamespace(labelled=True, ages=true))
-    metrics = conformance(ref, out, manifest["readout"])
+    metrics = conformance(ref, out, manifest.readout)
     # the app's own readout (Java) against edgeage.readout on the device's raw outputs
     readout_diff = float(np.abs(np.asarray([im["pred_age"] for im in images]) -
-                                apply_readout(manifest["readout"], out)).max())
+                                apply_readout(manifest.readout, out)).max())
     try:  # the installed target's TOML or the user's --target, never the artifact's spec_file
         spec = artifact_spec(manifest, spec)
     except EdgeAgeError:  # a target unknown here: no thresholds, which judge() reports as a failure
-        spec = TargetSpec(art["target"], "", "", (), f"(no target spec found for {art['target']})")
-    verdict = judge(metrics, spec, art["precision"])
+        spec = TargetSpec(art.target, "", "", (), f"(no target spec found for {art.target})")
+    verdict = judge(metrics, spec, art.precision)
     if readout_diff > 1e-3:
         verdict.failures = [*verdict.failures,
                             f"the app's readout differs from edgeage.readout by {readout_diff:.3g} years"]
@@ -155,13 +156,13 @@ def compare(result: dict, bundle, artifact, model_path=None, result_path: str = 
     src = json.loads(source.read_text()) if source.is_file() else {}
     summary = result.get("summary", {})
     return CheckReport(**{
-        "target": art["target"], "precision": art["precision"], "spec_file": spec.file,
-        "artifact": str(artifact), "files": art["files"], "check_result": str(result_path),
-        "model": fman["source"]["path"], "model_sha256": fman["source"]["sha256"],
+        "target": art.target, "precision": art.precision, "spec_file": spec.file,
+        "artifact": str(artifact), "files": [f.to_json_dict() for f in art.files], "check_result": str(result_path),
+        "model": fman.source.path, "model_sha256": fman.source.sha256,
         "data": f"{src.get('data', bundle)} (bundle {bundle})", "labelled": True,
         "faces_not_found": src.get("faces_not_found"), **metrics,
         "app_mae": dev_mae, "app_readout_abs_diff_max": readout_diff,
-        "size_bytes": art.get("size_bytes", mfile["size"]),
+        "size_bytes": art.size_bytes if art.has("size_bytes") else mfile.size,
         "float_size_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values()),
         "threads": None, "runtime": {**result.get("runtime", {}), "device": _device_line(result.get("device", {}))},
         "device": result.get("device", {}), "device_latency_ms": summary.get("latency_ms"),

@@ -56,7 +56,7 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
 
     spec = backend_spec(backend)
     if out is None:
-        name = read_checkpoint(model_path)["manifest"]["model"]["name"]
+        name = read_checkpoint(model_path)["manifest"].model.name
         out = f"runs/{name}-int8-{method}-{spec.int8.get('backend', spec.name)}"
     check_output(out, force)  # before calibration / training, not after
     with stdout_to_stderr(), warnings.catch_warnings(record=True) as caught:
@@ -67,7 +67,7 @@ def quantize_cmd(model_path, method, backend, calib_images, epochs, lr, max_step
                             distill_alpha=distill_alpha, force=force)
         finally:
             echo_warnings(caught)
-    files = ", ".join(f"{f['name']} ({f['size'] / 2**20:.2f} MB)" for f in read_manifest(out)["artifact"]["files"])
+    files = ", ".join(f"{f.name} ({f.size / 2**20:.2f} MB)" for f in read_manifest(out).artifact.files)
     drop = info.get("val_mae_drop")
     mae = (f"; val MAE {info['val_mae_float']:.3f} -> {info['val_mae_int8']:.3f} ({drop:+.3f})"
            if drop is not None else "")

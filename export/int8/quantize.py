@@ -89,7 +89,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
     if method == "qat" and src.kind != TRAINING:
         raise EdgeAgeError(
             f"QAT trains the model on the checkpoint's labelled training split, and {src.path} is not the data "
-            f"{manifest.get('source', {}).get('path', 'the checkpoint')} was trained on"
+            f"{manifest.source_path or 'the checkpoint'} was trained on"
             + ("" if training_record(manifest) else " (it records no training split)")
             + ": pass that data with --calib-data, or use --method ptq, which calibrates on any photos")
     if max_mae_drop is not None:
@@ -98,7 +98,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
             raise EdgeAgeError("accuracy control (--max-mae-drop) needs labelled validation images: set "
                                "--val-images above 0")
     qd = quant_data(manifest, data, calib_images, val_images, seed, source=src)
-    readout = manifest["readout"]
+    readout = manifest.readout.to_dict()
     example = example_input(manifest)
     float_out = AgeEstimator(TorchModel(model), manifest).outputs(qd.val) if len(qd.val) else None
     float_mae = readout_mae(readout, float_out, qd.val_ages) if float_out is not None else None
@@ -159,7 +159,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
             info["val_mae_int8"] = readout_mae(readout, q_out, qd.val_ages)
             info["val_mae_drop"] = info["val_mae_int8"] - float_mae
         mpath = tmp / "manifest.json"
-        man = json.loads(mpath.read_text())
+        man = json.loads(mpath.read_text())  # the file as written: plain JSON data
         man["quantize"] = info
         mpath.write_text(json.dumps(man, indent=2, default=str) + "\n")
         if (work / "qat").is_dir():  # QAT training log (metrics.json, curve.png) beside the model files

@@ -14,7 +14,7 @@ from edgeage.preprocess import Normalize, model_input
 import copy
 torch.set_num_threads(1)
 ck = sys.argv[1]  # a trained checkpoint (edge-v2 candidate or the shipped model)
-m, man = load_model(ck); s = man["preprocess"]["normalize"]["input_size"]
+m, man = load_model(ck); s = man.input_size
 prep = load_prepared(".cache/utk-prepared"); parts = split(prep.names, 0, 0.1, 0.15)
 norm = Normalize(input_size=s)
 cal = [model_input(prep.crops[i:i+1], norm).numpy() for i in parts["train"][:300]]

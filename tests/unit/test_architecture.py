@@ -189,9 +189,10 @@ import importlib
 for m in {CORE_TORCH_FREE!r}:
     importlib.import_module(m)
 import numpy as np
+from edgeage.manifest import check_manifest
 from edgeage.pipeline import AgeEstimator
-man = {{"model": {{"name": "x"}}, "readout": {{"type": "expectation", "age_min": 0, "age_max": 100}},
-       "preprocess": {{"crop": {{}}, "normalize": {{"input_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3}}}}}}
+man = check_manifest({{"model": {{"name": "x"}}, "readout": {{"type": "expectation", "age_min": 0, "age_max": 100}},
+       "preprocess": {{"crop": {{}}, "normalize": {{"input_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3}}}}}}, "test")
 est = AgeEstimator(lambda x: np.tile(np.eye(101, dtype=np.float32)[30] * 50, (len(x), 1)), man)
 ages = est.ages(np.zeros((3, 96, 96, 3), np.uint8))
 assert ages.shape == (3,) and abs(ages[0] - 30) < 1e-3, ages

@@ -83,7 +83,7 @@ def _manifest() -> dict:
             "preprocess": {"crop": {"margin": 1.0, "shift_y": 0.0, "crop_size": 96, "policy": "detect"},
                            "normalize": {"input_size": 64, "mean": [0.5] * 3, "std": [0.25] * 3,
                                          "channel_order": "RGB", "layout": "NCHW"}},
-            "training": {}, "versions": {}, "artifact": {"target": "onnx"}}
+            "training": {"epoch": 3, "val": {"mae": 5}}, "versions": {}, "notes": {"by": "hand", "n": 1}}
 
 
 def test_manifest_round_trip_and_errors():
@@ -91,8 +91,13 @@ def test_manifest_round_trip_and_errors():
 
     d = _manifest()
     m = Manifest.from_dict(d)
-    assert m.input_size == 64 and m.crop.crop_size == 96 and m.extra == {"artifact": {"target": "onnx"}}
-    assert json.loads(json.dumps(m.to_dict())) == d
+    assert m.input_size == 64 and m.crop.crop_size == 96 and m.model.name == "mgpnet-t"
+    assert m.readout.type == "expectation" and m.training.epoch == 3 and m.model.kind == "age-estimator"
+    assert m.model_extra == {"notes": {"by": "hand", "n": 1}}  # unknown keys kept
+    back = m.to_dict()  # the very dict that was read: same keys in the same order, ints stay ints
+    assert back == d and json.dumps(back) == json.dumps(d) and type(back["readout"]["age_min"]) is int
+    assert "kind" not in back["model"] and "source" not in back  # nothing added
+    assert Manifest.from_dict(json.loads(json.dumps(back))).to_dict() == d
     for broken, word in ((lambda x: x.pop("readout"), "readout"),
                          (lambda x: x["preprocess"].pop("crop"), "preprocess.crop"),
                          (lambda x: x["readout"].update(type="median"), "unknown readout"),
@@ -100,8 +105,9 @@ def test_manifest_round_trip_and_errors():
                          (lambda x: x["preprocess"]["normalize"].update(input_size=float("nan")), "input_size")):
         bad = json.loads(json.dumps(d))
         broken(bad)
-        with pytest.raises(EdgeAgeError, match=word):
+        with pytest.raises(EdgeAgeError, match=word) as e:
             Manifest.from_dict(bad, "x.json")
+        assert str(e.value).startswith("x.json: "), e.value
 
 
 def test_target_spec_validation_names_the_key(tmp_path):

@@ -306,11 +306,11 @@ def test_swin_blocks_shift_every_second_block_except_at_window_resolution():
 
 @pytest.mark.parametrize("name", ["al-resnet", "mivolo-face", "mivolo", "swinface-age"])
 def test_manifest_round_trip_and_every_head(name):
-    from edgeage.checkpoint import build_manifest, model_from_manifest
+    from edgeage.checkpoint import build_manifest, check_manifest, model_from_manifest
     from edgeage.models.heads import HEADS
 
     m = build(name, {}).eval()
-    again = model_from_manifest(json_round_trip(build_manifest(m)))
+    again = model_from_manifest(check_manifest(json_round_trip(build_manifest(m).to_dict()), name))
     again.load_state_dict(m.state_dict())
     xs = inputs(m, 2)
     with torch.no_grad():

@@ -452,7 +452,7 @@ class QemuDevice(Device):
         from edgeage.artifact import read_manifest
 
         cpu = parse_cpu(arg or None)
-        check_runtime(read_manifest(artifact)["artifact"]["target"])
+        check_runtime(read_manifest(artifact).artifact.target)
         cpu_root(cpu)  # set up? (a clear error before the bundle is made)
         return cls(cpu)
 
@@ -461,7 +461,7 @@ class QemuDevice(Device):
         like ``local``."""
         from edgeage.artifact import read_manifest
 
-        target = read_manifest(bundle)["artifact"]["target"]
+        target = read_manifest(bundle).artifact.target
         check_runtime(target)
         python, path, emu = check_command(self.cpu)
         temp_dir_for_qemu()
