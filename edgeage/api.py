@@ -14,6 +14,7 @@ from .pipeline import AgeEstimator
 from .utils import EdgeAgeError
 
 if TYPE_CHECKING:
+    from .manifest import Manifest
     from .check_report import CheckReport, DetectorCheckReport
 
 __all__ = ["AgeEstimator", "EdgeAgeError", "bench", "check", "check_detector", "export_detector", "export_model",
@@ -46,7 +47,7 @@ def load_artifact(artifact: str | os.PathLike, target: str | None = None, thread
 
 
 def export_detector(target: str, precision: str = "fp32", out: str | os.PathLike | None = None, *,
-                    calib_data=None, calib_images: int = 200, force: bool = False) -> tuple[Path, dict]:
+                    calib_data=None, calib_images: int = 200, force: bool = False) -> tuple[Path, Manifest]:
     """``edgeage detector export``: the shipped face detector (BlazeFace) to a target's format;
     returns (artifact folder, manifest).
 
@@ -77,7 +78,7 @@ def load_detector(artifact: str | os.PathLike, threads: int | None = None):
 
 def export_model(target: str, model: str | os.PathLike | None = None, precision: str = "fp32",
                  out: str | os.PathLike | None = None, *, calib_data=None, calib_images: int = 300,
-                 from_dir=None, force: bool = False) -> tuple[Path, dict]:
+                 from_dir=None, force: bool = False) -> tuple[Path, Manifest]:
     """``edgeage export``: a checkpoint to a target's format; returns (artifact folder, manifest).
 
     :param target: an installed target's name (``onnx``, ``openvino``, ``tflite``,

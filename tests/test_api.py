@@ -14,7 +14,7 @@ def test_the_documented_api_example_runs(tiny_ckpt, face_dir, tmp_path):
     faces = est.predict(img)["faces"]
     assert faces and 0 <= faces[0]["age"] <= 100
     art, manifest = export_model("onnx", model=tiny_ckpt, out=tmp_path / "art-onnx")
-    assert (art / "manifest.json").is_file() and manifest["artifact"]["target"] == "onnx"
+    assert (art / "manifest.json").is_file() and manifest.artifact.target == "onnx"
     report = check(artifact=art, model=tiny_ckpt, data=face_dir, latency=Latency(runs=0))
     assert report.passed and report.judged and report.n > 0, report.failures
     device = load_artifact(art)

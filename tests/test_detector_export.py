@@ -57,7 +57,7 @@ def test_detector_exports_and_passes_its_check_fp32_and_int8(detectors, face_dir
         if precision == "fp32":                                   # the same graph: the same faces, same places
             assert r["recall"] == 1.0 and r["detection_precision"] == 1.0 and r["iou_min"] > 0.99, r
         else:
-            assert m["quantize"]["calibration"]["count"] == 40
+            assert m.quantize.calibration.count == 40
 
 
 def test_detector_check_fails_a_detector_that_draws_other_boxes(face_dir, tmp_path, edgeage_env):
