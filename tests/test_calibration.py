@@ -27,11 +27,13 @@ def cli(*args):
 
 def crops_of(paths, manifest) -> dict[str, str]:
     """file name -> canonical-crop digest, cropped independently of the code under test."""
-    from edgeage.checkpoint import manifest_crop
     from edgeage.data import load_image
     from edgeage.face import Cropper
+    from edgeage.manifest import check_manifest
 
-    cropper = Cropper(manifest_crop(manifest))
+    if isinstance(manifest, dict):  # a manifest.json read back from disk
+        manifest = check_manifest(manifest, "manifest.json")
+    cropper = Cropper(manifest.crop)
     return {os.path.basename(p): hashlib.sha256(cropper(load_image(p))[0].tobytes()).hexdigest()[:16] for p in paths}
 
 

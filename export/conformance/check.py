@@ -380,8 +380,8 @@ def export_and_check(ref: Reference, spec: TargetSpec, precision: str, **kw) -> 
     manifest, calib = ref.manifest, None
     if precision == "int8":  # PTQ with the default calibration
         calib, info = ref.int8_options()
-        ref.refuse_calibration_overlap(info)  # before exporting: the judged images must not calibrate it
-        manifest = dict(manifest, quantize=info)
+        manifest = manifest.copy_with(quantize=info)
+        ref.refuse_calibration_overlap(manifest.quantize)  # before exporting: the judged images must not calibrate it
     with tempfile.TemporaryDirectory(prefix="edgeage-export-") as tmp:
         art = export_artifact(copy.deepcopy(ref.model), manifest, spec, precision, Path(tmp) / "artifact",
                               calib=calib)
