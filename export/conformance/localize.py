@@ -105,10 +105,27 @@ def localize_by_prefixes(model, spec: TargetSpec, precision: str, x: np.ndarray,
         with tempfile.TemporaryDirectory(prefix="edgeage-localize-") as tmp:
             with torch.no_grad():
                 files = exporter.export(target_deploy_form(pre, spec), xt[:2], Path(tmp), precision, spec, calib)
-            man = {"artifact": {"precision": precision, "files": [{"name": f} for f in files]}}
-            r = runner_cls(Path(tmp), man, spec, threads)
+            r = runner_cls(Path(tmp), prefix_manifest(Path(tmp), files, spec, precision), spec, threads)
             got[name] = np.concatenate([np.asarray(r.run(x[i:i + 1])) for i in range(len(x))])
             del r
     res = compare(ref, got)
     return {"supported": True, "method": "prefixes: each prefix exported and run on the target",
             "n_images": int(len(x)), **res}
+
+
+def prefix_manifest(folder, files: list[str], spec, precision: str):
+    """The manifest a runner gets for an exported backbone prefix: its files (with sha256 and
+    size) for ``spec`` at ``precision``; the prefix's raw outputs are compared, so no readout or
+    preprocessing of its own is read (the defaults, ``identity``)."""
+    from pathlib import Path
+
+    from edgeage.manifest import Manifest
+    from edgeage.utils import sha256_file
+
+    folder = Path(folder)
+    return Manifest.model_validate({
+        "model": {"name": "backbone-prefix"}, "readout": {"type": "identity"},
+        "preprocess": {"crop": {}, "normalize": {}},
+        "artifact": {"target": spec.name, "precision": precision,
+                     "files": [{"name": f, "sha256": sha256_file(folder / f), "size": (folder / f).stat().st_size}
+                               for f in files]}})
