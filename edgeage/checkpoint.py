@@ -16,7 +16,7 @@ import torch
 
 from . import __version__
 from .models import from_config, shrink
-from .manifest import MANIFEST_FORMAT, Manifest, check_manifest, manifest_crop, manifest_normalize  # noqa: F401
+from .manifest import MANIFEST_FORMAT, Manifest, check_manifest  # noqa: F401
 from .preprocess import CropParams, Normalize
 from .utils import EdgeAgeError, atomic_path, register_input, sha256_file
 
@@ -132,7 +132,8 @@ def read_checkpoint(path: str | os.PathLike | None, *, own_output: bool = False)
     plain values only; a file that needs more cannot run code here, it is refused). Checkpoints
     written before edgeage stored plain values load only with the documented opt-in
     EDGEAGE_TRUST_PICKLE=1, for files you trust (it runs the file's pickle code). ``own_output``:
-    the file is the command's own output being resumed (not an input an --out may not hold)."""
+    the file is the command's own output being resumed (not an input an --out may not hold).
+    ``["manifest"]`` is the typed ``Manifest`` (the file holds its plain dict)."""
     path = model_path(path)
     if not own_output:  # a run resuming from its own last.pt writes that folder by design
         register_input(path)

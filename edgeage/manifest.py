@@ -211,10 +211,3 @@ def require_kind(manifest: Manifest, kind: str, where: str) -> Manifest:
                            f"it with {_OPTION_OF_KIND[got]}")
     return manifest
 
-
-def manifest_normalize(manifest: Manifest) -> Normalize:
-    return manifest.normalize
-
-
-def manifest_crop(manifest: Manifest) -> CropParams:
-    return manifest.crop

@@ -184,7 +184,7 @@ def test_qat_needs_the_labelled_training_data(tiny_ckpt, photos, tmp_path):
 def split_case(tmp_path_factory, face_dir):
     """face_dir plus one duplicate (same photo, another UTKFace name) that the checkpoint's split
     puts in the training part while the original is held out, and a checkpoint trained on it."""
-    from edgeage.checkpoint import build_manifest, manifest_crop, save_checkpoint
+    from edgeage.checkpoint import build_manifest, save_checkpoint
     from edgeage.data import prepare, split, split_record
     from conftest import lively_model
 
@@ -208,7 +208,7 @@ def split_case(tmp_path_factory, face_dir):
     shutil.copy(d / orig, d / dup)
     model = lively_model(20.0, widths=(8, 16, 16, 32), depths=(1, 1, 1, 1))
     manifest = build_manifest(model)
-    prep = prepare(d, manifest_crop(manifest), progress=False)
+    prep = prepare(d, manifest.crop, progress=False)
     parts = split(prep.names, seed=0, val=0.1, test=0.15)
     manifest.training = {"split": split_record(prep.names, parts, 0, 0.1, 0.15, prep.lhash)}
     path = tmp_path_factory.mktemp("split-ckpt") / "tiny-split.pt"

@@ -48,14 +48,14 @@ def faces(tmp_path_factory, edgeage_env):
 def ckpt(tmp_path_factory, faces):
     """A random MGP-Net (weights dominate the files) with BN statistics perturbed and a
     training-split record of ``faces``, as `edgeage train` writes it."""
-    from edgeage.checkpoint import build_manifest, manifest_crop, save_checkpoint
+    from edgeage.checkpoint import build_manifest, save_checkpoint
     from edgeage.data import prepare, split, split_record
     from edgeage.models import create
     from edgeage.train.recipes import load_recipe
 
     model = lively_model(HEAD_SCALE, widths=(16, 32, 64, 128), depths=(1, 1, 1, 1))
     manifest = build_manifest(model)
-    prep = prepare(faces, manifest_crop(manifest), progress=False)
+    prep = prepare(faces, manifest.crop, progress=False)
     parts = split(prep.names, seed=0, val=0.1, test=0.15)
     recipe = load_recipe("smoke").replace(data={"path": str(faces)}, train={"batch_size": 8})
     manifest.training = {"recipe": recipe.to_dict(), "split": split_record(prep.names, parts, 0, 0.1, 0.15, prep.lhash)}

@@ -184,7 +184,6 @@ def test_device_check_writes_html(tmp_path, exported, face_dir, tiny_ckpt):
     """device-check --from-json --out: report.json, report.md, report.html (device lines included)
     and the copy of the check result. The result is computed here by the artifact's own runtime
     on the bundle's crops, in the app's check-result format."""
-    from edgeage.checkpoint import manifest_normalize
     from edgeage.export.devices.bundle import RESULT_FORMAT, model_file
     from edgeage.preprocess import model_input
     from edgeage.readout import apply_readout
@@ -197,7 +196,7 @@ def test_device_check_writes_html(tmp_path, exported, face_dir, tiny_ckpt):
     man = runner.manifest
     labels = [ln.split(",") for ln in (bundle / "check" / "labels.csv").read_text().splitlines()[1:]]
     crops = np.stack([np.asarray(Image.open(bundle / "check" / f).convert("RGB")) for f, _ in labels])
-    out = runner.run(np.asarray(model_input(crops, manifest_normalize(man))))
+    out = runner.run(np.asarray(model_input(crops, man.normalize)))
     ages = apply_readout(man.readout, out)
     mf = model_file(man)
     result = {"format": RESULT_FORMAT, "model": {"file": mf.name, "sha256": mf.sha256},

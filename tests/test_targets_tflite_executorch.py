@@ -60,7 +60,7 @@ def artifacts(model, faces, tmp_path_factory):
 
 
 def ages(model, out) -> np.ndarray:
-    return np.asarray(apply_readout(model[1]["readout"], out))
+    return np.asarray(apply_readout(model[1].readout, out))
 
 
 @pytest.mark.parametrize("name", TARGETS)
