@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import Field
 
-from .check_report import Num, Quantize, Record
+from .check_report import Quantize
+from .schemas import Num, Record
 from .preprocess import CropParams, Normalize
 from .utils import EdgeAgeError
 

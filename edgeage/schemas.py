@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .backend import PRECISIONS
 from .utils import EdgeAgeError
@@ -52,6 +52,64 @@ class Closed(BaseModel):
     """A section whose every key edgeage reads: an unknown key is an error (a typo)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# ---- typed objects that round-trip their JSON (check reports, manifests) -----------------------
+
+Num = int | float   # a number kept as it is (1 stays 1, 1.0 stays 1.0; strict: no bool, no string)
+
+
+class Record(BaseModel):
+    """A section of a typed object read from or written as JSON (a check report, a manifest): typed fields, other keys kept (extra allowed), assignments validated,
+    and the order of its keys kept (``to_json_dict``)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, validate_assignment=True)
+    _keys: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _key_order(cls, data, handler):
+        obj = handler(data)
+        if isinstance(data, dict) and isinstance(obj, Record):
+            obj._keys = list(data)
+        return obj
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and name not in self._keys:
+            self._keys = [*self._keys, name]
+        super().__setattr__(name, value)
+
+    def has(self, name: str) -> bool:
+        """Whether the section holds ``name`` (set, even to None)."""
+        return name in self._keys
+
+    def drop(self, name: str) -> None:
+        """Take ``name`` out of the section (its attribute reads as the default again)."""
+        if name not in self._keys:
+            return
+        self._keys = [k for k in self._keys if k != name]
+        extra = self.__pydantic_extra__ or {}
+        if name in extra:
+            del extra[name]
+        elif name in type(self).model_fields:
+            self.__dict__[name] = type(self).model_fields[name].get_default(call_default_factory=True)
+
+    def to_json_dict(self) -> dict:
+        """The section as the JSON object it is written as: its keys in their order, nothing added."""
+        extra = self.__pydantic_extra__ or {}
+        return {k: _plain(extra[k] if k in extra else getattr(self, k)) for k in self._keys}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Record):
+        return v.to_json_dict()
+    if isinstance(v, BaseModel):
+        return v.model_dump(mode="json")
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
 
 
 # ---- manifest ----------------------------------------------------------------------------------
