@@ -66,9 +66,16 @@ def test_each_run_has_a_command_and_a_citation(runs, name):
     run = runs[name]
     cmd = run.get("command")
     cmds = [cmd] if isinstance(cmd, str) else cmd
-    assert isinstance(cmds, list) and cmds and all(isinstance(c, str) and c.strip() for c in cmds), (
-        f"bench/runs.toml [\"{name}\"]: `command` must be a non-empty string or list of strings: "
-        "the command the citing page gives beside its numbers (or the script that writes the folder)")
+    hand = run.get("hand_written")
+    assert (cmd is None) != (hand is None), (
+        f"bench/runs.toml [\"{name}\"]: give either `command` (what made the run) or `hand_written` "
+        "(why no command makes it, e.g. a peer's description), not both or neither")
+    if hand is not None:
+        assert isinstance(hand, str) and hand.strip(), f"bench/runs.toml [\"{name}\"]: say in hand_written why"
+    else:
+        assert isinstance(cmds, list) and cmds and all(isinstance(c, str) and c.strip() for c in cmds), (
+            f"bench/runs.toml [\"{name}\"]: `command` must be a non-empty string or list of strings: "
+            "the command the citing page gives beside its numbers (or the script that writes the folder)")
     assert isinstance(run.get("what"), str) and run["what"].strip(), (
         f"bench/runs.toml [\"{name}\"]: add a one-line `what`")
     cited_by = run.get("cited_by")
