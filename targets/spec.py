@@ -10,7 +10,8 @@ folders and TOMLs you trust.
     runner = "edgeage.targets.onnx.runner"       # module with class Runner
     precisions = ["fp32", "fp16"]
     packages = ["onnx", "onnxruntime"]    # optional: versions recorded in the artifact manifest
-    [runtime]                              # free-form, passed to exporter and runner
+    [runtime]                              # passed to exporter and runner (other keys: the target's own)
+    package = "onnxruntime"                # the runtime's pip distribution (qemu and peers read it here)
     threads = 1
     [thresholds.fp32]
     mae_drift = 0.01
@@ -175,6 +176,7 @@ class _Thresholds(Closed):
 
 
 class _Runtime(Open):
+    package: Annotated[str, Field(max_length=128)] = ""   # the runtime's pip distribution (onnxruntime, ...)
     threads: integer(1, 1024) = 1
 
 
@@ -216,6 +218,16 @@ def check_precision(spec: TargetSpec, precision: str) -> None:
 
 def thresholds(spec: TargetSpec, precision: str) -> dict:
     return dict(spec.thresholds.get(precision, {}))
+
+
+def runtime_package(target: str) -> str:
+    """The pip distribution that runs ``target``'s artifacts (``[runtime] package`` of its TOML)."""
+    return load_spec(target).runtime.get("package", "")
+
+
+def target_of_runtime(package: str) -> str | None:
+    """The target whose artifacts ``package`` runs (``[runtime] package``), or None."""
+    return next((t for t in known_targets() if runtime_package(t) == package), None)
 
 
 def threads(spec: TargetSpec) -> int:

@@ -32,9 +32,9 @@ import numpy as np
 from pydantic import Field
 
 from edgeage.schemas import PRECISION, Closed, integer, number, read_data, validate
+from edgeage.targets.spec import target_of_runtime
 from edgeage.utils import EdgeAgeError, register_input
 
-RUNTIMES = {"openvino": "openvino", "onnxruntime": "onnx"}  # runtime -> the edgeage target it is compared with
 
 
 @dataclass
@@ -165,7 +165,7 @@ def peer_row(spec: PeerSpec, crops: np.ndarray, ages: np.ndarray | None, latency
     pred = runner.ages(x)
     acc = summary(pred, ages) if ages is not None else {}
     return {"name": spec.name, "toml": str(spec.toml), "model_file": spec.model.name, "runtime": spec.runtime,
-            "target": RUNTIMES[spec.runtime],
+            "target": target_of_runtime(spec.runtime),  # the edgeage target it is compared with
             "precision": spec.precision, "params": spec.params, "size_bytes": spec.size_bytes,
             "input_size": spec.input_size, "mae": acc.get("mae"), "cs5": acc.get("cs5"), "threads": threads,
             "latency_ms": latency_fn({"kind": "peer", "peer": str(spec.toml), "threads": threads}, x[:1])}

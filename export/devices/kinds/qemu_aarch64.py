@@ -57,9 +57,8 @@ SYSROOT_PACKAGES = (
     "libreadline8 libuuid1 libcrypt1 libdb5.3 libgdbm6 libnsl2 libtirpc3 libgssapi-krb5-2 libkrb5-3 libk5crypto3 "
     "libcom-err2 libkrb5support0 libkeyutils1 media-types libtbb12 libpugixml1v5 libhwloc15 libudev1 "
     "libnuma1").split()
-# the device side's Python packages (edgeage's own pins are read from its metadata)
-DEVICE_PACKAGES = ("numpy", "pillow", "opencv-python-headless", "click", "tqdm", "pydantic", "ai-edge-litert",
-                   "onnxruntime", "openvino")
+# the device side's Python packages besides the runtimes (edgeage's own pins are read from its metadata)
+BASE_PACKAGES = ("numpy", "pillow", "opencv-python-headless", "click", "tqdm", "pydantic")
 PLATFORMS = ("manylinux_2_35_aarch64", "manylinux_2_34_aarch64", "manylinux_2_31_aarch64", "manylinux_2_28_aarch64",
              "manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 PYTHON = "usr/bin/python3.11"
@@ -113,10 +112,11 @@ def device_packages() -> list[str]:
         name = re.split(r"[<>=!~ \[]", req.strip(), maxsplit=1)[0].strip().lower()
         if name != "edgeage":
             pins.setdefault(name, req.replace(" ", ""))
-    missing = [p for p in DEVICE_PACKAGES if p not in pins]
+    packages = BASE_PACKAGES + tuple(runtimes().values())
+    missing = [p for p in packages if p not in pins]
     if missing:
         raise EdgeAgeError(f"edgeage's metadata pins no version of {', '.join(missing)}: reinstall edgeage")
-    return [pins[p] for p in DEVICE_PACKAGES]
+    return [pins[p] for p in packages]
 
 
 def _run(cmd: list[str], what: str, cwd=None, progress: bool = False, env=None) -> str:
@@ -249,8 +249,9 @@ def _qemu_cmd(base: Path, cpu: str, root: Path) -> list[str]:
 
 def _probe(base: Path, rec: dict) -> dict:
     """The interpreter runs under qemu and finds numpy and the runtimes' metadata."""
+    names = ("numpy",) + tuple(runtimes().values())
     code = ("import importlib.metadata as m, json, platform; print(json.dumps({'machine': platform.machine(), "
-            "**{p: m.version(p) for p in ('numpy', 'onnxruntime', 'ai-edge-litert', 'openvino')}}))")
+            f"**{{p: m.version(p) for p in {names!r}}}}}))")
     out = _run(_qemu_cmd(base, "cortex-a53", base / "sysroot") + ["-I", "-c", code], "python3.11 under qemu")
     got = json.loads(out.strip().splitlines()[-1])
     if got.pop("machine") != "aarch64":
@@ -403,8 +404,18 @@ def temp_dir_for_qemu() -> str:
     return t
 
 
-# the runtimes the emulated device has (setup installs their aarch64 wheels), by target
-RUNTIMES = {"onnx": "onnxruntime", "tflite": "ai-edge-litert", "openvino": "openvino"}
+# the targets whose runtimes the emulated device has (setup installs their aarch64 wheels); each
+# runtime's package is its target's `[runtime] package`
+TARGETS = ("tflite", "onnx", "openvino")  # this order: the package list a setup records
+
+
+def runtimes() -> dict[str, str]:
+    """target -> the runtime package the emulated device runs it with."""
+    from edgeage.targets.spec import runtime_package
+
+    return {t: runtime_package(t) for t in TARGETS}
+
+
 EXECUTORCH_WHY = (
     "ExecuTorch artifacts cannot be checked on --device qemu-aarch64: ExecuTorch's Python runtime "
     "(executorch.runtime) links libtorch, and PyPI's aarch64 torch 2.13.0 is the CUDA 13 build (957 MB) whose "
@@ -418,9 +429,9 @@ def check_runtime(target: str) -> None:
     lacks."""
     if target == "executorch":
         raise EdgeAgeError(EXECUTORCH_WHY)
-    if target not in RUNTIMES:
+    if target not in TARGETS:
         raise EdgeAgeError(f"--device qemu-aarch64: the emulated device has no runtime for target {target!r} "
-                           f"(it has {', '.join(f'{v} ({k})' for k, v in RUNTIMES.items())})")
+                           f"(it has {', '.join(f'{v} ({k})' for k, v in runtimes().items())})")
 
 
 def hint(tail: str, target: str) -> str:
