@@ -67,13 +67,13 @@ def save_checkpoint(path: str | os.PathLike, model, manifest: Manifest, train_st
     """Atomic write. ``half`` stores floating weights as fp16 (for shipped files)."""
     import json
 
-    from .utils import _json_default
+    from .utils import json_default
 
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
           for k, v in _unwrap(model).state_dict().items()}
     # plain JSON types only: checkpoints are read back with torch.load(weights_only=True); the typed
     # manifest is never pickled into one, its plain dict is
-    manifest = json.loads(json.dumps(manifest.to_dict(), default=_json_default))
+    manifest = json.loads(json.dumps(manifest.to_dict(), default=json_default))
     obj = {"format": CKPT_FORMAT, "manifest": manifest, "state_dict": sd}
     if train_state is not None:
         obj["train_state"] = train_state

@@ -243,7 +243,7 @@ class Prepared:
         return int((~self.face_found).sum())
 
 
-def _cache_key(path: str, lhash: str, crop: CropParams, content: str | None = None) -> str:
+def cache_key(path: str, lhash: str, crop: CropParams, content: str | None = None) -> str:
     blob = json.dumps([os.path.abspath(path), lhash, crop.to_dict(), content], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -259,7 +259,7 @@ def prepare(path: str | os.PathLike, crop: CropParams | None = None, skip_bad: b
     crop = crop or CropParams()
     samples, skipped = discover(path, skip_bad)
     content = content_hash(samples)
-    out = Path(out) if out else cache_root() / _cache_key(str(path), list_hash(samples), crop, content)
+    out = Path(out) if out else cache_root() / cache_key(str(path), list_hash(samples), crop, content)
     if use_cache and (out / "meta.json").is_file():
         prep = load_prepared(out, expect_crop=crop)
         if prep.content == content:

@@ -93,7 +93,7 @@ _VERDICT_COLUMNS = ("verdict", "result")
 _NUMBER = re.compile(r"^[-+]?(\d[\d.]*(e[-+]?\d+)?)( ?(x|%|MB|ms))?$|^-$")
 
 
-def _e(v) -> str:
+def esc(v) -> str:
     return html.escape(str(v), quote=True)
 
 
@@ -111,22 +111,22 @@ def _cell_class(header: str, text: str) -> str:
 
 def block_html(b: Block) -> str:
     if isinstance(b, Title):
-        return f"<h1>{_e(b.text)}</h1>"
+        return f"<h1>{esc(b.text)}</h1>"
     if isinstance(b, Heading):
-        return f"<h2>{_e(b.text)}</h2>"
+        return f"<h2>{esc(b.text)}</h2>"
     if isinstance(b, Table):
-        head = "".join(f"<th>{_e(h)}</th>" for h in b.headers)
+        head = "".join(f"<th>{esc(h)}</th>" for h in b.headers)
         body = []
         for row in b.rows:
             cells = []
             for h, c in zip(list(b.headers) + [""] * (len(row) - len(b.headers)), row):
                 cls = _cell_class(str(h), str(c))
-                cells.append(f'<td class="{cls}">{_e(c)}</td>' if cls else f"<td>{_e(c)}</td>")
+                cells.append(f'<td class="{cls}">{esc(c)}</td>' if cls else f"<td>{esc(c)}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
         return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
     if isinstance(b, Pre):
-        return f"<pre>{_e(b.text)}</pre>"
-    return "<p>" + "<br>\n".join(_e(x) for x in b.lines) + "</p>"
+        return f"<pre>{esc(b.text)}</pre>"
+    return "<p>" + "<br>\n".join(esc(x) for x in b.lines) + "</p>"
 
 
 def png_data_url(path: Path) -> str:
@@ -141,11 +141,11 @@ def page_html(blocks: list[Block], head: str = "", images: list[Path] = ()) -> s
     parts += [block_html(b) for b in blocks if not isinstance(b, Title)]
     if images:
         parts.append("<h2>Plots</h2>")
-        parts += [f'<figure><img src="{png_data_url(p)}" alt="{_e(Path(p).name)}">'
-                  f"<figcaption>{_e(Path(p).name)}</figcaption></figure>" for p in images]
+        parts += [f'<figure><img src="{png_data_url(p)}" alt="{esc(Path(p).name)}">'
+                  f"<figcaption>{esc(Path(p).name)}</figcaption></figure>" for p in images]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
             + "\n".join(parts) + "\n</body>\n</html>\n")
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedError
 
-from edgeage.export.conformance.report import _mb, bench_rows, md_table
+from edgeage.export.conformance.report import fmt_mb, bench_rows, md_table
 from edgeage.manifest import Manifest, check_manifest
 from edgeage.utils import python_module_cmd
 
@@ -104,7 +104,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False,
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = format                                        # {{ x|fmt(".2f") }} is f"{x:.2f}"
-    env.filters["mb"] = _mb
+    env.filters["mb"] = fmt_mb
     env.filters["ticks"] = lambda names: ", ".join(f"`{n}`" for n in names)
     env.globals.update(MARK=MARK, DEFAULT=DEFAULT, FAST=FAST, ACCURACY_GOAL=ACCURACY_GOAL, EDGE_V2=EDGE_V2,
                        XS_EVAL=XS_EVAL, EVAL_GROUPS=EVAL_GROUPS, TEST_EVAL_N=TEST_EVAL_N,
@@ -544,7 +544,7 @@ def card_target_rows(b: dict, variants: tuple[str, ...], ratios: bool = True) ->
             if r is None or "error" in r:
                 continue
             v = (r.get("vs_fp32") or {}) if ratios else {}
-            rows.append([t, variant.split(" (")[0], _mb(r["size_bytes"]), f"{r['target_mae']:.4f}",
+            rows.append([t, variant.split(" (")[0], fmt_mb(r["size_bytes"]), f"{r['target_mae']:.4f}",
                          f"{r['mae_drift']:+.4f}", f"{r['age_abs_diff_max']:.2f}", f"{r['latency_ms']['p50']:.3f}"]
                         + ([f"{v['size_ratio']:.2f}x / {v['p50_ratio']:.2f}x" if v else ""] if ratios else [])
                         + ["pass" if r["passed"] else "FAIL"])

@@ -79,7 +79,7 @@ def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
     import numpy as np
 
     from edgeage.preprocess import Normalize, model_input
-    from edgeage.train.loop import _load_data, clean_teacher_targets
+    from edgeage.train.loop import load_data, clean_teacher_targets
 
     train(recipe(data_dir), tmp_path / "t1", progress=False)
     train(recipe(data_dir, seed=1), tmp_path / "t2", progress=False)
@@ -90,7 +90,7 @@ def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
     cache = tmp_path / "student" / "teacher_targets.npz"
     probs = np.load(cache)["probs"]
     # the targets are the mean over both teachers and both mirror views of softmax(logits / T)
-    prep, parts, _ = _load_data(r, False)
+    prep, parts, _ = load_data(r, False)
     x = model_input(prep.crops[parts["train"]], Normalize(input_size=64))
     want = 0
     for t in teachers:
@@ -152,7 +152,7 @@ def test_online_teacher_model_is_what_alpha_one_distils(data_dir, tmp_path):
     student learns the teacher's age distribution, and ends closer to it (KL on the training
     crops) than the same run trained on the labels (alpha = 0)."""
     from edgeage.preprocess import Normalize, model_input
-    from edgeage.train.loop import _load_data
+    from edgeage.train.loop import load_data
     from edgeage.utils import EdgeAgeError
 
     train(recipe(data_dir, epochs=3), tmp_path / "t", progress=False)
@@ -163,7 +163,7 @@ def test_online_teacher_model_is_what_alpha_one_distils(data_dir, tmp_path):
         r = r.replace(distill=dict(alpha=alpha, temperature=1.0))
         train(r, tmp_path / f"a{alpha}", progress=False, teacher_model=teacher)
         runs[alpha] = load_model(tmp_path / f"a{alpha}" / "last.pt")[0].eval()
-    prep, parts, _ = _load_data(recipe(data_dir), False)
+    prep, parts, _ = load_data(recipe(data_dir), False)
     x = model_input(prep.crops[parts["train"]], Normalize(input_size=64))
     with torch.no_grad():
         p_t = torch.softmax(teacher(x), 1)

@@ -120,7 +120,7 @@ def _dist_info():
     return world, rank, local
 
 
-def _lr_lambda(total_steps: int, warmup_steps: int):
+def lr_schedule(total_steps: int, warmup_steps: int):
     def f(step):
         if step < warmup_steps:
             return (step + 1) / warmup_steps
@@ -130,7 +130,7 @@ def _lr_lambda(total_steps: int, warmup_steps: int):
     return f
 
 
-def _load_data(recipe: Recipe, progress: bool):
+def load_data(recipe: Recipe, progress: bool):
     d = recipe.data
     crop = CropParams(margin=d.crop_margin, shift_y=d.crop_shift_y, crop_size=d.crop_size, policy=d.crop)
     if is_prepared(d.path):
@@ -147,7 +147,10 @@ def _load_data(recipe: Recipe, progress: bool):
 
 @dataclasses.dataclass
 class Run:
-    """The state one training run carries between its steps."""
+    """One training run: the state it carries and its steps, in order ``Run.create`` ->
+    ``build_model`` -> ``distillation`` -> ``make_loader`` -> ``make_optimiser`` -> [``resume``] ->
+    per epoch ``train_epoch`` (``step`` per batch) and ``validate_and_checkpoint``. ``train``
+    drives one run; ``edgeage.train.multi.train_together`` drives several on one augmented stream."""
 
     recipe: Recipe
     out: Path
@@ -184,6 +187,208 @@ class Run:
     def tc(self) -> TrainSection:
         return self.recipe.train
 
+    @classmethod
+    def create(cls, recipe, out, progress: bool, force: bool) -> "Run":
+        """A run of ``recipe`` (a Recipe, or a shipped name / TOML path) into ``out``: devices (DDP under
+        torchrun), the output folder checked (nothing is created yet), the seed set."""
+        recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        world, rank, local = _dist_info()
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        run = cls(recipe, Path(out), device, world, rank, local, progress)
+        if run.main:
+            check_output(run.out, force)  # nothing is created before the recipe, data and model are known good
+        torch.manual_seed(run.tc.seed)
+        return run
+
+    def build_model(self, model, force: bool) -> None:
+        """The recipe's model (or ``model``), on the device; ``[train] init``: a warm restart from
+        trained weights (``init_skip``: comma-separated key prefixes, e.g. ``head.``, left at their
+        fresh initialization, to put a new head on a trained backbone or a new branch beside it).
+        The run folder is created only now, when everything before is known good."""
+        mcfg = dict(self.recipe.model)
+        name = mcfg.pop("name")
+        given = model is not None
+        self.model = (model if given else create(name, **mcfg)).to(self.device)
+        ctx = self.model.config.get("context_margin")
+        if ctx and self.recipe.data.crop_margin != float(ctx):
+            raise EdgeAgeError(f"model {name!r} takes its face view as the central 1/{ctx} of the canonical crop: "
+                               f"set [data] crop_margin = {ctx} (the context margin), not "
+                               f"{self.recipe.data.crop_margin}")
+        init = self.tc.init
+        if init and not given:
+            init_model, _ = load_model(init)
+            skip = tuple(p.strip() for p in self.tc.init_skip.split(",") if p.strip())
+            state = {k: v for k, v in init_model.state_dict().items() if not k.startswith(skip)}
+            try:
+                missing, unexpected = self.model.load_state_dict(state, strict=not skip)
+                stray = [k for k in missing if not k.startswith(skip)] + list(unexpected)
+                if stray:
+                    raise RuntimeError(f"keys outside init_skip do not match: {', '.join(stray[:4])}")
+            except RuntimeError as e:
+                raise EdgeAgeError(f"[train] init = {init!r}: weights do not fit model {name!r} "
+                                   f"({str(e).splitlines()[0]})") from None
+            del init_model
+        if self.main:  # the run folder only once the model and its start are known good
+            output_dir(self.out, force, kind="training-run")
+        self.normalize = Normalize(input_size=int(self.model.config["input_size"]))
+        self.loss_fn = make_loss(self.model.head.spec, self.model.head.kind, self.tc.sord_temperature,
+                                self.tc.label_smoothing)
+
+    def distillation(self, teacher_model, prep, parts) -> None:
+        """An online teacher (in memory or [distill] teacher, mode online) or the clean-mode targets."""
+        dc = self.recipe.distill
+        teachers = teacher_paths(dc.teacher)
+        if teacher_model is not None:
+            if teachers:
+                raise EdgeAgeError("train(teacher_model=...) replaces [distill] teacher: leave that empty")
+            self.teacher = teacher_model.to(self.device).eval()
+        elif teachers and dc.mode == "online":
+            if len(teachers) > 1:
+                raise EdgeAgeError("[distill] mode = 'online' takes one teacher; use mode = 'clean' "
+                                   "for an ensemble")
+            teacher, _ = load_model(teachers[0])
+            self.teacher = teacher.to(self.device).eval()
+        elif teachers:
+            self.soft = torch.from_numpy(clean_teacher_targets(
+                teachers, prep, parts["train"], self.model.head.spec, dc.temperature, self.device,
+                self.out / "teacher_targets.npz", self.progress and self.main, dc.views))
+
+    def make_loader(self, prep, parts) -> int | None:
+        tc = self.tc
+        self.ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, self.recipe.degrade, tc.seed, train=True)
+        per_proc_batch = max(1, tc.batch_size // self.world)
+        self.sampler = DistributedSampler(self.ds, num_replicas=self.world, rank=self.rank, shuffle=True, seed=tc.seed,
+                                         drop_last=True)
+        self.loader = DataLoader(self.ds, batch_size=per_proc_batch, sampler=self.sampler, drop_last=True,
+                                num_workers=tc.num_workers, persistent_workers=False,  # workers must see set_epoch
+                                pin_memory=self.device.type == "cuda")
+        cv_threads = _one_cv_thread_per_worker(tc.num_workers)
+        if len(self.loader) == 0:
+            raise EdgeAgeError(f"training split has {len(self.ds)} images, fewer than one batch of {per_proc_batch}")
+        return cv_threads
+
+    def make_optimiser(self) -> None:
+        tc, steps = self.tc, len(self.loader)
+        epochs = tc.epochs
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lr_schedule(epochs * steps, int(tc.warmup_epochs * steps)))
+        if tc.ema_decay > 0:
+            self.ema = torch.optim.swa_utils.AveragedModel(self.model, avg_fn=ema_avg(tc.ema_decay),
+                                                          use_buffers=True)
+        self.net = torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.local] if self.device.type == "cuda" else None) if self.ddp else self.model
+
+    def resume(self) -> None:
+        last = self.out / "last.pt"
+        if not last.is_file():
+            return
+        ck = read_checkpoint(last, own_output=True)
+        st = ck["train_state"]
+        try:  # compared as recipes: a recorded 1 and 1.0 are the same learning rate
+            same = Recipe.from_dict(st["recipe"], f"{last}: recipe") == self.recipe
+        except EdgeAgeError:
+            same = False
+        if not same:
+            raise EdgeAgeError(f"{last}: was trained with a different recipe; use another --out "
+                               "or drop --resume")
+        self.model.load_state_dict(ck["state_dict"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.sched.load_state_dict(st["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(st["ema"])
+        torch.set_rng_state(st["torch_rng"])
+        self.start, self.history, self.best = st["epoch"], st["history"], st["best"]
+        if self.main and self.progress:
+            print(f"resuming {last} at epoch {self.start + 1}/{self.tc.epochs}")
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One epoch of optimiser steps; returns the epoch's record (loss, lr, throughput)."""
+        from tqdm import tqdm
+
+        tc, device = self.tc, self.device
+        self.net.train()
+        self.sampler.set_epoch(epoch)
+        self.ds.set_epoch(epoch)
+        t0, seen, run_loss = time.time(), 0, 0.0
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch",
+                   disable=not (self.progress and self.main), mininterval=5.0, leave=False)
+        for imgs, ages, pos in bar:
+            x = model_input(imgs.to(device, non_blocking=True), self.normalize)
+            ages = ages.to(device)
+            loss = self.step(x, ages, pos)
+            seen += len(ages)
+            run_loss += float(loss.detach()) * len(ages)
+            bar.set_postfix(loss=f"{run_loss / seen:.3f}")
+        dt = time.time() - t0
+        return {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "lr": self.sched.get_last_lr()[0],
+                "images_per_s": seen * self.world / dt, "epoch_s": dt}
+
+    def step(self, x, ages, pos) -> torch.Tensor:
+        """One optimiser step of this run on a batch (model inputs on the device, ages, the batch's
+        positions in the training set for clean distillation targets): the recipe's loss (+
+        distillation), backward, clipping, AdamW, the schedule and the EMA. Returns the loss, detached
+        (no host sync)."""
+        tc, device = self.tc, self.device
+        use_amp = device.type == "cuda" and tc.amp
+        a, temp = self.recipe.distill.alpha, self.recipe.distill.temperature
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            outp = self.net(x)
+            loss = self.loss_fn(outp, ages)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_out = self.teacher(x)
+                loss = (1 - a) * loss + a * distill_loss(outp, t_out, self.model.head.spec, temp)
+            elif self.soft is not None:
+                loss = (1 - a) * loss + a * distill_to_probs(outp, self.soft[pos].to(device), temp)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss.detach()
+
+    def validate_and_checkpoint(self, epoch: int, rec: dict, prep, parts, split_rec: dict) -> None:
+        """Validation MAE of the raw and the EMA weights (the better one kept), best.pt when it
+        improves, last.pt (with the training state), metrics.json and curve.png every epoch."""
+        model, out = self.model, self.out
+        if not math.isfinite(rec["train_loss"]) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise EdgeAgeError(f"training diverged in epoch {epoch + 1} (train loss {rec['train_loss']:g}, weights not "
+                               f"finite): nothing of this epoch was saved. Lower [train] lr (now {self.tc.lr:g}) or "
+                               "check the labels")
+        vman = build_manifest(model, self.normalize, prep.crop)  # preprocessing + readout for validation
+        res, _ = _eval(model, prep, parts["val"], vman, self.device)
+        keep = model
+        if self.ema is not None:  # keep whichever of the raw and the averaged weights is better
+            res_ema, _ = _eval(self.ema.module, prep, parts["val"], vman, self.device)
+            rec["val_mae_raw"], rec["val_mae_ema"] = res["mae"], res_ema["mae"]
+            if res_ema["mae"] < res["mae"]:
+                res, keep = res_ema, self.ema.module
+        rec.update(val_mae=res["mae"], val_cs5=res["cs5"], kept="ema" if keep is not model else "raw")
+        self.history.append(rec)
+        manifest = build_manifest(model, self.normalize, prep.crop, {
+            "recipe": self.recipe.to_dict(), "split": split_rec, "epoch": epoch + 1, "val": res,
+            "weights": rec["kept"], "faces_not_found_in_data": prep.faces_not_found})
+        if res["mae"] < self.best["val_mae"]:
+            self.best = {"val_mae": res["mae"], "val_cs5": res["cs5"], "epoch": epoch + 1}
+            save_checkpoint(out / "best.pt", keep, manifest)
+        state = {"epoch": epoch + 1, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                 "ema": self.ema.state_dict() if self.ema is not None else None,
+                 "torch_rng": torch.get_rng_state(), "history": self.history, "best": self.best,
+                 "recipe": self.recipe.to_dict()}
+        save_checkpoint(out / "last.pt", model, manifest, state)
+        write_json(out / "metrics.json", {"history": self.history, "best": self.best, "split": split_rec})
+        plot_curves(out / "curve.png", self.history)
+        if self.progress:
+            print(f"epoch {epoch + 1}/{self.tc.epochs}  loss {rec['train_loss']:.4f}  val MAE "
+                  f"{res['mae']:.3f}  CS5 {res['cs5']:.3f}  {rec['images_per_s']:.0f} img/s", flush=True)
+
 
 def train(recipe: Recipe | str, out: str | os.PathLike, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, model: torch.nn.Module | None = None,
@@ -197,25 +402,25 @@ def train(recipe: Recipe | str, out: str | os.PathLike, resume: bool = False, pr
 
     The steps: set up (recipe, devices, output check) -> data -> model -> distillation ->
     loader -> optimiser -> resume -> per epoch: train, then validate and checkpoint."""
-    run = _setup(recipe, out, progress, force)
+    run = Run.create(recipe, out, progress, force)
     if run.ddp and not run.main:  # rank 0 prepares (and caches) the crops, the others read the cache
         dist.barrier()
-    prep, parts, split_rec = data or _load_data(run.recipe, progress and run.main)
+    prep, parts, split_rec = data or load_data(run.recipe, progress and run.main)
     if run.ddp and run.main:
         dist.barrier()
-    _check_split(run.recipe, prep, parts)
-    _build_model(run, model, force)
-    _distillation(run, teacher_model, prep, parts)
-    cv_threads = _loader(run, prep, parts)
-    _optimiser(run)
+    check_split(run.recipe, prep, parts)
+    run.build_model(model, force)
+    run.distillation(teacher_model, prep, parts)
+    cv_threads = run.make_loader(prep, parts)
+    run.make_optimiser()
     if resume:
-        _resume(run)
+        run.resume()
     epochs = run.tc.epochs
     end = epochs if stop_after is None else min(epochs, run.start + stop_after)
     for epoch in range(run.start, end):
-        rec = _train_epoch(run, epoch)
+        rec = run.train_epoch(epoch)
         if run.main:
-            _validate_and_checkpoint(run, epoch, rec, prep, parts, split_rec)
+            run.validate_and_checkpoint(epoch, rec, prep, parts, split_rec)
         else:
             run.history.append(rec)
         if run.ddp:
@@ -227,220 +432,12 @@ def train(recipe: Recipe | str, out: str | os.PathLike, resume: bool = False, pr
     return {"history": run.history, "best": run.best, "split": split_rec, "out": str(run.out)}
 
 
-def _setup(recipe, out, progress: bool, force: bool) -> Run:
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    world, rank, local = _dist_info()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    run = Run(recipe, Path(out), device, world, rank, local, progress)
-    if run.main:
-        check_output(run.out, force)  # nothing is created before the recipe, data and model are known good
-    torch.manual_seed(run.tc.seed)
-    return run
-
-
-def _check_split(recipe: Recipe, prep, parts) -> None:
+def check_split(recipe: Recipe, prep, parts) -> None:
     for part in ("train", "val"):
         if len(parts[part]) == 0:
             raise EdgeAgeError(f"{recipe.data.path}: the {part} split is empty ({len(prep.names)} images, "
                                f"[data] val = {recipe.data.val}, test = {recipe.data.test}); give more "
                                "images or larger fractions")
-
-
-def _build_model(run: Run, model, force: bool) -> None:
-    """The recipe's model (or ``model``), on the device; ``[train] init``: a warm restart from
-    trained weights (``init_skip``: comma-separated key prefixes, e.g. ``head.``, left at their
-    fresh initialization, to put a new head on a trained backbone or a new branch beside it).
-    The run folder is created only now, when everything before is known good."""
-    mcfg = dict(run.recipe.model)
-    name = mcfg.pop("name")
-    given = model is not None
-    run.model = (model if given else create(name, **mcfg)).to(run.device)
-    ctx = run.model.config.get("context_margin")
-    if ctx and run.recipe.data.crop_margin != float(ctx):
-        raise EdgeAgeError(f"model {name!r} takes its face view as the central 1/{ctx} of the canonical crop: "
-                           f"set [data] crop_margin = {ctx} (the context margin), not "
-                           f"{run.recipe.data.crop_margin}")
-    init = run.tc.init
-    if init and not given:
-        init_model, _ = load_model(init)
-        skip = tuple(p.strip() for p in run.tc.init_skip.split(",") if p.strip())
-        state = {k: v for k, v in init_model.state_dict().items() if not k.startswith(skip)}
-        try:
-            missing, unexpected = run.model.load_state_dict(state, strict=not skip)
-            stray = [k for k in missing if not k.startswith(skip)] + list(unexpected)
-            if stray:
-                raise RuntimeError(f"keys outside init_skip do not match: {', '.join(stray[:4])}")
-        except RuntimeError as e:
-            raise EdgeAgeError(f"[train] init = {init!r}: weights do not fit model {name!r} "
-                               f"({str(e).splitlines()[0]})") from None
-        del init_model
-    if run.main:  # the run folder only once the model and its start are known good
-        output_dir(run.out, force, kind="training-run")
-    run.normalize = Normalize(input_size=int(run.model.config["input_size"]))
-    run.loss_fn = make_loss(run.model.head.spec, run.model.head.kind, run.tc.sord_temperature,
-                            run.tc.label_smoothing)
-
-
-def _distillation(run: Run, teacher_model, prep, parts) -> None:
-    """An online teacher (in memory or [distill] teacher, mode online) or the clean-mode targets."""
-    dc = run.recipe.distill
-    teachers = teacher_paths(dc.teacher)
-    if teacher_model is not None:
-        if teachers:
-            raise EdgeAgeError("train(teacher_model=...) replaces [distill] teacher: leave that empty")
-        run.teacher = teacher_model.to(run.device).eval()
-    elif teachers and dc.mode == "online":
-        if len(teachers) > 1:
-            raise EdgeAgeError("[distill] mode = 'online' takes one teacher; use mode = 'clean' "
-                               "for an ensemble")
-        teacher, _ = load_model(teachers[0])
-        run.teacher = teacher.to(run.device).eval()
-    elif teachers:
-        run.soft = torch.from_numpy(clean_teacher_targets(
-            teachers, prep, parts["train"], run.model.head.spec, dc.temperature, run.device,
-            run.out / "teacher_targets.npz", run.progress and run.main, dc.views))
-
-
-def _loader(run: Run, prep, parts) -> int | None:
-    tc = run.tc
-    run.ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, run.recipe.degrade, tc.seed, train=True)
-    per_proc_batch = max(1, tc.batch_size // run.world)
-    run.sampler = DistributedSampler(run.ds, num_replicas=run.world, rank=run.rank, shuffle=True, seed=tc.seed,
-                                     drop_last=True)
-    run.loader = DataLoader(run.ds, batch_size=per_proc_batch, sampler=run.sampler, drop_last=True,
-                            num_workers=tc.num_workers, persistent_workers=False,  # workers must see set_epoch
-                            pin_memory=run.device.type == "cuda")
-    cv_threads = _one_cv_thread_per_worker(tc.num_workers)
-    if len(run.loader) == 0:
-        raise EdgeAgeError(f"training split has {len(run.ds)} images, fewer than one batch of {per_proc_batch}")
-    return cv_threads
-
-
-def _optimiser(run: Run) -> None:
-    tc, steps = run.tc, len(run.loader)
-    epochs = tc.epochs
-    run.opt = torch.optim.AdamW(run.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    run.sched = torch.optim.lr_scheduler.LambdaLR(
-        run.opt, _lr_lambda(epochs * steps, int(tc.warmup_epochs * steps)))
-    if tc.ema_decay > 0:
-        run.ema = torch.optim.swa_utils.AveragedModel(run.model, avg_fn=ema_avg(tc.ema_decay),
-                                                      use_buffers=True)
-    run.net = torch.nn.parallel.DistributedDataParallel(
-        run.model, device_ids=[run.local] if run.device.type == "cuda" else None) if run.ddp else run.model
-
-
-def _resume(run: Run) -> None:
-    last = run.out / "last.pt"
-    if not last.is_file():
-        return
-    ck = read_checkpoint(last, own_output=True)
-    st = ck["train_state"]
-    try:  # compared as recipes: a recorded 1 and 1.0 are the same learning rate
-        same = Recipe.from_dict(st["recipe"], f"{last}: recipe") == run.recipe
-    except EdgeAgeError:
-        same = False
-    if not same:
-        raise EdgeAgeError(f"{last}: was trained with a different recipe; use another --out "
-                           "or drop --resume")
-    run.model.load_state_dict(ck["state_dict"])
-    run.opt.load_state_dict(st["optimizer"])
-    run.sched.load_state_dict(st["scheduler"])
-    if run.ema is not None:
-        run.ema.load_state_dict(st["ema"])
-    torch.set_rng_state(st["torch_rng"])
-    run.start, run.history, run.best = st["epoch"], st["history"], st["best"]
-    if run.main and run.progress:
-        print(f"resuming {last} at epoch {run.start + 1}/{run.tc.epochs}")
-
-
-def _train_epoch(run: Run, epoch: int) -> dict:
-    """One epoch of optimiser steps; returns the epoch's record (loss, lr, throughput)."""
-    from tqdm import tqdm
-
-    tc, device = run.tc, run.device
-    run.net.train()
-    run.sampler.set_epoch(epoch)
-    run.ds.set_epoch(epoch)
-    t0, seen, run_loss = time.time(), 0, 0.0
-    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch",
-               disable=not (run.progress and run.main), mininterval=5.0, leave=False)
-    for imgs, ages, pos in bar:
-        x = model_input(imgs.to(device, non_blocking=True), run.normalize)
-        ages = ages.to(device)
-        loss = train_step(run, x, ages, pos)
-        seen += len(ages)
-        run_loss += float(loss.detach()) * len(ages)
-        bar.set_postfix(loss=f"{run_loss / seen:.3f}")
-    dt = time.time() - t0
-    return {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "lr": run.sched.get_last_lr()[0],
-            "images_per_s": seen * run.world / dt, "epoch_s": dt}
-
-
-def train_step(run: Run, x, ages, pos) -> torch.Tensor:
-    """One optimiser step of ``run`` on a batch (model inputs on the device, ages, the batch's
-    positions in the training set for clean distillation targets): the recipe's loss (+
-    distillation), backward, clipping, AdamW, the schedule and the EMA. Returns the loss, detached
-    (no host sync)."""
-    tc, device = run.tc, run.device
-    use_amp = device.type == "cuda" and tc.amp
-    a, temp = run.recipe.distill.alpha, run.recipe.distill.temperature
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-        outp = run.net(x)
-        loss = run.loss_fn(outp, ages)
-        if run.teacher is not None:
-            with torch.no_grad():
-                t_out = run.teacher(x)
-            loss = (1 - a) * loss + a * distill_loss(outp, t_out, run.model.head.spec, temp)
-        elif run.soft is not None:
-            loss = (1 - a) * loss + a * distill_to_probs(outp, run.soft[pos].to(device), temp)
-    run.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
-    run.opt.step()
-    run.sched.step()
-    if run.ema is not None:
-        run.ema.update_parameters(run.model)
-    return loss.detach()
-
-
-def _validate_and_checkpoint(run: Run, epoch: int, rec: dict, prep, parts, split_rec: dict) -> None:
-    """Validation MAE of the raw and the EMA weights (the better one kept), best.pt when it
-    improves, last.pt (with the training state), metrics.json and curve.png every epoch."""
-    model, out = run.model, run.out
-    if not math.isfinite(rec["train_loss"]) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise EdgeAgeError(f"training diverged in epoch {epoch + 1} (train loss {rec['train_loss']:g}, weights not "
-                           f"finite): nothing of this epoch was saved. Lower [train] lr (now {run.tc.lr:g}) or "
-                           "check the labels")
-    vman = build_manifest(model, run.normalize, prep.crop)  # preprocessing + readout for validation
-    res, _ = _eval(model, prep, parts["val"], vman, run.device)
-    keep = model
-    if run.ema is not None:  # keep whichever of the raw and the averaged weights is better
-        res_ema, _ = _eval(run.ema.module, prep, parts["val"], vman, run.device)
-        rec["val_mae_raw"], rec["val_mae_ema"] = res["mae"], res_ema["mae"]
-        if res_ema["mae"] < res["mae"]:
-            res, keep = res_ema, run.ema.module
-    rec.update(val_mae=res["mae"], val_cs5=res["cs5"], kept="ema" if keep is not model else "raw")
-    run.history.append(rec)
-    manifest = build_manifest(model, run.normalize, prep.crop, {
-        "recipe": run.recipe.to_dict(), "split": split_rec, "epoch": epoch + 1, "val": res,
-        "weights": rec["kept"], "faces_not_found_in_data": prep.faces_not_found})
-    if res["mae"] < run.best["val_mae"]:
-        run.best = {"val_mae": res["mae"], "val_cs5": res["cs5"], "epoch": epoch + 1}
-        save_checkpoint(out / "best.pt", keep, manifest)
-    state = {"epoch": epoch + 1, "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
-             "ema": run.ema.state_dict() if run.ema is not None else None,
-             "torch_rng": torch.get_rng_state(), "history": run.history, "best": run.best,
-             "recipe": run.recipe.to_dict()}
-    save_checkpoint(out / "last.pt", model, manifest, state)
-    write_json(out / "metrics.json", {"history": run.history, "best": run.best, "split": split_rec})
-    plot_curves(out / "curve.png", run.history)
-    if run.progress:
-        print(f"epoch {epoch + 1}/{run.tc.epochs}  loss {rec['train_loss']:.4f}  val MAE "
-              f"{res['mae']:.3f}  CS5 {res['cs5']:.3f}  {rec['images_per_s']:.0f} img/s", flush=True)
 
 
 def teacher_paths(value) -> list[str]:

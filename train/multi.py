@@ -21,8 +21,7 @@ import torch
 from edgeage.preprocess import model_input
 from edgeage.utils import EdgeAgeError
 
-from .loop import (_build_model, _check_split, _distillation, _load_data, _loader, _lr_lambda, _optimiser,
-                   _setup, _validate_and_checkpoint, train_step)
+from .loop import Run, check_split, load_data, lr_schedule
 from .recipes import Recipe, load_recipe
 
 # what must agree between recipes for one augmented stream to serve them all
@@ -55,27 +54,27 @@ def train_together(recipes: list[str | Recipe], outs: list[str | Path], override
         loaded = [r.replace(train={"epochs": 1000}) for r in loaded]
     elif len({r.train.epochs for r in loaded}) > 1:
         raise EdgeAgeError("train_together: the recipes' [train] epochs differ; override them with one value")
-    runs = [_setup(r, o, progress, force) for r, o in zip(loaded, outs)]
-    prep, parts, split_rec = _load_data(runs[0].recipe, progress)
-    _check_split(runs[0].recipe, prep, parts)
+    runs = [Run.create(r, o, progress, force) for r, o in zip(loaded, outs)]
+    prep, parts, split_rec = load_data(runs[0].recipe, progress)
+    check_split(runs[0].recipe, prep, parts)
     soft_by_cfg: dict[str, torch.Tensor] = {}
     for run in runs:
         torch.manual_seed(run.tc.seed)
-        _build_model(run, None, force)
+        run.build_model(None, force)
         key = repr((run.recipe.distill, run.model.head.spec))
         if run.recipe.distill.mode == "clean" and key in soft_by_cfg:
             run.soft = soft_by_cfg[key]  # the same teachers' targets: computed once
         else:
-            _distillation(run, None, prep, parts)
+            run.distillation(None, prep, parts)
             if run.soft is not None:
                 soft_by_cfg[key] = run.soft
         if run.device.type == "cuda":
             run.model = run.model.to(memory_format=torch.channels_last)
-    cv_threads = _loader(runs[0], prep, parts)
+    cv_threads = runs[0].make_loader(prep, parts)
     for run in runs[1:]:
         run.ds, run.sampler, run.loader = runs[0].ds, runs[0].sampler, runs[0].loader
     for run in runs:
-        _optimiser(run)
+        run.make_optimiser()
     steps = len(runs[0].loader)
     epochs = runs[0].tc.epochs
     log(f"training {len(runs)} models on one stream: {steps} steps per epoch, batch {runs[0].tc.batch_size}")
@@ -87,7 +86,7 @@ def train_together(recipes: list[str | Recipe], outs: list[str | Path], override
         if epoch == 0 or validate_now(epoch, epochs, val_every):
             for run, rec in zip(runs, recs):
                 rec["epoch_s"] = dt
-                _validate_and_checkpoint(run, epoch, rec, prep, parts, split_rec)
+                run.validate_and_checkpoint(epoch, rec, prep, parts, split_rec)
             val_s = time.time() - t0 - dt
         last_epoch_s = time.time() - t0
         epoch += 1
@@ -101,7 +100,7 @@ def train_together(recipes: list[str | Recipe], outs: list[str | Path], override
                 log(f"warning: warmup_epochs {min_warm} < 1: epoch 1 already followed the provisional schedule")
             for run in runs:
                 run.recipe = run.recipe.replace(train={"epochs": new})
-                run.sched.lr_lambdas = [_lr_lambda(new * steps, int(run.tc.warmup_epochs * steps))]
+                run.sched.lr_lambdas = [lr_schedule(new * steps, int(run.tc.warmup_epochs * steps))]
             log(f"epoch 1: {dt:.1f} s training ({steady:.1f} s at its second half's pace), {val_s:.1f} s "
                 f"validation; {left:.0f} s left -> {new} epochs")
             epochs = new
@@ -150,7 +149,7 @@ def _epoch(runs, epoch: int, epochs: int) -> tuple[list[dict], float]:
             if key not in xs:
                 x = model_input(imgs, run.normalize)
                 xs[key] = x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-            sums[k] += train_step(run, xs[key], ages, pos) * len(ages)
+            sums[k] += run.step(xs[key], ages, pos) * len(ages)
         seen += len(ages)
     dt = time.time() - t0
     steady = (time.time() - t_half) * seen / (seen - seen_half) if t_half is not None and seen > seen_half else dt

@@ -223,7 +223,7 @@ def finetune(model: nn.Module, recipe: Recipe, out, epochs: int, split: dict | N
 
     r = recipe.replace(train={"epochs": epochs},
                        model={"name": model.config["name"]})  # recorded only: the loop trains ``model``
-    data = loop._load_data(r, progress)
+    data = loop.load_data(r, progress)
     bad = [k for k, v in (split or {}).items() if k.endswith("hash") and data[2].get(k) != v]
     if bad:
         raise EdgeAgeError(f"data {r.data.path} does not give the split the model was "

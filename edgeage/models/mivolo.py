@@ -205,7 +205,7 @@ class MiVOLOFeatures(nn.Module):
         self.ca = nn.ModuleList([ClassAttentionBlock(d2, h2, mlp_ratio) for _ in range(n_ca)])
         self.norm = LayerNorm(d2)
         self.out_channels = d2
-        self.apply(_init)
+        self.apply(init_weights)
         if dual:
             with torch.no_grad():  # the start is the face path: enhancer residuals 0, merge [I | 0]
                 for att in (self.face_from_context, self.context_from_face):
@@ -233,7 +233,7 @@ class MiVOLOFeatures(nn.Module):
         return cls.reshape(cls.shape[0], cls.shape[2], 1, 1)
 
 
-def _init(m: nn.Module) -> None:
+def init_weights(m: nn.Module) -> None:
     if isinstance(m, nn.Linear):
         nn.init.trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from . import register_model
 from .heads import AgeModel, make_head
-from .mivolo import LayerNorm, _init, heads_first, mlp
+from .mivolo import LayerNorm, init_weights, heads_first, mlp
 
 
 def window_partition(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -191,7 +191,7 @@ class SwinFeatures(nn.Module):
             ress.append(res)
         self.mlca = MLCA(dims, ress, mlca_channels, d)
         self.out_channels = d
-        self.apply(_init)
+        self.apply(init_weights)
 
     def forward(self, x):
         x = self.embed_norm(self.embed(x).permute(0, 2, 3, 1))

@@ -22,7 +22,7 @@ from edgeage.check_report import CheckReport, Verdict
 from edgeage.checkpoint import TorchModel, load_model, shipped_models
 from edgeage.check_report import Quantize
 from edgeage.manifest import Manifest, Source
-from edgeage.data import (_cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
+from edgeage.data import (cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
                           prepare)
 from edgeage.artifact import read_manifest
 from edgeage.metrics import cs, mae
@@ -105,10 +105,10 @@ def prepared_subset(data, crop, limit: int | None, progress: bool):
     else:
         samples, _ = discover(data)
         idx = select(len(samples), limit)
-        whole = _cache_key(str(data), list_hash(samples), crop, content_hash(samples))
+        whole = cache_key(str(data), list_hash(samples), crop, content_hash(samples))
         if len(idx) < len(samples) and not is_prepared(cache_root() / whole):
             chosen = [samples[i] for i in idx]
-            out = cache_root() / _cache_key(f"{data}#subset", list_hash(chosen), crop, content_hash(chosen))
+            out = cache_root() / cache_key(f"{data}#subset", list_hash(chosen), crop, content_hash(chosen))
             if is_prepared(out):
                 return load_prepared(out, expect_crop=crop, fresh=False)
             with tempfile.TemporaryDirectory(prefix="edgeage-check-") as tmp:

@@ -138,15 +138,15 @@ def check_detector(artifact_dir, data, scenes_n: int = DEFAULT_SCENES, threads: 
 
 
 def report_blocks(r: DetectorCheckReport):
-    from .report import Para, Table, Title, _f, _mb
+    from .report import Para, Table, Title, fmt_num, fmt_mb
 
     rows = [["faces (float / artifact / matched)", f"{r.faces_float} / {r.faces_artifact} / {r.matched}", ""],
-            *[[k, _f(getattr(r, k)), f"{op} {lim}"] for k, (op, lim) in r.thresholds.items()],
-            ["iou_min", _f(r.iou_min), ""], ["score_diff_max", _f(r.score_diff_max), ""],
+            *[[k, fmt_num(getattr(r, k)), f"{op} {lim}"] for k, (op, lim) in r.thresholds.items()],
+            ["iou_min", fmt_num(r.iou_min), ""], ["score_diff_max", fmt_num(r.score_diff_max), ""],
             ["ms per frame (float LiteRT / artifact)", f"{r.ms_per_frame_float:.3f} / {r.ms_per_frame_artifact:.3f}",
              f"{r.threads} thread(s)"]]
     return [Title(f"Detector check: {r.target} {r.precision}"),
-            Para([f"artifact {r.artifact} ({_mb(r.size_bytes)}), model {r.model}; reference: {r.reference}",
+            Para([f"artifact {r.artifact} ({fmt_mb(r.size_bytes)}), model {r.model}; reference: {r.reference}",
                    f"{r.frames} scenes of {r.data} (1-3 photos per 640x480 frame, seed {r.seed}); a face is "
                    f"found at IoU >= {r.match_iou}"]),
             Table(["metric", "value", "threshold"], rows)]
@@ -161,8 +161,10 @@ def report_text(r: DetectorCheckReport) -> str:
 
 def write_report(out_dir, r: DetectorCheckReport, force: bool = False) -> list[Path]:
     """report.json, report.md and report.html in ``out_dir``."""
-    from .report import _json_md, _write_html, report_html
+    from edgeage.document import write_html
 
-    out = _json_md(out_dir, "report", r.to_json_dict(), report_text(r), force)
-    html = _write_html(out / "report.html", report_html(report_blocks(r), r.passed, r.failures))
+    from .report import report_html, write_json_md
+
+    out = write_json_md(out_dir, "report", r.to_json_dict(), report_text(r), force)
+    html = write_html(out / "report.html", report_html(report_blocks(r), r.passed, r.failures))
     return [out / "report.json", out / "report.md", html]

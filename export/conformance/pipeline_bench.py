@@ -112,9 +112,9 @@ def _write_stages_report(out_dir, b: dict, blocks: list, key: str, stages, xlabe
     the photo and the video pipeline-bench alike."""
     from edgeage.document import blocks_md, plt_agg, savefig, write_html
 
-    from .report import _json_md, report_html
+    from .report import write_json_md, report_html
 
-    out = _json_md(out_dir, "pipeline", b, blocks_md(blocks), force)
+    out = write_json_md(out_dir, "pipeline", b, blocks_md(blocks), force)
     plt = plt_agg()
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.7 * len(b["rows"]) + 1.5)))
     left = np.zeros(len(b["rows"]))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeage.document import Block, Para, Pre, Table, Title, _e, block_md, blocks_md, page_html  # noqa: F401
+from edgeage.document import Block, Para, Pre, Table, Title, esc, block_md, blocks_md, page_html  # noqa: F401
 from edgeage.document import md_table  # noqa: F401 - re-exported (scripts import it from here)
 from edgeage.document import plt_agg as _plt, savefig as _savefig, write_html as _write_html
 from edgeage.check_report import CheckReport, Verdict
@@ -26,11 +26,11 @@ from edgeage.utils import atomic_path, output_dir, write_json
 STDOUT_DROP = ("per_image", "latency", "float_latency")  # kept in report.json, not in --json output
 
 
-def _f(v, fmt: str = ".4f") -> str:
+def fmt_num(v, fmt: str = ".4f") -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def _mb(n) -> str:
+def fmt_mb(n) -> str:
     return "-" if n is None else f"{n / 2**20:.2f} MB"
 
 
@@ -54,17 +54,17 @@ def check_blocks(r: CheckReport) -> list[Block]:
         Title(f"Conformance check: {r.target} {r.precision}"),
         Para([f"model {r.model} (sha256 {r.model_sha256[:12]}); data {r.data}; n = {r.n}"
               + (f"; faces not found {r.faces_not_found}" if r.faces_not_found is not None else ""),
-              f"artifact {r.artifact or '(temporary export)'}: {_mb(r.size_bytes)} "
-              f"(float32 weights {_mb(r.float_size_bytes)}); runtime: "
+              f"artifact {r.artifact or '(temporary export)'}: {fmt_mb(r.size_bytes)} "
+              f"(float32 weights {fmt_mb(r.float_size_bytes)}); runtime: "
               + ", ".join(f"{k}={v}" for k, v in r.runtime.items())])]
     if r.note:
         blocks.append(Para([f"NOTE: {r.note}"]))
-    rows = [["MAE", _f(r.float_mae), _f(r.target_mae), _f(r.mae_drift, "+.5f")],
-            ["CS(5)", _f(r.float_cs5), _f(r.target_cs5), ""],
+    rows = [["MAE", fmt_num(r.float_mae), fmt_num(r.target_mae), fmt_num(r.mae_drift, "+.5f")],
+            ["CS(5)", fmt_num(r.float_cs5), fmt_num(r.target_cs5), ""],
             ["abs(delta age) p50 / p99 / max", "", f"{r.age_abs_diff_p50:.5f} / {r.age_abs_diff_p99:.5f} / "
              f"{r.age_abs_diff_max:.5f}", ""],
-            ["arg-max bin agreement", "", _f(r.argmax_agreement), ""],
-            ["max abs logit diff", "", _f(r.logit_abs_diff_max, ".3g"), ""]]
+            ["arg-max bin agreement", "", fmt_num(r.argmax_agreement), ""],
+            ["max abs logit diff", "", fmt_num(r.logit_abs_diff_max, ".3g"), ""]]
     blocks.append(Table(["metric", "float (PyTorch)", r.target, "drift"], rows))
     if r.latency_ms:
         lt, fl = r.latency, r.float_latency
@@ -202,12 +202,12 @@ def report_html(blocks: list[Block], passed: bool | None, failures: list[str], i
     elif passed:
         head = '<div class="verdict pass"><strong>PASSED</strong></div>'
     else:
-        items = "".join(f"<li>{_e(f)}</li>" for f in failures)
+        items = "".join(f"<li>{esc(f)}</li>" for f in failures)
         head = '<div class="verdict fail"><strong>FAILED</strong>' + (f"<ul>{items}</ul>" if items else "") + "</div>"
     return page_html(blocks, head, images)
 
 
-def _json_md(out_dir, stem: str, obj: dict, text: str, force: bool = False) -> Path:
+def write_json_md(out_dir, stem: str, obj: dict, text: str, force: bool = False) -> Path:
     """<stem>.json and <stem>.md in out_dir (created; see edgeage.utils.output_dir), each written
     atomically."""
     out = output_dir(out_dir, force)
@@ -218,7 +218,7 @@ def _json_md(out_dir, stem: str, obj: dict, text: str, force: bool = False) -> P
 
 
 def write_check_report(out_dir, r: CheckReport, force: bool = False) -> list[Path]:
-    out = _json_md(out_dir, "report", r.to_json_dict(), check_text(r), force)
+    out = write_json_md(out_dir, "report", r.to_json_dict(), check_text(r), force)
     plt = _plt()
     d = np.abs(np.asarray(r.per_image.age_target) - np.asarray(r.per_image.age_float))
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -252,7 +252,7 @@ def write_device_report(out_dir, report: CheckReport, force: bool = False, resul
     of the device's check-result JSON (``result_json``, unless it already is that file)."""
 
     text = report_text(report)
-    out = _json_md(out_dir, "report", report.to_json_dict(), text, force)
+    out = write_json_md(out_dir, "report", report.to_json_dict(), text, force)
     files = [out / "report.json", out / "report.md", out / "report.html"]
     if result_json is not None:
         dest = out / "check-result.json"
@@ -282,14 +282,14 @@ def bench_rows(b: dict, variant=None, error_chars: int = 300) -> tuple[list[str]
     variant = variant or (lambda r: r.get("variant", r["precision"]))
     rows = []
     for th, fl in b["float"]["latency_ms_by_threads"].items():
-        rows.append([f"pytorch eager ({th} thr)", "fp32", _mb(b["float"]["size_bytes"]), _f(b["float"]["mae"]),
+        rows.append([f"pytorch eager ({th} thr)", "fp32", fmt_mb(b["float"]["size_bytes"]), fmt_num(b["float"]["mae"]),
                      "", "", f"{fl['p50']:.3f}", f"{fl['p90']:.3f}", "1.00x", "", "reference"])
     fl1 = b["float"]["latency_ms_by_threads"]
     for p in b.get("peers", []):
         lt = p.get("latency_ms") or {}
         fl = fl1.get(p["threads"]) or fl1.get(str(p["threads"])) or {}
-        rows.append([f"peer: {p['name']} ({p['runtime']}, {p['threads']} thr)", p["precision"], _mb(p["size_bytes"]),
-                     _f(p.get("mae")), "", "", _f(lt.get("p50"), ".3f"), _f(lt.get("p90"), ".3f"),
+        rows.append([f"peer: {p['name']} ({p['runtime']}, {p['threads']} thr)", p["precision"], fmt_mb(p["size_bytes"]),
+                     fmt_num(p.get("mae")), "", "", fmt_num(lt.get("p50"), ".3f"), fmt_num(lt.get("p90"), ".3f"),
                      f"{lt['p50'] / fl['p50']:.2f}x" if lt.get("p50") and fl.get("p50") else "-", "",
                      "reference (not edgeage)"])
     for r in b["rows"]:
@@ -305,9 +305,9 @@ def bench_rows(b: dict, variant=None, error_chars: int = 300) -> tuple[list[str]
             "FAIL: " + "; ".join(f.split(":")[0] for f in r["failures"])
         if qat and qat.get("holds") is not None:
             result += f" (QAT bar {qat['mae_drift_limit']:g}: {'holds' if qat['holds'] else 'missed'})"
-        rows.append([r["target"], variant(r), _mb(r["size_bytes"]), _f(r["target_mae"]),
-                     _f(r["mae_drift"], "+.4f"), _f(r["age_abs_diff_p99"]), _f(lt.get("p50"), ".3f"),
-                     _f(lt.get("p90"), ".3f"),
+        rows.append([r["target"], variant(r), fmt_mb(r["size_bytes"]), fmt_num(r["target_mae"]),
+                     fmt_num(r["mae_drift"], "+.4f"), fmt_num(r["age_abs_diff_p99"]), fmt_num(lt.get("p50"), ".3f"),
+                     fmt_num(lt.get("p90"), ".3f"),
                      f"{r['latency_ratio']['p50']:.2f}x" if r.get("latency_ratio") else "-",
                      (f"{vs['size_ratio']:.2f}x / " + (f"{vs['p50_ratio']:.2f}x" if vs.get("p50_ratio") else "-"))
                      if vs else "", result])
@@ -369,7 +369,7 @@ def bench_failures(b: dict) -> list[str]:
 
 
 def write_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
-    out = _json_md(out_dir, "bench", b, bench_text(b), force)
+    out = write_json_md(out_dir, "bench", b, bench_text(b), force)
     plt = _plt()
     floats = [(f"pytorch ({t} thr)", fl) for t, fl in b["float"]["latency_ms_by_threads"].items()]
     bars = floats + [(f"{r['target']}\n{r.get('variant', r['precision'])}", r["latency_ms"]) for r in b["rows"]

@@ -378,3 +378,40 @@ print("ok")
     assert all(callable(getattr(edgeage, n)) for n in edgeage.__all__ if n != "__version__")
     with pytest.raises(AttributeError):
         edgeage.no_such_name
+
+
+def private_imports(files) -> list[str]:
+    """``from M import _name`` and ``M._name`` (M one of ours, bound by an import) across modules:
+    a helper another module needs is public in its own module, with a name that says so."""
+    found = []
+    for f in files:
+        tree = ast.parse(Path(f).read_text())
+        ours = set()  # names bound to our own modules by an import
+        for n in ast.walk(tree):
+            if isinstance(n, ast.ImportFrom) and n.module != "__future__":
+                internal = n.level > 0 or (n.module or "").startswith("edgeage")
+                for a in n.names:
+                    if a.name.startswith("_") and not a.name.startswith("__"):
+                        found.append(f"{f}:{n.lineno}: from {'.' * n.level}{n.module or ''} import {a.name}")
+                    elif internal:
+                        ours.add(a.asname or a.name)
+            elif isinstance(n, ast.Import):
+                ours |= {(a.asname or a.name).split(".")[0] for a in n.names if a.name.startswith("edgeage")}
+        for n in ast.walk(tree):
+            if (isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in ours
+                    and n.attr.startswith("_") and not n.attr.startswith("__")):
+                found.append(f"{f}:{n.lineno}: {n.value.id}.{n.attr}")
+    return found
+
+
+def test_no_module_reaches_into_another_modules_private_names():
+    assert private_imports(modules().values()) == []
+
+
+def test_the_private_name_check_catches_both_spellings(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("from . import loop\nfrom .loop import _load_data, train\nfrom numpy import _x\n"
+                 "loop._step(1)\ntrain._private\n")
+    got = private_imports([f])
+    assert sorted(g.split(": ", 1)[1] for g in got) == ["from .loop import _load_data", "from numpy import _x",
+                                                       "loop._step", "train._private"], got
