@@ -32,11 +32,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .utils import EdgeAgeError
+
+if TYPE_CHECKING:
+    from .manifest import ReadoutSpec
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -144,6 +147,17 @@ class QATResult:
         return Int8Options(quantized=True, ignored=list(ignored))
 
 
+@dataclasses.dataclass(frozen=True)
+class AccuracyControl:
+    """Accuracy-controlled PTQ: labelled validation inputs, their ages, the readout that turns the
+    model's outputs into ages, and the largest MAE drop (years) the quantized model may show."""
+
+    x: np.ndarray                         # float32 [N,3,S,S] model inputs
+    ages: np.ndarray                      # [N] labels
+    readout: ReadoutSpec
+    max_drop: float
+
+
 @dataclasses.dataclass
 class Int8Options:
     """What an exporter needs for int8 (passed as its ``calib`` argument)."""
@@ -151,7 +165,7 @@ class Int8Options:
     calib: np.ndarray | None = None       # float32 [N,3,S,S] model inputs, one image per item
     ignored: list[str] = dataclasses.field(default_factory=list)  # torch module names kept float
     quantized: bool = False               # the model is already quantized (QAT result): convert only
-    accuracy: dict | None = None          # accuracy control: x, ages, readout, max_drop
+    accuracy: AccuracyControl | None = None
     report: dict = dataclasses.field(default_factory=dict)  # exporter -> caller (e.g. layers kept float)
 
     def items(self) -> list[np.ndarray]:

@@ -36,7 +36,7 @@ def build_manifest(model, normalize: Normalize | None = None, crop: CropParams |
     return check_manifest({
         "format": MANIFEST_FORMAT,
         "model": cfg,
-        "readout": dict(model.head.spec),
+        "readout": model.head.spec.to_dict(),
         "preprocess": {"crop": (crop or CropParams()).to_dict(), "normalize": normalize.to_dict()},
         "training": training or {},
         "versions": {"edgeage": __version__, "torch": str(torch.__version__)},

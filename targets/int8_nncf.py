@@ -43,13 +43,13 @@ def nncf_ptq(model, opts: Int8Options, ignored_scope=None, transform=None, valid
     if not opts.accuracy:
         return nncf.quantize(model, ds, **kw)
     acc = opts.accuracy
-    val = [(np.ascontiguousarray(acc["x"][i:i + 1], np.float32), float(acc["ages"][i])) for i in range(len(acc["x"]))]
+    val = [(np.ascontiguousarray(acc.x[i:i + 1], np.float32), float(acc.ages[i])) for i in range(len(acc.x))]
     vds = nncf.Dataset(val, (lambda it: transform(it[0])) if transform else (lambda it: it[0]))
     messages = []
     handler = _ListHandler(messages)
     with library_log("nncf", handler):
         q = nncf.quantize_with_accuracy_control(
-            model, ds, vds, validation_fn=validate, max_drop=float(acc["max_drop"]),
+            model, ds, vds, validation_fn=validate, max_drop=float(acc.max_drop),
             drop_type=nncf.DropType.ABSOLUTE, **kw)
     opts.report["accuracy_control"] = "nncf.quantize_with_accuracy_control"
     opts.report["kept_float"] = reverted_ops(messages)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from edgeage.checkpoint import TorchModel, build_manifest, load_model, read_checkpoint, save_checkpoint
-from edgeage.manifest import Manifest
+from edgeage.manifest import Manifest, ReadoutSpec
 from edgeage.pipeline import AgeEstimator
 from edgeage.data import is_prepared, load_prepared, prepare, split, split_record
 from edgeage.degrade import DegradationConfig, Degrader
@@ -455,7 +455,7 @@ def teacher_targets_key(shas: list[str], temperature: float, views: int, idx) ->
     return hashlib.sha256(json.dumps([shas, temperature, views, np.asarray(idx).tolist()]).encode()).hexdigest()
 
 
-def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: float, device,
+def clean_teacher_targets(paths: list[str], prep, idx, spec: ReadoutSpec, temperature: float, device,
                           cache: Path, progress: bool, views: int = 2) -> np.ndarray:
     """Offline distillation targets ([distill] mode = "clean"): each teacher's softened age-bin
     distribution on the clean crop (and on its mirror: ``views`` = 2), averaged over views and
@@ -481,9 +481,9 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: dict, temperature: 
                                f"{tcrop.shift_y}, but this run's crops are at margin {prep.crop.margin}, "
                                f"shift_y {prep.crop.shift_y}; mode = 'clean' runs the teacher on the student's "
                                "crops, so use a teacher trained on the same crop (or no [distill])")
-        if t.head.spec.get("type") != "expectation" or t.head.spec != spec:
-            raise EdgeAgeError(f"[distill] teacher {p}: head {t.head.kind!r} {t.head.spec} does not "
-                               f"give the student's age-bin distribution ({spec}); mode = 'clean' "
+        if t.head.spec.type != "expectation" or t.head.spec.to_dict() != spec.to_dict():
+            raise EdgeAgeError(f"[distill] teacher {p}: head {t.head.kind!r} {t.head.spec.to_dict()} does not "
+                               f"give the student's age-bin distribution ({spec.to_dict()}); mode = 'clean' "
                                "needs SORD / DEX-style teachers with the same bins")
         t = t.to(device)
         norm = Normalize(input_size=int(t.config["input_size"]))

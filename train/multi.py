@@ -61,7 +61,7 @@ def train_together(recipes: list[str | Recipe], outs: list[str | Path], override
     for run in runs:
         torch.manual_seed(run.tc.seed)
         run.build_model(None, force)
-        key = repr((run.recipe.distill, run.model.head.spec))
+        key = repr((run.recipe.distill, run.model.head.spec.to_dict()))
         if run.recipe.distill.mode == "clean" and key in soft_by_cfg:
             run.soft = soft_by_cfg[key]  # the same teachers' targets: computed once
         else:

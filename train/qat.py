@@ -28,7 +28,7 @@ class QATModel(nn.Module):
         self.qat = qat
         self.pt2e = isinstance(qat, torch.fx.GraphModule)
         self.config = dict(float_model.config)
-        self.head = SimpleNamespace(spec=dict(float_model.head.spec), kind=float_model.head.kind)
+        self.head = SimpleNamespace(spec=float_model.head.spec, kind=float_model.head.kind)
 
     def train(self, mode: bool = True):
         self.training = mode

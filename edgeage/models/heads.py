@@ -25,12 +25,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edgeage.manifest import ReadoutSpec
+
 
 @dataclasses.dataclass(frozen=True)
 class HeadEntry:
     name: str
     build: Callable[..., nn.Module]      # (kind, channels, age_min, age_max, dropout) -> head
-    loss: Callable[..., Callable]        # (spec, **opts) -> fn(out, ages)
+    loss: Callable[..., Callable]        # (ReadoutSpec, **opts) -> fn(out, ages)
     readout: str                         # edgeage.readout type of its outputs
 
 
@@ -66,11 +68,12 @@ def sord_targets(ages: torch.Tensor, n_bins: int, age_min: float = 0.0, temperat
     return q
 
 
-def _range(spec: dict) -> tuple[float, float]:
-    return float(spec.get("age_min", 0)), float(spec.get("age_max", 100))
+def _range(spec: ReadoutSpec) -> tuple[float, float]:
+    return (float(0 if spec.age_min is None else spec.age_min),
+            float(100 if spec.age_max is None else spec.age_max))
 
 
-def sord_loss(spec: dict, sord_temperature: float = 1.0, label_smoothing: float = 0.0, **_):
+def sord_loss(spec: ReadoutSpec, sord_temperature: float = 1.0, label_smoothing: float = 0.0, **_):
     lo, hi = _range(spec)
 
     def fn(out, ages):
@@ -80,7 +83,7 @@ def sord_loss(spec: dict, sord_temperature: float = 1.0, label_smoothing: float 
     return fn
 
 
-def dex_loss(spec: dict, label_smoothing: float = 0.0, **_):
+def dex_loss(spec: ReadoutSpec, label_smoothing: float = 0.0, **_):
     lo, _hi = _range(spec)
 
     def fn(out, ages):
@@ -90,7 +93,7 @@ def dex_loss(spec: dict, label_smoothing: float = 0.0, **_):
     return fn
 
 
-def mean_residue_loss(spec: dict, label_smoothing: float = 0.0, mr_lambda_mean: float = 0.2,
+def mean_residue_loss(spec: ReadoutSpec, label_smoothing: float = 0.0, mr_lambda_mean: float = 0.2,
                       mr_lambda_res: float = 0.05, mr_topk: int = 10, **_):
     lo, hi = _range(spec)
     dex = dex_loss(spec, label_smoothing)
@@ -107,11 +110,11 @@ def mean_residue_loss(spec: dict, label_smoothing: float = 0.0, mr_lambda_mean: 
     return fn
 
 
-def regression_loss(spec: dict, **_):
+def regression_loss(spec: ReadoutSpec, **_):
     return lambda out, ages: F.l1_loss(out[:, 0].float(), ages.float())
 
 
-def coral_loss(spec: dict, **_):
+def coral_loss(spec: ReadoutSpec, **_):
     lo, _hi = _range(spec)
 
     def fn(out, ages):
@@ -122,11 +125,11 @@ def coral_loss(spec: dict, **_):
     return fn
 
 
-def daa_loss(spec: dict, **_):
+def daa_loss(spec: ReadoutSpec, **_):
     return lambda out, ages: F.smooth_l1_loss(out.float(), ages[:, None].float().expand_as(out))
 
 
-def drf_loss(spec: dict, **_):
+def drf_loss(spec: ReadoutSpec, **_):
     """Negative log-likelihood of the age under the forest's (discretised) mixture: ``out`` are
     the log mixture probabilities over the age bins (``DRFHead``), so this is cross-entropy at the
     true age; a non-integer age splits its mass between the two neighbouring bins."""
@@ -163,7 +166,7 @@ class BinsHead(_Pooled):
     def __init__(self, kind: str, channels: int, age_min: int, age_max: int, dropout: float):
         super().__init__(channels, age_max - age_min + 1, dropout)
         self.kind = kind
-        self.spec = {"type": "expectation", "age_min": age_min, "age_max": age_max}
+        self.spec = ReadoutSpec(type="expectation", age_min=age_min, age_max=age_max)
 
     def forward(self, f):
         return self.fc(self.pooled(f))
@@ -173,7 +176,7 @@ class RegressionHead(_Pooled):
     def __init__(self, channels: int, age_min: int, age_max: int, dropout: float):
         super().__init__(channels, 1, dropout)
         self.kind = "regression"
-        self.spec = {"type": "identity", "age_min": age_min, "age_max": age_max}
+        self.spec = ReadoutSpec(type="identity", age_min=age_min, age_max=age_max)
         nn.init.constant_(self.fc.bias, (age_min + age_max) / 3.0)
 
     def forward(self, f):
@@ -188,7 +191,7 @@ class CoralHead(_Pooled):
         self.fc = nn.Linear(channels, 1, bias=False)
         self.bias = nn.Parameter(torch.linspace(2.0, -2.0, age_max - age_min))
         self.kind = "coral"
-        self.spec = {"type": "coral", "age_min": age_min, "age_max": age_max}
+        self.spec = ReadoutSpec(type="coral", age_min=age_min, age_max=age_max)
 
     def forward(self, f):
         return self.fc(self.pooled(f)) + self.bias
@@ -211,7 +214,7 @@ class DAAHead(nn.Module):
                  n_ages: int = 100, bits: int = 8, reduce: int = 32, hidden: int = 32):
         super().__init__()
         self.kind = "daa"
-        self.spec = {"type": "mean", "age_min": age_min, "age_max": age_max}
+        self.spec = ReadoutSpec(type="mean", age_min=age_min, age_max=age_max)
         self.register_buffer("codes", binary_codes(n_ages, bits), persistent=False)
         self.register_buffer("ref_ages", torch.arange(n_ages).float(), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(bits, 16), nn.ReLU(), nn.Linear(16, 32), nn.ReLU(),
@@ -271,7 +274,7 @@ class DRFHead(_Pooled):
                  trees: int = 5, depth: int = 5, init_sigma: float = 6.0):
         super().__init__(channels, trees * (2 ** depth - 1), dropout)
         self.kind = "drf"
-        self.spec = {"type": "expectation", "age_min": age_min, "age_max": age_max}
+        self.spec = ReadoutSpec(type="expectation", age_min=age_min, age_max=age_max)
         self.trees, self.depth = trees, depth
         leaves = 2 ** depth
         self.register_buffer("bins", torch.arange(age_min, age_max + 1).float(), persistent=False)
@@ -341,7 +344,7 @@ def make_head(kind: str, channels: int, age_min: int = 0, age_max: int = 100,
     except KeyError as e:
         raise ValueError(e.args[0]) from None
     head = entry.build(kind, channels, age_min, age_max, dropout)
-    assert head.spec["type"] == entry.readout, (kind, head.spec)
+    assert head.spec.type == entry.readout, (kind, head.spec)
     return head
 
 

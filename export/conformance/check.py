@@ -21,7 +21,7 @@ from edgeage.backend import TargetSpec
 from edgeage.check_report import CheckReport, Verdict
 from edgeage.checkpoint import TorchModel, load_model, shipped_models
 from edgeage.check_report import Quantize
-from edgeage.manifest import Manifest, Source
+from edgeage.manifest import Manifest, ReadoutSpec, Source
 from edgeage.data import (cache_key, cache_root, content_hash, discover, is_prepared, list_hash, load_prepared,
                           prepare)
 from edgeage.artifact import read_manifest
@@ -249,7 +249,7 @@ def reference_checkpoint(manifest: Manifest, model_path):
                        "which is not available: pass that checkpoint with --model")
 
 
-def conformance(ref: Reference, out: np.ndarray, readout: dict) -> dict:
+def conformance(ref: Reference, out: np.ndarray, readout: ReadoutSpec) -> dict:
     age = apply_readout(readout, out).astype(np.float64)
     d = np.abs(age - ref.ages)
     m = {"n": int(len(out)), "age_abs_diff_p50": float(np.percentile(d, 50)),

@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 
 from edgeage.backend import Int8Options
+from edgeage.manifest import ReadoutSpec
 from edgeage.readout import readout_mae
 
 from ..artifact.calibration import QuantData
@@ -29,7 +30,7 @@ def batched(fn, x: np.ndarray, batch: int = 1) -> np.ndarray:
                                           .detach().float().numpy()) for i in range(0, len(x), batch)])
 
 
-def greedy_keep_float(model, example, spec, exporter, opts: Int8Options, qd: QuantData, readout: dict,
+def greedy_keep_float(model, example, spec, exporter, opts: Int8Options, qd: QuantData, readout: ReadoutSpec,
                       max_drop: float, float_mae: float, progress=print, candidates: list[str] | None = None) -> dict:
     """Per-layer sensitivity (val MAE with only that layer quantized, through the exporter's
     ``simulate``), then keep the most sensitive layers in float, one more at a time, until the

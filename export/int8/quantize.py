@@ -19,7 +19,7 @@ import json
 import logging
 from pathlib import Path
 
-from edgeage.backend import Int8Options, QATResult, TargetSpec, describe, step
+from edgeage.backend import AccuracyControl, Int8Options, QATResult, TargetSpec, describe, step
 from edgeage.readout import readout_mae
 from edgeage.utils import EdgeAgeError, atomic_dir
 
@@ -98,7 +98,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
             raise EdgeAgeError("accuracy control (--max-mae-drop) needs labelled validation images: set "
                                "--val-images above 0")
     qd = quant_data(manifest, data, calib_images, val_images, seed, source=src)
-    readout = manifest.readout.to_dict()
+    readout = manifest.readout
     example = example_input(manifest)
     float_out = AgeEstimator(TorchModel(model), manifest).outputs(qd.val) if len(qd.val) else None
     float_mae = readout_mae(readout, float_out, qd.val_ages) if float_out is not None else None
@@ -113,7 +113,7 @@ def quantize(model_path, backend: str, method: str, out, data=None, calib_images
                 + (": its val part is empty" if src.kind == TRAINING else
                    ": give more labelled images than --calib-images, or lower --calib-images"))
         if method == "ptq" and details.accuracy_control:
-            opts.accuracy = {"x": qd.val, "ages": qd.val_ages, "readout": readout, "max_drop": max_mae_drop}
+            opts.accuracy = AccuracyControl(x=qd.val, ages=qd.val_ages, readout=readout, max_drop=max_mae_drop)
         elif details.simulate:
             with step("accuracy control (greedy per-layer sensitivity)"):
                 ac = greedy_keep_float(model, example, spec, exporter, opts, qd, readout, max_mae_drop,

@@ -94,7 +94,7 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
             m = onnx.load(path)
             name = m.graph.input[0].name
             q = nncf_ptq(m, calib, ignored_scope(m, list(calib.ignored) + gate_scopes(model)), transform=lambda x: {name: x},
-                         validate=_validate(calib.accuracy["readout"], name) if calib.accuracy else None,
+                         validate=_validate(calib.accuracy.readout, name) if calib.accuracy else None,
                          per_tensor_activations=True)
             onnx.save(q, path)
     with step("slim (drop exporter debug metadata)"):

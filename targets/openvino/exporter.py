@@ -75,7 +75,7 @@ def export(model: torch.nn.Module, example: torch.Tensor, out_dir: Path, precisi
 
         with step("nncf.quantize (OpenVINO model)"):
             om = nncf_ptq(om, calib, ignored_scope(list(calib.ignored) + gate_scopes(model)),
-                          validate=_validate(calib.accuracy["readout"]) if calib.accuracy else None)
+                          validate=_validate(calib.accuracy.readout) if calib.accuracy else None)
     if precision == "int8" and calib.quantized:
         fold_shape_subgraphs(om)
     compact_constants(om)

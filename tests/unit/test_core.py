@@ -57,7 +57,7 @@ def test_every_registered_head_has_its_loss_and_readout():
     for name in HEADS:
         e = head_entry(name)
         head = make_head(name, 8)
-        assert head.spec["type"] == e.readout
+        assert head.spec.type == e.readout
         out = head(torch.randn(2, 8, 4, 4))
         loss = e.loss(head.spec)(out, torch.tensor([20.0, 60.0]))
         assert loss.ndim == 0 and torch.isfinite(loss)
