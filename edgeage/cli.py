@@ -288,6 +288,9 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
         click.echo(f"n={res['n']}  MAE {res['mae']:.3f}  CS(5) {res['cs5']:.3f}  "
                    f"faces not found {res['faces_not_found']}" + ("  (flip TTA)" if tta_flip else "")
                    + (f"  (degraded, p={degrade_p})" if degrade_p else ""))
+        if res.get("age_range"):
+            r = res["age_range"]
+            click.echo(f"age ranges: {100 * r['in_range']:.1f} % in range, {r['mae_to_range']:.2f} years from it")
         for k, v in res["per_decade"].items():
             click.echo(f"  {k:>7s}: n={v['n']:5d}  MAE {v['mae']:.2f}")
         for name, g in (res.get("groups") or {}).items():
@@ -296,7 +299,8 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
                        + (f"; groups of n >= {big['min_n']}: {big['gap']:.2f} ({big['worst']} - {big['best']})"
                           if big["worst"] is not None else ""))
             for k, v in g["groups"].items():
-                click.echo(f"  {k:>9s}: n={v['n']:5d}  MAE {v['mae']:.2f}  CS(5) {v['cs5']:.3f}")
+                click.echo(f"  {k:>9s}: n={v['n']:5d}  MAE {v['mae']:.2f}  CS(5) {v['cs5']:.3f}"
+                           + (f"  in range {100 * v['in_range']:.1f} %" if "in_range" in v else ""))
         if res["skipped_files"]:
             click.echo(f"skipped {res['skipped']} file(s):")
             for s in res["skipped_files"]:

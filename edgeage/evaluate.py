@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .metrics import summary
+from .metrics import range_metrics, summary
 from .pipeline import AgeEstimator
 from .utils import atomic_path, output_dir, write_json
 
@@ -61,17 +61,20 @@ def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_
     """``edgeage eval``: (result, names, true ages, predicted ages) of a checkpoint on ``data``
     (a folder, CSV or prepared cache), or on one part of the split the checkpoint records
     (the same data required). ``by``: group names (``edgeage.groups``) for ``result["groups"]``."""
-    from .groups import by_groups, check_by
+    from .groups import age_ranges, by_groups, check_by
 
     est = AgeEstimator.from_checkpoint(model_path).with_crop_policy(crop)
     prep, idx = load_eval_data(est, data, split, skip_bad, progress)
     if by:
         check_by(by, prep, data)  # before the model runs
+    ranges = age_ranges(prep, idx, data)
     res, pred = evaluate_prepared(est, prep, idx, tta_flip, degrade_p=degrade_p, seed=seed)
     res.update(model=est.manifest.source_path, data=str(data), split=split,
                skipped=len(prep.skipped), skipped_files=list(prep.skipped))
+    if ranges is not None:
+        res["age_range"] = range_metrics(pred, *ranges)
     if by:
-        res["groups"] = by_groups(by, prep, idx, pred, prep.ages[idx])
+        res["groups"] = by_groups(by, prep, idx, pred, prep.ages[idx], ranges)
     return res, [prep.names[i] for i in idx], prep.ages[idx], pred
 
 
@@ -86,7 +89,7 @@ def write_eval_report(out_dir: str | os.PathLike, res: dict, names: list[str], t
             w.writerow([n, f"{t:g}", f"{p:.3f}", f"{p - t:.3f}"])
     plot_error_by_age(out / "error_by_age.png", np.asarray(true), np.asarray(pred), res)
     lines = [f"# Evaluation\n", f"n = {res['n']}, MAE = {res['mae']:.3f}, CS(5) = {res['cs5']:.3f}, "
-             f"faces not found = {res.get('faces_not_found', 0)}\n", "| ages | n | MAE |",
+             f"faces not found = {res.get('faces_not_found', 0)}\n", *range_line(res), "| ages | n | MAE |",
              "|---|---|---|"]
     lines += [f"| {k} | {v['n']} | {v['mae']:.2f} |" for k, v in res["per_decade"].items()]
     images = [out / "error_by_age.png"]
@@ -101,6 +104,16 @@ def write_eval_report(out_dir: str | os.PathLike, res: dict, names: list[str], t
     from .groups import write_group_html
 
     write_group_html(out, res, images)
+
+
+def range_line(res: dict) -> list[str]:
+    """The report's line on ages labelled as ranges (``res["age_range"]``), if the data has them."""
+    r = res.get("age_range")
+    if not r:
+        return []
+    return [f"Ages labelled as ranges (age_min..age_max): {100 * r['in_range']:.1f} % of the predictions in "
+            f"range, {r['mae_to_range']:.2f} years from the range on average (MAE and CS(5) are against the "
+            "`age` column).\n"]
 
 
 def resolution_curve(models, data, split: str = "test", sizes=None, skip_bad: bool = False,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .document import Heading, Para, Table, Title, blocks_md, page_html, plt_agg, savefig, write_html
-from .metrics import cs, mae
+from .metrics import cs, mae, range_metrics
 from .utils import EdgeAgeError, atomic_path, output_dir, write_json
 
 BUILTIN = ("race", "gender", "decade", "face-size")
@@ -28,6 +28,7 @@ GENDERS = ("male", "female")                               # UTKFace GENDER fiel
 FACE_SIZE_EDGES = (16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256)  # px, max(w, h) of the face box
 CURVE_SIZES = (12, 16, 24, 32, 48, 64)
 GAP_MIN_N = 30  # the second gap: only groups this large (a group of 2 faces decides the first)
+RANGE_COLUMNS = ("age_min", "age_max")  # a CSV's age given as a range of whole years
 
 
 # ---- which group each face is in ------------------------------------------------------------
@@ -116,21 +117,53 @@ def labels(name: str, prep, idx) -> list[str]:
     raise EdgeAgeError(f"--by {name}: unknown group")
 
 
+def age_ranges(prep, idx, data) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lo, hi) of each crop ``idx`` where the data set's CSV gives the age as a range (columns
+    ``age_min`` and ``age_max``, whole years, both ends in the range; an empty ``age_max`` is an
+    open range such as 70+), for ``edgeage.metrics.range_metrics``; None without those columns."""
+    if not prep.groups or not all(c in prep.groups for c in RANGE_COLUMNS):
+        return None
+    out = []
+    for col in RANGE_COLUMNS:
+        vals = []
+        for i in np.asarray(idx, int):
+            v = prep.groups[col][i].strip()
+            if not v and col == "age_max":
+                vals.append(math.inf)
+                continue
+            try:
+                x = float(v)
+            except ValueError:
+                x = math.nan
+            if not (0 <= x <= 120):
+                raise EdgeAgeError(f"{data}: column {col} of {prep.names[i]} is {v!r}, not an age in years "
+                                   "(0..120); age_min and age_max give an age range in whole years")
+            vals.append(x)
+        out.append(np.asarray(vals, np.float64))
+    lo, hi = out
+    bad = np.flatnonzero(hi < lo)
+    if len(bad):
+        i = int(np.asarray(idx, int)[bad[0]])
+        raise EdgeAgeError(f"{data}: {prep.names[i]} has age_max {hi[bad[0]]:g} below age_min {lo[bad[0]]:g}")
+    return lo, hi
+
+
 def _order(name: str, keys: set[str]) -> list[str]:
     known = [k for k in keys if k != UNKNOWN]
     fixed = {"race": list(RACES), "gender": list(GENDERS), "face-size": face_size_order()}.get(name)
     if fixed is not None and all(k in fixed for k in known):
         known = [k for k in fixed if k in keys]
-    elif name == "decade" or all(re.fullmatch(r"-?\d+(\.\d+)?(-\d+)?", k) for k in known):
+    elif name == "decade" or all(re.fullmatch(r"-?\d+(\.\d+)?(-\d+|\+)?", k) for k in known):  # 3-9, 70+
         known = sorted(known, key=lambda k: float(re.match(r"-?\d+(\.\d+)?", k).group()))
     else:
         known = sorted(known)
     return known + ([UNKNOWN] if UNKNOWN in keys else [])
 
 
-def group_metrics(name: str, pred, true, labs: list[str]) -> dict:
-    """MAE, CS(5), n and mean true age per group, and the gap (worst - best MAE) over the known
-    groups (and over those of at least GAP_MIN_N faces)."""
+def group_metrics(name: str, pred, true, labs: list[str], ranges=None) -> dict:
+    """MAE, CS(5), n and mean true age per group (with ``ranges`` (lo, hi): the share in range and
+    the distance to it too), and the gap (worst - best MAE) over the known groups (and over those
+    of at least GAP_MIN_N faces)."""
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     labs = np.asarray(labs, dtype=object)
     groups = {}
@@ -138,6 +171,8 @@ def group_metrics(name: str, pred, true, labs: list[str]) -> dict:
         m = labs == g
         groups[g] = {"n": int(m.sum()), "mae": mae(pred[m], true[m]), "cs5": cs(pred[m], true[m], 5.0),
                      "mean_age": float(true[m].mean())}  # groups differ in age, and MAE grows with age
+        if ranges is not None:
+            groups[g].update(range_metrics(pred[m], ranges[0][m], ranges[1][m]))
     known = {g: v for g, v in groups.items() if g != UNKNOWN} or groups
     large = {g: v for g, v in known.items() if v["n"] >= GAP_MIN_N}
     return {"groups": groups, **_gap(known), "gap_over": list(known),
@@ -153,8 +188,8 @@ def _gap(groups: dict) -> dict:
     return {"gap": groups[worst]["mae"] - groups[best]["mae"], "worst": worst, "best": best}
 
 
-def by_groups(names: list[str], prep, idx, pred, true) -> dict:
-    return {n: group_metrics(n, pred, true, labels(n, prep, idx)) for n in names}
+def by_groups(names: list[str], prep, idx, pred, true, ranges=None) -> dict:
+    return {n: group_metrics(n, pred, true, labels(n, prep, idx), ranges) for n in names}
 
 
 # ---- the face-resolution curve ----------------------------------------------------------------
@@ -194,6 +229,11 @@ def group_sections(res: dict) -> list[dict]:
     secs = [{"title": "Overall", "lines": [f"model {res.get('model')}, data {res.get('data')}, split "
                                            f"{res.get('split')}; faces not found {res.get('faces_not_found', 0)}"],
              "headers": ["n", "MAE", "CS(5)"], "rows": [[res["n"], f"{res['mae']:.3f}", f"{res['cs5']:.3f}"]]}]
+    if res.get("age_range"):
+        r = res["age_range"]
+        secs[0]["lines"].append(f"ages labelled as ranges (age_min..age_max): {100 * r['in_range']:.1f} % of the "
+                                f"predictions in range, {r['mae_to_range']:.2f} years from it on average; the "
+                                "MAE is against the `age` column")
     for name, g in (res.get("groups") or {}).items():
         lines = [f"gap (worst - best MAE, known groups): {g['gap']:.2f} years ({g['worst']} - {g['best']})"]
         big = g.get("large_groups") or {}
@@ -202,8 +242,11 @@ def group_sections(res: dict) -> list[dict]:
                          f"({big['worst']} - {big['best']})")
         if g.get("unknown"):
             lines.append(f"{g['unknown']} face(s) in the group '{UNKNOWN}' (not in the gap)")
-        secs.append({"title": f"By {name}", "lines": lines, "headers": [name, "n", "MAE", "CS(5)", "mean age"],
+        ranged = all("in_range" in v for v in g["groups"].values())
+        secs.append({"title": f"By {name}", "lines": lines,
+                     "headers": [name, "n", "MAE", "CS(5)", "mean age"] + (["in range", "to range"] if ranged else []),
                      "rows": [[k, v["n"], f"{v['mae']:.2f}", f"{v['cs5']:.3f}", f"{v['mean_age']:.1f}"]
+                              + ([f"{100 * v['in_range']:.1f} %", f"{v['mae_to_range']:.2f}"] if ranged else [])
                               for k, v in g["groups"].items()]})
     if not res.get("groups"):
         secs.append({"title": "By age decade", "lines": [], "headers": ["ages", "n", "MAE"],

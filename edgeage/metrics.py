@@ -21,6 +21,18 @@ def epsilon_error(pred, mean, std) -> float:
     return float(np.mean(1.0 - np.exp(-((pred - mean) ** 2) / (2.0 * np.maximum(std, 1e-6) ** 2))))
 
 
+def range_metrics(pred, lo, hi) -> dict:
+    """For ages labelled as ranges of whole years (FairFace's and Adience's groups: ``lo..hi``,
+    ``hi`` inf for an open group such as 70+): the share of predictions inside the range (a
+    prediction p is in it when lo <= p < hi + 1, as an age of 29.6 years is 29) and the mean
+    distance in years from the prediction to the range (0 inside). An MAE against the range's
+    middle would charge a right answer up to half the range."""
+    pred, lo, hi = (np.asarray(a, np.float64) for a in (pred, lo, hi))
+    dist = np.maximum(lo - pred, 0.0) + np.maximum(pred - (hi + 1.0), 0.0)
+    return {"in_range": float(np.mean(dist == 0)) if len(dist) else math.nan,
+            "mae_to_range": float(dist.mean()) if len(dist) else math.nan}
+
+
 def per_decade(pred, true) -> dict[str, dict]:
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     out = {}

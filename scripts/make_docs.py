@@ -18,6 +18,7 @@ Inputs (data only, read and never executed):
   edgeage/assets/shipped.toml          which shipped model is the default
   bench/edge-v2/eval*.json             `edgeage eval` of `mgpnet-e` on the test split (run when it was the default)
   bench/eval-groups/*/*.json           `edgeage eval --by` / `edgeage resolution-curve` of both shipped models
+  bench/cross-dataset/*/*.json         `edgeage eval` of both shipped models on other public age sets
   `edgeage info [--model mgpnet-e]`    the shipped models' manifests
   `edgeage models`                     parameters and MACs of the registered and shipped models
 Only bench files that git tracks are read (all of them when git is not available), so a local,
@@ -533,6 +534,33 @@ def eval_groups_data() -> dict | None:
                                     rows)}
 
 
+CROSS_DATASET = "bench/cross-dataset"
+
+
+def cross_dataset_data() -> dict | None:
+    """The model card's "other data sets" table: every committed set under CROSS_DATASET with both
+    shipped models' eval JSON (None when there is none)."""
+    rows, rels = [], []
+    for d in sorted({Path(p).parent.name for p in tracked(f"{CROSS_DATASET}/*/*.json")}):
+        rel = {mdl: f"{CROSS_DATASET}/{d}/{mdl}.json" for mdl in EVAL_GROUPS_MODELS}
+        if not all(r in tracked(f"{CROSS_DATASET}/{d}/*.json") for r in rel.values()):
+            continue
+        ev = {mdl: load(r) for mdl, r in rel.items()}
+        cells = []
+        for mdl in EVAL_GROUPS_MODELS:
+            e = ev[mdl]
+            r = e.get("age_range")
+            cells.append(f"{100 * r['in_range']:.1f} % in range, {r['mae_to_range']:.2f} years to it" if r
+                         else f"MAE {e['mae']:.2f}, CS(5) {e['cs5']:.3f}")
+        first = ev[EVAL_GROUPS_MODELS[0]]
+        rows.append([f"`{d}`", f"{first['n']:,}", first.get("faces_not_found", 0)] + cells)
+        rels += list(rel.values())
+    if not rows:
+        return None
+    return {"rels": rels, "table": md_table(["set", "n", "faces not found"] + [f"`{mdl}`" for mdl in EVAL_GROUPS_MODELS],
+                                             rows)}
+
+
 def card_target_rows(b: dict, variants: tuple[str, ...], ratios: bool = True) -> list[list]:
     """Per target, the rows of `b` whose variant is one of `variants` (in that order), as the model
     card shows them."""
@@ -569,12 +597,13 @@ def page_model_card(sizes, manifest, metrics, e_manifest, e_metrics) -> str:
     val = manifest.training.val
     test, etest = xs_eval(), fast_eval()
     groups = eval_groups_data()
+    cross = cross_dataset_data()
     return render(
         "model-card.md.j2",
         sources=["edgeage info", f"edgeage info --model {FAST}", f"edgeage/assets/{DEFAULT}-metrics.json",
                  f"edgeage/assets/{FAST}-metrics.json", XS_EVAL, f"{EDGE_V2}/eval*.json", kd, v2, "edgeage models"]
-        + ([f"{EVAL_GROUPS}/*/*.json"] if groups else []), constants=True,
-        issue24=issue24_numbers(), s=openvino_vs_peer(), groups=groups, kd=kd, v2=v2, b=b, bv2=bv2,
+        + ([f"{EVAL_GROUPS}/*/*.json"] if groups else []) + ([f"{CROSS_DATASET}/*/*.json"] if cross else []),
+        constants=True, issue24=issue24_numbers(), s=openvino_vs_peer(), groups=groups, cross=cross, kd=kd, v2=v2, b=b, bv2=bv2,
         manifest=manifest.to_dict(), e_manifest=e_manifest.to_dict(), metrics=metrics, e_metrics=e_metrics,
         size=sizes[f"shipped:{DEFAULT}"], esize=sizes[f"shipped:{FAST}"],
         teachers=teachers(manifest.training.recipe), e_teachers=teachers(e_manifest.training.recipe),

@@ -24,7 +24,7 @@ def load(name):
     return mod
 
 
-fgnet, appa, cross = load("fgnet"), load("appa_real"), load("cross_eval")
+fgnet, appa, fairface, cross = load("fgnet"), load("appa_real"), load("fairface"), load("cross_eval")
 
 
 def picture(path: Path, seed: int, size=(120, 150)):
@@ -120,6 +120,41 @@ def test_appa_real_refuses_partial_or_missing(tmp_path, capsys):
     assert "expected 1978" in capsys.readouterr().err
     assert appa.main([str(root), "--splits", "valid", "--allow-partial"]) == 2
     assert "gt_avg_valid.csv: missing" in capsys.readouterr().err
+
+
+def test_fairface_sample_labels_are_age_ranges(tmp_path):
+    root = tmp_path / "ff"
+    gt = [{"filename": "fairface_0001.jpg", "age": "50-59", "gender": "Male"},
+          {"filename": "fairface_0002.jpg", "age": "0-2", "gender": "Female"},
+          {"filename": "fairface_0003.jpg", "age": "70+", "gender": "Female"}]
+    for i, it in enumerate(gt):
+        picture(root / "images" / it["filename"], i)
+    (root / "ground_truth.json").write_text(json.dumps(gt))
+    assert fairface.main([str(root)]) == 0
+    rows = read(root / "labels.csv")
+    assert [(r["path"], r["age"], r["age_min"], r["age_max"], r["age_group"], r["gender"]) for r in rows] == [
+        ("images/fairface_0001.jpg", "55", "50", "59", "50-59", "male"),
+        ("images/fairface_0002.jpg", "1.5", "0", "2", "0-2", "female"),
+        ("images/fairface_0003.jpg", "75", "70", "", "70+", "female")]
+    samples, skipped = discover(root / "labels.csv")
+    assert not skipped and samples[2].groups["age_max"] == ""
+
+
+def test_fairface_release_layout_and_refusals(tmp_path, capsys):
+    root = tmp_path / "ff"
+    picture(root / "val" / "1.jpg", 0)
+    (root / "fairface_label_val.csv").write_text("file,age,gender,race,service_test\nval/1.jpg,20-29,Male,East Asian,True\n")
+    assert fairface.main([str(root)]) == 0
+    assert read(root / "labels.csv")[0]["race"] == "East Asian"
+    (root / "fairface_label_val.csv").write_text("file,age,gender,race\nval/1.jpg,20-30,Male,East Asian\n")
+    assert fairface.main([str(root)]) == 2
+    assert "'20-30' is not one of FairFace's" in capsys.readouterr().err
+    other = tmp_path / "other"
+    picture(other / "images" / "ig_0001.jpg", 1)
+    (other / "ground_truth.json").write_text(json.dumps([{"filename": "ig_0001.jpg", "age": "20-29", "gender": "Male"}]))
+    assert fairface.main([str(other)]) == 2
+    assert "not one of the sample's FairFace files" in capsys.readouterr().err
+    assert not (other / "labels.csv").exists()
 
 
 def test_eval_reads_a_built_labels_csv_by_decade_and_subject(tmp_path, monkeypatch):

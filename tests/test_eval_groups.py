@@ -99,6 +99,43 @@ def test_csv_extra_column_is_a_group_and_survives_the_cache(faces, tiny_ckpt, tm
     assert r.exit_code != 0 and "camera" in r.output and "--by site" in r.output
 
 
+def test_ages_labelled_as_ranges_report_the_share_in_range(faces, tiny_ckpt, tmp_path):
+    """FairFace / Adience give age groups: with age_min / age_max columns eval reports the share of
+    predictions inside each face's range and the distance to it, overall and per --by group."""
+    files = sorted(p.name for p in faces.iterdir())
+    r = cli("eval", "--model", tiny_ckpt, "--data", faces, "--json", "--out", tmp_path / "plain")
+    pred = {row["file"]: float(row["pred"]) for row in csv.DictReader(open(tmp_path / "plain" / "predictions.csv"))}
+    assert r.exit_code == 0 and len(pred) == len(files)
+    table = tmp_path / "ranges.csv"
+    with open(table, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "age", "age_min", "age_max", "age_group"])
+        for i, f in enumerate(files):
+            p = pred[f]
+            lo, hi = ((max(int(p) - 2, 0), int(p) + 2) if i % 2 == 0 else (int(p) + 10, int(p) + 19))  # in / above
+            w.writerow([str(faces / f), (lo + hi) / 2, lo, "" if i == 0 else hi, "in" if i % 2 == 0 else "out"])
+    r = cli("eval", "--model", tiny_ckpt, "--data", table, "--by", "age_group", "--json", "--out", tmp_path / "ev")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    n_in = (len(files) + 1) // 2
+    assert res["age_range"]["in_range"] == pytest.approx(n_in / len(files))
+    g = res["groups"]["age_group"]["groups"]
+    assert g["in"]["in_range"] == 1 and g["in"]["mae_to_range"] == 0
+    assert g["out"]["in_range"] == 0
+    dist = [int(pred[f]) + 10 - pred[f] for i, f in enumerate(files) if i % 2]
+    assert g["out"]["mae_to_range"] == pytest.approx(float(np.mean(dist)), abs=2e-3)
+    assert "in range" in (tmp_path / "ev" / "eval.md").read_text()
+
+    bad = tmp_path / "bad.csv"
+    rows = table.read_text().splitlines()
+    f1 = rows[1].split(",")
+    bad.write_text("\n".join([rows[0], ",".join([f1[0], f1[1], "thirty", *f1[3:]]), *rows[2:]]) + "\n")
+    r = cli("eval", "--model", tiny_ckpt, "--data", bad, "--json", "--out", tmp_path / "bad")
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "age_min" in r.output and "'thirty'" in r.output and str(bad) in r.output
+    assert not (tmp_path / "bad" / "eval.json").exists()
+
+
 def test_old_cache_without_groups_or_boxes_still_groups(faces, tiny_ckpt, tmp_path):
     prep = prepare(faces, progress=False)
     prep.groups, prep.face_box = None, None  # as caches were written before
@@ -161,3 +198,9 @@ def test_resolution_curve_one_point_per_size_per_model(faces, tiny_ckpt, tmp_pat
 def test_resolution_curve_refuses_bad_sizes(faces, tmp_path):
     r = cli("resolution-curve", "--data", faces, "--sizes", "12,x", "--out", tmp_path / "c")
     assert r.exit_code != 0 and "--sizes" in r.output and "Traceback" not in r.output
+
+
+def test_range_groups_sort_by_their_first_age():
+    labs = ["70+", "3-9", "10-19", "0-2", "3-9"]
+    g = group_metrics("age_group", [1, 5, 12, 1, 6], [75, 6, 15, 1, 6], labs)
+    assert list(g["groups"]) == ["0-2", "3-9", "10-19", "70+"]

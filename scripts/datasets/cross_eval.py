@@ -45,23 +45,48 @@ def _f(x, nd=2):
 def summary_md(name: str, labels_note: str, results: dict[str, dict], utk: dict[str, dict | None],
                commands: list[str]) -> str:
     """The README of OUT: one row per (model, set), then MAE per decade."""
+    ranged = any(r.get("age_range") for r in results.values())
     lines = [f"# {name}: shipped models beside the UTKFace test split", "",
-             f"Data: {labels_note}. One thread (`OMP_NUM_THREADS=1`), this repository's CPU.", "",
-             "| model | set | n | faces not found | MAE | CS(5) |", "|---|---|---|---|---|---|"]
+             f"Data: {labels_note}. One thread (`OMP_NUM_THREADS=1`), this repository's CPU.", ""]
+    if ranged:
+        lines += ["The set labels ages as ranges: *in range* is the share of predictions inside a face's "
+                  "range, *to range* the mean distance (years) from the prediction to it; MAE and CS(5) are "
+                  "against the range's middle, so they are not age errors here.", ""]
+    extra = " in range | to range |" if ranged else ""
+    lines += ["| model | set | n | faces not found | MAE | CS(5) |" + extra,
+              "|---|---|---|---|---|---|" + ("---|---|" if ranged else "")]
+
+    def rng(r):
+        a = r.get("age_range")
+        return (f" {100 * a['in_range']:.1f} % | {_f(a['mae_to_range'])} |" if a else " – | – |") if ranged else ""
+
     for model, r in results.items():
         lines.append(f"| `{model}` | {name} | {r['n']} | {r.get('faces_not_found', '–')} | {_f(r['mae'])} | "
-                     f"{_f(r['cs5'], 3)} |")
+                     f"{_f(r['cs5'], 3)} |" + rng(r))
         u = utk.get(model)
         if u:
             lines.append(f"| `{model}` | UTKFace test split (bench/eval-groups) | {u['n']} | "
-                         f"{u.get('faces_not_found', '–')} | {_f(u['mae'])} | {_f(u['cs5'], 3)} |")
+                         f"{u.get('faces_not_found', '–')} | {_f(u['mae'])} | {_f(u['cs5'], 3)} |" + rng(u))
+    for by in dict.fromkeys(b for r in results.values() for b in (r.get("groups") or {}) if b != "decade"):
+        cols = [(m, r["groups"][by]["groups"]) for m, r in results.items() if by in (r.get("groups") or {})]
+        keys = list(dict.fromkeys(k for _, g in cols for k in g))
+        what = "in range, years to the range" if ranged else "MAE"
+        lines += ["", f"By {by} ({what}; n in brackets):", "",
+                  f"| {by} | " + " | ".join(f"`{m}`" for m, _ in cols) + " |", "|---|" + "---|" * len(cols)]
+        for k in keys:
+            cells = []
+            for _, g in cols:
+                v = g.get(k)
+                cells.append("–" if not v else f"{100 * v['in_range']:.1f} %, {_f(v['mae_to_range'])} ({v['n']})"
+                             if "in_range" in v else f"{_f(v['mae'])} ({v['n']})")
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
     decades = []
     for r in list(results.values()) + [u for u in utk.values() if u]:
         for d in (r.get("per_decade") or {}):
             if d not in decades:
                 decades.append(d)
     decades.sort(key=lambda d: int(d.split("-")[0]) if d.split("-")[0].isdigit() else 10 ** 6)
-    if decades:
+    if decades and not ranged:  # decades of a range's middle say little
         cols = [(m, name, r) for m, r in results.items()] + [(m, "UTKFace", u) for m, u in utk.items() if u]
         lines += ["", "MAE by decade of the true age (n in brackets):", "",
                   "| decade | " + " | ".join(f"`{m}` {s}" for m, s, _ in cols) + " |",
