@@ -535,12 +535,13 @@ def eval_groups_data() -> dict | None:
 
 
 CROSS_DATASET = "bench/cross-dataset"
+UTK_AS_GROUPS = "utk-test-fairface-groups"   # UTKFace's test split scored with FairFace's groups: a reference
 
 
 def cross_dataset_data() -> dict | None:
     """The model card's "other data sets" table: every committed set under CROSS_DATASET with both
     shipped models' eval JSON (None when there is none)."""
-    rows, rels = [], []
+    rows, rels, ref = [], [], None
     for d in sorted({Path(p).parent.name for p in tracked(f"{CROSS_DATASET}/*/*.json")}):
         rel = {mdl: f"{CROSS_DATASET}/{d}/{mdl}.json" for mdl in EVAL_GROUPS_MODELS}
         if not all(r in tracked(f"{CROSS_DATASET}/{d}/*.json") for r in rel.values()):
@@ -552,12 +553,15 @@ def cross_dataset_data() -> dict | None:
             r = e.get("age_range")
             cells.append(f"{100 * r['in_range']:.1f} % in range, {r['mae_to_range']:.2f} years to it" if r
                          else f"MAE {e['mae']:.2f}, CS(5) {e['cs5']:.3f}")
+        rels += list(rel.values())
+        if d == UTK_AS_GROUPS:
+            ref = cells
+            continue
         first = ev[EVAL_GROUPS_MODELS[0]]
         rows.append([f"`{d}`", f"{first['n']:,}", first.get("faces_not_found", 0)] + cells)
-        rels += list(rel.values())
     if not rows:
         return None
-    return {"rels": rels, "table": md_table(["set", "n", "faces not found"] + [f"`{mdl}`" for mdl in EVAL_GROUPS_MODELS],
+    return {"rels": rels, "ref": ref, "ref_name": UTK_AS_GROUPS, "table": md_table(["set", "n", "faces not found"] + [f"`{mdl}`" for mdl in EVAL_GROUPS_MODELS],
                                              rows)}
 
 

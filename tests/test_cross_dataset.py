@@ -25,6 +25,7 @@ def load(name):
 
 
 fgnet, appa, fairface, cross = load("fgnet"), load("appa_real"), load("fairface"), load("cross_eval")
+utk_groups = load("utk_test_as_groups")
 
 
 def picture(path: Path, seed: int, size=(120, 150)):
@@ -155,6 +156,24 @@ def test_fairface_release_layout_and_refusals(tmp_path, capsys):
     assert fairface.main([str(other)]) == 2
     assert "not one of the sample's FairFace files" in capsys.readouterr().err
     assert not (other / "labels.csv").exists()
+
+
+def test_utk_test_split_gets_fairface_groups(tmp_path):
+    from conftest import UTK
+    from edgeage.checkpoint import model_path, read_checkpoint
+
+    assert utk_groups.main([str(UTK), str(tmp_path / "g.csv")]) == 0
+    rows = read(tmp_path / "g.csv")
+    split = read_checkpoint(model_path(None))["manifest"].training.split
+    assert len(rows) == split["sizes"]["test"]
+    for r in rows:
+        age, lo = float(r["age"]), float(r["age_min"])
+        hi = float(r["age_max"]) + 1 if r["age_max"] else float("inf")
+        assert lo <= age < hi and r["age_group"] in fairface.GROUPS and Path(r["path"]).is_file()
+    assert {r["age_group"] for r in rows} == set(fairface.GROUPS)
+    picture(tmp_path / "other" / "25_0_0_20170101000000000.jpg", 0)
+    with pytest.raises(SystemExit, match="file-list hash differs"):
+        utk_groups.test_split_rows(tmp_path / "other", split)
 
 
 def test_eval_reads_a_built_labels_csv_by_decade_and_subject(tmp_path, monkeypatch):

@@ -50,8 +50,9 @@ def summary_md(name: str, labels_note: str, results: dict[str, dict], utk: dict[
              f"Data: {labels_note}. One thread (`OMP_NUM_THREADS=1`), this repository's CPU.", ""]
     if ranged:
         lines += ["The set labels ages as ranges: *in range* is the share of predictions inside a face's "
-                  "range, *to range* the mean distance (years) from the prediction to it; MAE and CS(5) are "
-                  "against the range's middle, so they are not age errors here.", ""]
+                  "range, *to range* the mean distance (years) from the prediction to it (0 inside). MAE and "
+                  "CS(5) are against the `age` column: for a set with groups only (FairFace) that is the range's "
+                  "middle, not an age.", ""]
     extra = " in range | to range |" if ranged else ""
     lines += ["| model | set | n | faces not found | MAE | CS(5) |" + extra,
               "|---|---|---|---|---|---|" + ("---|---|" if ranged else "")]
