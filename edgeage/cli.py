@@ -260,6 +260,8 @@ def checkpoint_upgrade(src, out, trust, force):
 @click.option("--tta-flip", is_flag=True, help="Average with the mirrored face (reported separately).")
 @click.option("--degrade-p", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="Degrade the crops with the training degradation model (trigger probability p, seeded).")
+@click.option("--grey", is_flag=True, help="Turn the crops grey first (BT.601 luma), as an IR / night or monochrome "
+                                           "camera sees faces.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--skip-bad", is_flag=True)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
@@ -270,7 +272,7 @@ def checkpoint_upgrade(src, out, trust, force):
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write eval.json/.md/.html, predictions.csv, error_by_age.png (and by_group.png) here.")
 @force_option
-def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad, by, as_json, out, force):
+def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, grey, seed, skip_bad, by, as_json, out, force):
     """MAE, CS(5), MAE per age decade, faces not found; per group with --by."""
     from .evaluate import evaluate, write_eval_report
     from .groups import parse_by
@@ -279,7 +281,7 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
     if out:
         check_output(out, force)
     res, names, true, pred = evaluate(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
-                                      progress=not as_json, by=parse_by(by))
+                                      progress=not as_json, by=parse_by(by), grey=grey)
     if out:
         write_eval_report(out, res, names, true, pred, force=force)
     if as_json:
@@ -287,7 +289,7 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
     else:
         click.echo(f"n={res['n']}  MAE {res['mae']:.3f}  CS(5) {res['cs5']:.3f}  "
                    f"faces not found {res['faces_not_found']}" + ("  (flip TTA)" if tta_flip else "")
-                   + (f"  (degraded, p={degrade_p})" if degrade_p else ""))
+                   + (f"  (degraded, p={degrade_p})" if degrade_p else "") + ("  (grey)" if grey else ""))
         if res.get("age_range"):
             r = res["age_range"]
             click.echo(f"age ranges: {100 * r['in_range']:.1f} % in range, {r['mae_to_range']:.2f} years from it")

@@ -20,16 +20,21 @@ def degrade_crops(crops: np.ndarray, p: float, strength: float = 1.0, seed: int 
 
 
 def evaluate_prepared(est: AgeEstimator, prep, indices=None, tta_flip: bool = False,
-                      degrade_p: float = 0.0, seed: int = 0) -> tuple[dict, np.ndarray]:
-    """MAE, CS(5), per decade of the estimator on (a part of) prepared crops."""
+                      degrade_p: float = 0.0, seed: int = 0, grey: bool = False) -> tuple[dict, np.ndarray]:
+    """MAE, CS(5), per decade of the estimator on (a part of) prepared crops (``grey``: turned grey
+    first, as an IR / monochrome camera sees them; ``degrade_p``: then degraded)."""
+    from .preprocess import grey as to_grey
+
     idx = np.arange(len(prep.ages)) if indices is None else np.asarray(indices)
     crops = prep.crops[idx]
+    if grey:
+        crops = to_grey(crops)
     if degrade_p > 0:
         crops = degrade_crops(crops, degrade_p, seed=seed)
     pred = est.ages(crops, tta_flip)
     true = prep.ages[idx]
     res = summary(pred, true, {"faces_not_found": int((~prep.face_found[idx]).sum()),
-                               "tta_flip": tta_flip, "degrade_p": degrade_p})
+                               "tta_flip": tta_flip, "degrade_p": degrade_p, "grey": grey})
     return res, pred
 
 
@@ -57,7 +62,7 @@ def load_eval_data(est: AgeEstimator, data, split: str = "all", skip_bad: bool =
 
 def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_flip: bool = False,
              degrade_p: float = 0.0, seed: int = 0, skip_bad: bool = False, progress: bool = True,
-             by: list[str] | None = None):
+             by: list[str] | None = None, grey: bool = False):
     """``edgeage eval``: (result, names, true ages, predicted ages) of a checkpoint on ``data``
     (a folder, CSV or prepared cache), or on one part of the split the checkpoint records
     (the same data required). ``by``: group names (``edgeage.groups``) for ``result["groups"]``."""
@@ -68,7 +73,7 @@ def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_
     if by:
         check_by(by, prep, data)  # before the model runs
     ranges = age_ranges(prep, idx, data)
-    res, pred = evaluate_prepared(est, prep, idx, tta_flip, degrade_p=degrade_p, seed=seed)
+    res, pred = evaluate_prepared(est, prep, idx, tta_flip, degrade_p=degrade_p, seed=seed, grey=grey)
     res.update(model=est.manifest.source_path, data=str(data), split=split,
                skipped=len(prep.skipped), skipped_files=list(prep.skipped))
     if ranges is not None:

@@ -85,6 +85,16 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(x + (0.5 + 2.0 ** -20)), 0, 255).astype(np.uint8)
 
 
+GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma, as OpenCV and PIL
+
+
+def grey(img: np.ndarray) -> np.ndarray:
+    """RGB uint8 crop(s) [..., 3] as grey ones (the luma in all three channels), as an IR or
+    monochrome camera, or a black-and-white photo, gives them."""
+    y = np.clip(np.rint(np.asarray(img).astype(np.float32) @ GREY_WEIGHTS), 0, 255).astype(np.uint8)
+    return np.repeat(y[..., None], 3, axis=-1)
+
+
 def square_bounds(box, img_w: int, img_h: int, p: CropParams) -> tuple[int, int, int]:
     """(x0, y0, side) integer square for a face box (x0, y0, x1, y1) in pixels, or the centre
     square when box is None."""

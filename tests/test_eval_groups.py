@@ -204,3 +204,18 @@ def test_range_groups_sort_by_their_first_age():
     labs = ["70+", "3-9", "10-19", "0-2", "3-9"]
     g = group_metrics("age_group", [1, 5, 12, 1, 6], [75, 6, 15, 1, 6], labs)
     assert list(g["groups"]) == ["0-2", "3-9", "10-19", "70+"]
+
+
+def test_eval_grey_reads_the_faces_as_a_monochrome_camera(faces, tiny_ckpt, tmp_path):
+    from edgeage.preprocess import grey
+
+    colour = json.loads(cli("eval", "--model", tiny_ckpt, "--data", faces, "--json").output)
+    r = cli("eval", "--model", tiny_ckpt, "--data", faces, "--json", "--grey")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["grey"] is True and colour["grey"] is False and res["n"] == colour["n"]
+    assert res["mae"] != colour["mae"]
+    x = np.random.default_rng(0).integers(0, 256, (2, 5, 5, 3), dtype=np.uint8)
+    g = grey(x)
+    assert g.shape == x.shape and (g[..., 0] == g[..., 2]).all()
+    assert np.abs(g[..., 0] - (x @ np.array([0.299, 0.587, 0.114]))).max() <= 0.5 + 1e-6

@@ -273,3 +273,32 @@ def test_recipes_trained_together_equal_each_trained_alone(data_dir, tmp_path):
     with pytest.raises(EdgeAgeError, match=r"\[train\] batch_size"):
         train_together([a, c], [tmp_path / "x", tmp_path / "y"], progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_grayscale_augmentation_turns_that_share_of_crops_grey(data_dir):
+    import numpy as np
+
+    from edgeage.data import load_image
+    from edgeage.train.loop import AugmentedFaces
+
+    crops = np.stack([load_image(p)[:96, :96] for p in sorted(data_dir.iterdir())[:40]])
+    assert not all(np.array_equal(c[..., 0], c[..., 1]) for c in crops)   # colour photos
+    base = {"flip": 0.0, "erasing": 0.0, "jitter": 0.0}
+
+    def greys(share):
+        r = load_recipe("smoke", {"data": {"path": str(data_dir)}, "train": {**base, "grayscale": share},
+                                  "degrade": {"p": 0.0}})
+        ds = AugmentedFaces(crops, np.zeros(len(crops)), np.arange(len(crops)), r.train, r.degrade, 0, True)
+        out = [ds[i][0].numpy() for i in range(len(ds))]
+        return [bool(np.array_equal(o[..., 0], o[..., 1]) and np.array_equal(o[..., 1], o[..., 2])) for o in out], out
+
+    g, out = greys(1.0)
+    assert all(g)
+    y = np.rint(crops[0].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    assert np.abs(out[0][..., 0].astype(int) - y).max() <= 1
+    g, out = greys(0.0)
+    assert not any(g) and all(np.array_equal(o, c) for o, c in zip(out, crops))
+    g, _ = greys(0.3)
+    assert 0 < sum(g) < len(g)
+    with pytest.raises(Exception, match="grayscale"):
+        load_recipe("smoke", {"train": {"grayscale": 1.5}})

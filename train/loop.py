@@ -28,7 +28,7 @@ from edgeage.data import is_prepared, load_prepared, prepare, split, split_recor
 from edgeage.degrade import DegradationConfig, Degrader
 from edgeage.metrics import summary
 from edgeage.models import create
-from edgeage.preprocess import CropParams, Normalize, model_input
+from edgeage.preprocess import CropParams, Normalize, grey, model_input
 from edgeage.utils import EdgeAgeError, check_output, output_dir, write_json
 
 from .losses import distill_loss, distill_to_probs, make_loss
@@ -77,6 +77,8 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: TrainSection, degrad
         lo = deg.strength_min
         degrader.cfg.strength = float(rng.uniform(lo, deg.strength)) if lo < deg.strength else deg.strength
         img = degrader(np.ascontiguousarray(img), rng)
+    if cfg.grayscale and rng.random() < cfg.grayscale:  # after degradation: the frame stays grey
+        img = grey(img)
     if rng.random() < cfg.erasing:  # random erasing (Zhong et al.), noise fill
         area = rng.uniform(0.02, 0.2) * s * s
         ar = math.exp(rng.uniform(math.log(0.3), math.log(3.3)))

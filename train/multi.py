@@ -26,7 +26,7 @@ from .recipes import Recipe, load_recipe
 
 # what must agree between recipes for one augmented stream to serve them all
 SHARED = {"data": None, "degrade": None,
-          "train": ("batch_size", "seed", "jitter", "flip", "erasing", "rotate", "num_workers")}
+          "train": ("batch_size", "seed", "jitter", "flip", "erasing", "grayscale", "rotate", "num_workers")}
 
 
 def check_shared(recipes: list[Recipe], names: list[str]) -> None:

@@ -21,7 +21,7 @@ DEFAULTS: dict = {
              "skip_bad": False, "train_subset": 0},
     "train": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05,
               "warmup_epochs": 1.0, "grad_clip": 5.0, "sord_temperature": 1.0,
-              "label_smoothing": 0.0, "ema_decay": 0.0, "flip": 0.5, "erasing": 0.25,
+              "label_smoothing": 0.0, "ema_decay": 0.0, "flip": 0.5, "erasing": 0.25, "grayscale": 0.0,
               "jitter": 0.05, "rotate": True, "num_workers": 0, "amp": True, "seed": 0,
               "init": "", "init_skip": ""},
     "degrade": {"p": 0.2, "strength": 1.0, "strength_min": 1.0},
@@ -90,6 +90,7 @@ class TrainSection(_Section):
     ema_decay: Annotated[float, Field(ge=0, lt=1, strict=True, allow_inf_nan=False)]
     flip: number(0.0, 1.0)
     erasing: number(0.0, 1.0)
+    grayscale: number(0.0, 1.0)   # share of training crops turned grey (IR / night cameras, old photos)
     jitter: number(0.0, 1.0)
     rotate: StrictBool
     num_workers: integer(0, 256)
