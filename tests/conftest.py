@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from edgeage.utils import python_module_cmd
 
 UTK = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "utkface"
 N_FACES = 24
@@ -25,7 +26,7 @@ def spawn_cli(*args, env, **kw) -> subprocess.Popen:
     """``python -m edgeage.cli ARGS`` as a user starts it at a terminal, to send it signals: SIGINT
     at its default (a suite started in the background, ``pytest &``, inherits SIGINT ignored, and a
     Ctrl-C test would then test nohup). Text pipes for stdout and stderr."""
-    return subprocess.Popen([sys.executable, "-m", "edgeage.cli", *map(str, args)], env=env,
+    return subprocess.Popen(python_module_cmd("edgeage.cli", *args), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_as_at_a_terminal, **kw)
 
@@ -127,7 +128,7 @@ def edgeage_cli(edgeage_env):
     """edgeage_cli(*args) runs the CLI in a fresh process (stdout and stderr kept apart)."""
 
     def run(*args) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "edgeage.cli", *map(str, args)], capture_output=True,
+        return subprocess.run(python_module_cmd("edgeage.cli", *args), capture_output=True,
                               text=True, env=edgeage_env, timeout=900)  # a hang fails the test
 
     return run

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from edgeage.utils import python_module_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "android-demo"
@@ -147,8 +148,8 @@ def test_device_check_over_adb(build_dir, tmp_path, edgeage_env):
     (fake / "adb").chmod(0o755)
     env = {**edgeage_env, "PATH": str(Path(sys.executable).parent), "FAKE_LOG": str(tmp_path / "adb.log"),
            "FAKE_RESULT": str(d / "jvm-result.json"), "FAKE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "edgeage.cli", "device-check", "--artifact", str(art), "--bundle", str(bundle),
-           "--apk", str(apk), "--count", "50", "--target", str(DEMO / "tools" / "onnx-opencv46.toml")]
+    cmd = python_module_cmd("edgeage.cli", "device-check", "--artifact", art, "--bundle", bundle,
+                            "--apk", apk, "--count", "50", "--target", DEMO / "tools" / "onnx-opencv46.toml")
 
     def run(**kw):
         return subprocess.run(cmd, capture_output=True, text=True, env={**env, **kw})

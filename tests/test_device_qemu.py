@@ -30,7 +30,7 @@ def qemu_device():
 
 
 def _cli(env, *args):
-    return subprocess.run([sys.executable, "-m", "edgeage.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", *map(str, args)], capture_output=True, text=True,
                           env=env)
 
 

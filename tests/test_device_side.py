@@ -52,7 +52,7 @@ def test_predict_artifact_in_a_torch_free_venv_matches_the_desktop(device_venv, 
     p = subprocess.run([py, "-c", "import edgeage, sys; print(edgeage.__file__)"], capture_output=True, text=True,
                        cwd=tmp_path)
     assert str(device_venv) in p.stdout  # the venv's own copy, not the checkout
-    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "predict", "--model", str(tiny_ckpt),
+    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "predict", "--model", str(tiny_ckpt),
                         *map(str, images), "--json"], capture_output=True, text=True, env=edgeage_env)
     assert p.returncode == 0, p.stderr[-3000:]
     desktop = json.loads(p.stdout)["images"]
@@ -78,7 +78,7 @@ def test_device_check_local_runs_the_device_side_and_compares(device_venv, expor
     art = exported("onnx")
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "edgeage.cli", "device-check", "--artifact", str(art),
+        return subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "device-check", "--artifact", str(art),
                                "--model", str(tiny_ckpt), *map(str, args)], capture_output=True, text=True,
                               env=edgeage_env)
 
@@ -91,7 +91,7 @@ def test_device_check_local_runs_the_device_side_and_compares(device_venv, expor
     assert r["device_latency_ms"]["p50"] > 0 and "onnxruntime" in r["runtime"]["versions"]
     assert (tmp_path / "rep" / "check-result.json").is_file() and (tmp_path / "rep" / "report.html").is_file()
     # a device without the runtime: one clear error, nothing written
-    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "device-check", "--artifact", str(exported("openvino")),
+    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "device-check", "--artifact", str(exported("openvino")),
                         "--model", str(tiny_ckpt), "--device", "local", "--python", str(py), "--data", face_dir,
                         "--count", "4", "--out", str(tmp_path / "rep2")], capture_output=True, text=True, env=edgeage_env)
     assert p.returncode != 0 and "openvino" in p.stderr and "Traceback" not in p.stderr.split("failed")[0]
@@ -103,7 +103,7 @@ def test_device_check_local_runs_the_device_side_and_compares(device_venv, expor
     make_bundle(art, bundle, face_dir, 4, progress=False, app=False)
     files = sorted((bundle / "check").glob("*.png"))
     files[2].write_bytes(files[2].read_bytes()[:40])
-    p = subprocess.run([str(py), "-m", "edgeage.targets.device_check", str(bundle), str(tmp_path / "res.json")],
+    p = subprocess.run([str(py), "-P", "-m", "edgeage.targets.device_check", str(bundle), str(tmp_path / "res.json")],
                        capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode != 0 and not (tmp_path / "res.json").exists()
     assert p.stderr.startswith("Error: ") and files[2].name in p.stderr and "Traceback" not in p.stderr
@@ -134,11 +134,11 @@ def test_device_check_local_runs_mivolo_face_plus_context(device_venv, face_dir,
     ckpt = tmp_path / "mivolo.pt"
     save_checkpoint(ckpt, model, build_manifest(model))
     art = tmp_path / "art"
-    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "export", "--target", "onnx", "--model", str(ckpt),
+    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "export", "--target", "onnx", "--model", str(ckpt),
                         "--out", str(art)], capture_output=True, text=True, env=edgeage_env)
     assert p.returncode == 0, p.stderr[-3000:]
     assert json.loads((art / "manifest.json").read_text())["preprocess"]["crop"]["margin"] == 2.0
-    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "device-check", "--artifact", str(art), "--model",
+    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "device-check", "--artifact", str(art), "--model",
                         str(ckpt), "--device", "local", "--python", str(device_venv / "bin" / "python"), "--data",
                         str(face_dir), "--count", "10", "--json"], capture_output=True, text=True, env=edgeage_env)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -164,7 +164,7 @@ def test_detector_and_age_model_on_one_runtime_without_torch(device_venv, export
                         str(det), *images, "--json"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     device = json.loads(p.stdout)["images"]
-    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "predict", "--artifact", str(art), *images, "--json"],
+    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "predict", "--artifact", str(art), *images, "--json"],
                        capture_output=True, text=True, env=edgeage_env)
     assert p.returncode == 0, p.stderr[-3000:]
     desktop = json.loads(p.stdout)["images"]

@@ -57,7 +57,7 @@ def sshd(tmp_path_factory):
 
 
 def _check(env, art, ckpt, *args):
-    return subprocess.run([sys.executable, "-m", "edgeage.cli", "device-check", "--artifact", str(art), "--model",
+    return subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "device-check", "--artifact", str(art), "--model",
                            str(ckpt), *map(str, args)], capture_output=True, text=True, env=env)
 
 

@@ -112,7 +112,7 @@ def _wait_for(pattern_dir: Path, prefix: str, proc, timeout: float = 120) -> boo
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_during_export_leaves_no_temp_folder(sig, tiny_ckpt, tmp_path, edgeage_env):
     out = tmp_path / "art"
-    p = subprocess.Popen([sys.executable, "-m", "edgeage.cli", "export", "--target", "openvino", "--model",
+    p = subprocess.Popen([sys.executable, "-P", "-m", "edgeage.cli", "export", "--target", "openvino", "--model",
                           str(tiny_ckpt), "--out", str(out)], env=edgeage_env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     assert _wait_for(tmp_path, ".art.", p), "the export never started writing"
@@ -169,7 +169,7 @@ def test_a_second_writer_is_told_the_folder_is_busy(tiny_ckpt, tmp_path, edgeage
 
     out = tmp_path / "art"
     with path_lock(out):
-        p = subprocess.run([sys.executable, "-m", "edgeage.cli", "export", "--target", "onnx", "--model",
+        p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "export", "--target", "onnx", "--model",
                             str(tiny_ckpt), "--out", str(out)], capture_output=True, text=True, env=edgeage_env)
     clean_error(p, "another edgeage process", str(os.getpid()))
     assert "exported" not in p.stdout and not out.exists()
@@ -177,7 +177,7 @@ def test_a_second_writer_is_told_the_folder_is_busy(tiny_ckpt, tmp_path, edgeage
 
 def test_two_concurrent_writers_both_tell_the_truth(tiny_ckpt, tmp_path, edgeage_env):
     out = tmp_path / "art"
-    cmd = [sys.executable, "-m", "edgeage.cli", "export", "--target", "onnx", "--model", str(tiny_ckpt),
+    cmd = [sys.executable, "-P", "-m", "edgeage.cli", "export", "--target", "onnx", "--model", str(tiny_ckpt),
            "--out", str(out)]
     procs = [subprocess.Popen(cmd, env=edgeage_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]

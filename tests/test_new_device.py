@@ -49,7 +49,7 @@ def test_a_throw_away_device_kind_works_from_its_file_alone(tmp_path, exported, 
     art = exported("onnx")
 
     def cli(*args, env=env, cwd=None):
-        return subprocess.run([sys.executable, "-m", "edgeage.cli", *map(str, args)], capture_output=True,
+        return subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", *map(str, args)], capture_output=True,
                               text=True, env=env, cwd=cwd, timeout=900)
 
     p = cli("device-check", "--help")

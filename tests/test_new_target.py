@@ -67,7 +67,7 @@ def test_a_throw_away_target_works_from_its_folder_alone(tmp_path, tiny_ckpt, fa
     env = {**edgeage_env, "EDGEAGE_TARGET_PATH": str(tmp_path / "my-targets")}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "edgeage.cli", *map(str, args)], capture_output=True,
+        return subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", *map(str, args)], capture_output=True,
                               text=True, env=env)
 
     art = tmp_path / "art"
@@ -86,7 +86,7 @@ def test_a_throw_away_target_works_from_its_folder_alone(tmp_path, tiny_ckpt, fa
     assert p.returncode == 0, p.stderr[-2000:]
     assert sorted(row["target"] for row in json.loads(p.stdout)["rows"]) == ["legacy-onnx", "onnx"]
     # without the search path the target is unknown again; nothing in the repository changed
-    p = subprocess.run([sys.executable, "-m", "edgeage.cli", "export", "--target", "legacy-onnx"],
+    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "export", "--target", "legacy-onnx"],
                        capture_output=True, text=True, env={k: v for k, v in env.items() if k != "EDGEAGE_TARGET_PATH"})
     assert p.returncode != 0 and "unknown target 'legacy-onnx'" in p.stderr and "EDGEAGE_TARGET_PATH" in p.stderr
     after = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,

@@ -196,7 +196,7 @@ def test_ddp_two_processes_on_cpu_gloo(data_dir, tmp_path):
 
 
 def run_cli(*args):
-    p = subprocess.run([sys.executable, "-m", "edgeage.cli", *args], capture_output=True,
+    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", *args], capture_output=True,
                        text=True, env=ENV, timeout=600)
     return p
 

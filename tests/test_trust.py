@@ -160,7 +160,7 @@ def test_report_folders_are_locked_while_written(tmp_path, face_dir, tiny_ckpt, 
 
     out = tmp_path / "ev"
     with path_lock(out):
-        p = subprocess.run([sys.executable, "-m", "edgeage.cli", "eval", "--model", str(tiny_ckpt), "--data",
+        p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "eval", "--model", str(tiny_ckpt), "--data",
                             str(face_dir), "--out", str(out)], capture_output=True, text=True, env=edgeage_env)
     one_error(p, "another edgeage process")
     assert not out.exists() or not any(out.iterdir())
@@ -368,7 +368,7 @@ def test_a_check_with_no_threshold_applied_is_not_judged():
 
 def test_quiet_by_default_and_verbose_on_request(face_dir, tiny_ckpt, edgeage_env):
     img = str(sorted(face_dir.iterdir())[0])
-    base = [sys.executable, "-m", "edgeage.cli"]
+    base = [sys.executable, "-P", "-m", "edgeage.cli"]
     quiet = subprocess.run(base + ["predict", img, "--model", str(tiny_ckpt)], capture_output=True, text=True,
                            env=edgeage_env)
     loud = subprocess.run(base + ["-v", "predict", img, "--model", str(tiny_ckpt)], capture_output=True,
