@@ -109,6 +109,7 @@ class Training(Record):
     val: dict[str, Any] | None = None
     epoch: int | None = None
     pruned_from: dict[str, Any] | None = None
+    averaged_from: dict[str, Any] | None = None   # weights averaged from two checkpoints (scripts/average_weights.py)
 
 
 class Manifest(Record):

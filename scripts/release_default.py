@@ -2,6 +2,7 @@
 which one is the default is edgeage/assets/shipped.toml's ``default``).
 
     python scripts/release_default.py --name NAME [--command CYCLE_COMMAND ...] RUN [RUN ...]
+        [--average-with CKPT --alpha A]
 
 The last RUN's best.pt is shipped; earlier RUNs are the cosine cycles before it (each warm-started
 from the one before, or trained from scratch), in order. Writes edgeage/assets/NAME.pt (fp16
@@ -9,6 +10,10 @@ weights + manifest), NAME-curve.png (every cycle, one epoch axis) and NAME-metri
 cycles' histories concatenated: each entry keeps its cycle and cycle epoch; "cycles" lists each
 cycle's recipe, schedule and best validation MAE; "best" is the shipped epoch). The recipes stay in
 train/recipes/.
+
+``--average-with CKPT --alpha A`` ships ``(1 - A) * CKPT + A * best.pt`` instead
+(edgeage.train.average: a weight-space average with, say, the model the run restarted from), its
+validation measured again; the metrics' "averaged" names both parents and that validation.
 
 A distillation teacher recorded as edgeage/assets/default.pt (the default when the run was made)
 is rewritten to edgeage/assets/<name>.pt when that shipped file is byte-identical to the teacher
@@ -24,6 +29,7 @@ import numpy as np
 
 from edgeage.checkpoint import load_model, read_checkpoint, save_checkpoint, shipped_models
 from edgeage.data import load_prepared, split
+from edgeage.train.average import average_checkpoints, revalidate
 from edgeage.train.loop import plot_curves, teacher_paths, teacher_targets_key
 
 ASSETS = Path(__file__).resolve().parents[1] / "edgeage" / "assets"
@@ -61,6 +67,8 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="the shipped model's name (edgeage/assets/NAME.pt)")
     ap.add_argument("--command", action="append", default=[],
                     help="the command line of each cycle, in order (recorded in the metrics)")
+    ap.add_argument("--average-with", type=Path, help="ship the weight average of this checkpoint and the last run's best")
+    ap.add_argument("--alpha", type=float, default=0.5, help="with --average-with: the weight of the run's best.pt")
     a = ap.parse_args()
     history, cycles = [], []
     for i, run in enumerate(a.runs):
@@ -87,15 +95,25 @@ def main() -> None:
         recipe["distill"]["teacher"] = new_t if len(new_t) > 1 else new_t[0]
         manifest.training.recipe = recipe
     model, _ = load_model(last / "best.pt")
+    averaged = None
+    if a.average_with:
+        model, avg_manifest = average_checkpoints(a.average_with, last / "best.pt", a.alpha)
+        training = manifest.training.to_json_dict()
+        training["averaged_from"] = avg_manifest.training.averaged_from
+        manifest = revalidate(model, manifest.copy_with(training=training))
+        val = manifest.training.val
+        averaged = {**training["averaged_from"], "val_mae": val["mae"], "val_cs5": val["cs5"]}
     dest = ASSETS / f"{a.name}.pt"
     save_checkpoint(dest, model, manifest, half=True)
     best = json.loads((last / "metrics.json").read_text())["best"]
     metrics = {"history": history, "best": best, "cycles": cycles,
-               "split": json.loads((last / "metrics.json").read_text()).get("split")}
+               "split": json.loads((last / "metrics.json").read_text()).get("split"),
+               **({"averaged": averaged} if averaged else {})}
     (ASSETS / f"{a.name}-metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     plot_curves(ASSETS / f"{a.name}-curve.png", history)
     t = manifest.training
-    print(f"shipped {last / 'best.pt'} (epoch {t.epoch}, val MAE {t.val['mae']:.3f}; {len(cycles)} cycle(s), "
+    print(f"shipped {last / 'best.pt'}{f' averaged with {a.average_with}' if averaged else ''} (epoch {t.epoch}, "
+          f"val MAE {t.val['mae']:.3f}; {len(cycles)} cycle(s), "
           f"{len(history)} epochs) -> {dest} ({dest.stat().st_size / 1e6:.2f} MB)")
 
 

@@ -365,10 +365,10 @@ class Run:
                                f"finite): nothing of this epoch was saved. Lower [train] lr (now {self.tc.lr:g}) or "
                                "check the labels")
         vman = build_manifest(model, self.normalize, prep.crop)  # preprocessing + readout for validation
-        res, _ = _eval(model, prep, parts["val"], vman, self.device)
+        res, _ = evaluate_split(model, prep, parts["val"], vman, self.device)
         keep = model
         if self.ema is not None:  # keep whichever of the raw and the averaged weights is better
-            res_ema, _ = _eval(self.ema.module, prep, parts["val"], vman, self.device)
+            res_ema, _ = evaluate_split(self.ema.module, prep, parts["val"], vman, self.device)
             rec["val_mae_raw"], rec["val_mae_ema"] = res["mae"], res_ema["mae"]
             if res_ema["mae"] < res["mae"]:
                 res, keep = res_ema, self.ema.module
@@ -513,7 +513,7 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: ReadoutSpec, temper
     return probs
 
 
-def _eval(model, prep, idx, manifest: Manifest, device):
+def evaluate_split(model, prep, idx, manifest: Manifest, device):
     """Validation in float32 on the training device (eval mode, no autocast), through the same
     AgeEstimator as eval / predict / check."""
     est = AgeEstimator(TorchModel(model, device), manifest)
