@@ -70,9 +70,6 @@ TEST_EVAL_N = 2831
 TEST_EVAL_FACES_NOT_FOUND = 36
 CONDITIONS = ["clean, single pass", "degraded by the degradation model (p = 0.2, seeded)",
               "clean, flip test-time augmentation (reported separately)"]
-# the default `mgpnet-xs`: the clean single pass is read from XS_EVAL (below); degraded and flip TTA
-# have no committed JSON
-XS_EVAL_NO_JSON = {CONDITIONS[1]: ("5.37", "0.610"), CONDITIONS[2]: ("5.13", "0.627")}
 TEST_EVAL_COLUMNS = [
     "`mgpnet-xs` step 1 (an earlier default)",
     "`mgpnet` paper widths (16.3 M, GPU, 20 epochs)",
@@ -97,6 +94,9 @@ FAST_EVAL = list(zip(CONDITIONS, ["eval.json", "eval_degraded.json", "eval_tta.j
 EVAL_GROUPS = "bench/eval-groups"
 EVAL_GROUPS_MODELS = (DEFAULT, FAST)
 XS_EVAL = f"{EVAL_GROUPS}/{DEFAULT}/eval.json"   # the default's clean single pass on the test split
+# its degraded and flip-TTA passes (`edgeage eval --split test --degrade-p 0.2 | --tta-flip --json`)
+XS_EVAL_MORE = list(zip(CONDITIONS[1:], [f"{EVAL_GROUPS}/{DEFAULT}/eval_degraded.json",
+                                         f"{EVAL_GROUPS}/{DEFAULT}/eval_tta.json"]))
 
 
 # ------------------------------------------------------------------ templates
@@ -128,13 +128,18 @@ def render(name: str, **context) -> str:
 
 # ------------------------------------------------------------------ loading
 
-def _whole_test_split(rel: str, e: dict) -> None:
-    """Exit unless `rel` is a single-pass, undegraded evaluation of the whole test split."""
-    if (e["n"], e["faces_not_found"], e.get("split"), e.get("degrade_p") or 0, bool(e.get("tta_flip"))) != \
-            (TEST_EVAL_N, TEST_EVAL_FACES_NOT_FOUND, "test", 0, False):
+CONDITION_RUN = {CONDITIONS[0]: (0, False), CONDITIONS[1]: (0.2, False), CONDITIONS[2]: (0, True)}
+
+
+def _whole_test_split(rel: str, e: dict, cond: str = CONDITIONS[0]) -> None:
+    """Exit unless `rel` is an evaluation of the whole test split under `cond` (default: a single
+    clean pass; degraded: --degrade-p 0.2; flip TTA: --tta-flip), colour faces."""
+    p, flip = CONDITION_RUN[cond]
+    if (e["n"], e["faces_not_found"], e.get("split"), e.get("degrade_p") or 0, bool(e.get("tta_flip")),
+            bool(e.get("grey"))) != (TEST_EVAL_N, TEST_EVAL_FACES_NOT_FOUND, "test", p, flip, False):
         sys.exit(f"Error: {rel}: n {e['n']}, faces not found {e['faces_not_found']}, split {e.get('split')}, "
-                 f"degrade_p {e.get('degrade_p')}, tta_flip {e.get('tta_flip')}; expected a single clean pass "
-                 f"over the whole test split ({TEST_EVAL_N}, {TEST_EVAL_FACES_NOT_FOUND})")
+                 f"degrade_p {e.get('degrade_p')}, tta_flip {e.get('tta_flip')}, grey {e.get('grey')}; expected "
+                 f"'{cond}' over the whole test split ({TEST_EVAL_N}, {TEST_EVAL_FACES_NOT_FOUND})")
 
 
 def fast_eval() -> dict[str, tuple[str, str]]:
@@ -151,10 +156,13 @@ def fast_eval() -> dict[str, tuple[str, str]]:
 
 def xs_eval() -> dict[str, tuple[str, str]]:
     """condition -> (MAE, CS(5)) of the default `mgpnet-xs` on the test split: the clean single pass
-    from XS_EVAL, degraded and flip TTA from XS_EVAL_NO_JSON."""
-    e = load(XS_EVAL)
-    _whole_test_split(XS_EVAL, e)
-    return {CONDITIONS[0]: (f"{e['mae']:.2f}", f"{e['cs5']:.3f}"), **XS_EVAL_NO_JSON}
+    from XS_EVAL, degraded and flip TTA from XS_EVAL_MORE."""
+    out = {}
+    for cond, rel in [(CONDITIONS[0], XS_EVAL), *XS_EVAL_MORE]:
+        e = load(rel)
+        _whole_test_split(rel, e, cond)
+        out[cond] = (f"{e['mae']:.2f}", f"{e['cs5']:.3f}")
+    return out
 
 
 def by_decade(rel: str) -> list[tuple[str, str]]:
@@ -286,6 +294,7 @@ def bench_data(rel: str) -> dict:
     now = SHIPPED_SHA.get(b.get("model_sha256", ""))   # the run's model file, shipped today under another name
     return {"rel": rel, "table": md_table(BENCH_HEADERS, rows), "model": show_path(b["model"]),
             "sha256": b["model_sha256"], "now": now if now != show_path(b["model"]) else None, "data": b["data"],
+            "gone": now is None and show_path(b["model"]).startswith("edgeage/assets/"),
             "n": b["n"], "faces_not_found": b.get("faces_not_found"),
             "pruned": sorted(set(notes.get("pruned", []))), "skipped": b.get("skipped") or []}
 
@@ -400,7 +409,7 @@ def page_results_index(sizes, manifest, metrics, e_manifest, e_metrics) -> str:
              for h in metrics["history"]]
     return render(
         "results-index.md.j2",
-        sources=[f"edgeage/assets/{DEFAULT}-metrics.json", f"edgeage/assets/{FAST}-metrics.json", XS_EVAL,
+        sources=[f"edgeage/assets/{DEFAULT}-metrics.json", f"edgeage/assets/{FAST}-metrics.json", XS_EVAL, *[r for _, r in XS_EVAL_MORE],
                  f"{EDGE_V2}/eval*.json", f"{EDGE_V2}/bench.json", "edgeage info", "edgeage models"], constants=True,
         issue24=issue24_numbers(), s=openvino_vs_peer(),
         size=sizes[f"shipped:{DEFAULT}"], esize=sizes[f"shipped:{FAST}"],
@@ -414,6 +423,7 @@ def page_results_index(sizes, manifest, metrics, e_manifest, e_metrics) -> str:
         xs_decades=by_decade(XS_EVAL), fe_decades=by_decade(f"{EDGE_V2}/eval.json"),
         best=metrics["best"], last=metrics["history"][-1], ebest=e_metrics["best"],
         cycles=e_metrics.get("cycles", []), val=val_numbers(manifest), eval=val_numbers(e_manifest),
+        xs_cycles=metrics.get("cycles", []), averaged=metrics.get("averaged"),
         history_table=md_table(["epoch", "train loss", "lr", "val MAE raw", "val MAE EMA", "val MAE kept",
                                 "val CS(5)", "kept"], hrows),
         e_history_table=md_table(["cycle", "epoch", "train loss", "lr", "val MAE raw", "val MAE EMA",
@@ -605,9 +615,11 @@ def page_model_card(sizes, manifest, metrics, e_manifest, e_metrics) -> str:
     return render(
         "model-card.md.j2",
         sources=["edgeage info", f"edgeage info --model {FAST}", f"edgeage/assets/{DEFAULT}-metrics.json",
-                 f"edgeage/assets/{FAST}-metrics.json", XS_EVAL, f"{EDGE_V2}/eval*.json", kd, v2, "edgeage models"]
+                 f"edgeage/assets/{FAST}-metrics.json", XS_EVAL, *[r for _, r in XS_EVAL_MORE], f"{EVAL_GROUPS}/{DEFAULT}/eval_grey.json",
+                 f"{EDGE_V2}/eval*.json", kd, v2, "edgeage models"]
         + ([f"{EVAL_GROUPS}/*/*.json"] if groups else []) + ([f"{CROSS_DATASET}/*/*.json"] if cross else []),
         constants=True, issue24=issue24_numbers(), s=openvino_vs_peer(), groups=groups, cross=cross, kd=kd, v2=v2, b=b, bv2=bv2,
+        grey=load(f"{EVAL_GROUPS}/{DEFAULT}/eval_grey.json"),
         manifest=manifest.to_dict(), e_manifest=e_manifest.to_dict(), metrics=metrics, e_metrics=e_metrics,
         size=sizes[f"shipped:{DEFAULT}"], esize=sizes[f"shipped:{FAST}"],
         teachers=teachers(manifest.training.recipe), e_teachers=teachers(e_manifest.training.recipe),
