@@ -302,3 +302,20 @@ def test_grayscale_augmentation_turns_that_share_of_crops_grey(data_dir):
     assert 0 < sum(g) < len(g)
     with pytest.raises(Exception, match="grayscale"):
         load_recipe("smoke", {"train": {"grayscale": 1.5}})
+
+
+def test_averaging_a_run_with_itself_measures_its_recorded_validation_again(data_dir, tmp_path):
+    """edgeage.train.average: the average of a checkpoint with itself is that model, and
+    ``revalidate`` reads the recorded recipe's data and split and measures the validation MAE the
+    training loop recorded; the manifest names both parents."""
+    from edgeage.train.average import average_checkpoints, revalidate
+
+    train(recipe(data_dir), tmp_path / "run", progress=False)
+    best = tmp_path / "run" / "best.pt"
+    model, manifest = average_checkpoints(best, best, 0.5)
+    recorded = read_checkpoint(best)["manifest"].training.val
+    again = revalidate(model, manifest).training
+    assert again.val["n"] == recorded["n"] > 0
+    assert again.val["mae"] == pytest.approx(recorded["mae"], abs=1e-4)
+    assert again.averaged_from["alpha"] == 0.5
+    assert again.averaged_from["a"]["sha256"] == again.averaged_from["b"]["sha256"] == read_checkpoint(best)["sha256"]
