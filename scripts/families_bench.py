@@ -33,7 +33,11 @@ def edgeage(*args, ok=(0,)) -> dict:
     p = subprocess.run(python_module_cmd("edgeage.cli", *args), capture_output=True, text=True)
     if p.returncode not in ok:
         raise SystemExit(f"edgeage {' '.join(map(str, args[:3]))} failed:\n{p.stderr[-3000:]}")
-    return json.loads(p.stdout)
+    try:
+        return json.loads(p.stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"edgeage {' '.join(map(str, args[:3]))} exited {p.returncode} without its JSON:\n"
+                         f"{p.stderr[-3000:]}") from None
 
 
 def profile(ckpt: str) -> dict:
@@ -145,8 +149,9 @@ def main() -> int:
         for key, extra in (("eval", ()), ("eval_degraded", ("--degrade-p", 0.2))):
             res = edgeage("eval", "--model", ckpt, "--data", a.data, "--split", "test", *extra, "--json")
             (d / f"{key}.json").write_text(json.dumps(res, indent=1))
-        # exit 1: some row failed its checks, a result like the others (the table shows which)
-        edgeage("bench", "--model", ckpt, "--data", a.data, "--split", "test", "--limit", a.limit, "--out", d, "--json",
+        # exit 1: some row failed its checks, a result like the others (the table shows which);
+        # --force: OUT/NAME already holds this script's own profile and eval files
+        edgeage("bench", "--model", ckpt, "--data", a.data, "--split", "test", "--limit", a.limit, "--out", d, "--force", "--json",
                 ok=(0, 1))
         print(f"{name}: done at {time.time() - t0:.0f} s", file=sys.stderr)
     write_table(out, collect(out, [m.partition("=")[0] for m in a.models] + list(FAMILY_ORDER)))
