@@ -106,7 +106,7 @@ def table(results: dict) -> str:
 
 
 def collect(out: Path, first: list[str]) -> dict:
-    """Every OUT/<name>/ with a finished run (profile, evals, bench), the names given first."""
+    """Every OUT/<name>/ with a finished run (profile, evals, bench), in the order given."""
     done = {d.name: d for d in sorted(out.iterdir()) if (d / "bench.json").is_file() and (d / "profile.json").is_file()}
     names = [n for n in first if n in done] + [n for n in done if n not in first]
     return {n: {"profile": json.loads((done[n] / "profile.json").read_text()),
@@ -154,7 +154,7 @@ def main() -> int:
         edgeage("bench", "--model", ckpt, "--data", a.data, "--split", "test", "--limit", a.limit, "--out", d, "--force", "--json",
                 ok=(0, 1))
         print(f"{name}: done at {time.time() - t0:.0f} s", file=sys.stderr)
-    write_table(out, collect(out, [m.partition("=")[0] for m in a.models] + list(FAMILY_ORDER)))
+    write_table(out, collect(out, list(FAMILY_ORDER) + [m.partition("=")[0] for m in a.models]))
     print((out / "table.md").read_text())
     return 0
 

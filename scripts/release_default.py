@@ -2,7 +2,7 @@
 which one is the default is edgeage/assets/shipped.toml's ``default``).
 
     python scripts/release_default.py --name NAME [--command CYCLE_COMMAND ...] RUN [RUN ...]
-        [--average-with CKPT --alpha A]
+        [--average-with CKPT --alpha A] [--history-from EARLIER-metrics.json]
 
 The last RUN's best.pt is shipped; earlier RUNs are the cosine cycles before it (each warm-started
 from the one before, or trained from scratch), in order. Writes edgeage/assets/NAME.pt (fp16
@@ -14,6 +14,10 @@ train/recipes/.
 ``--average-with CKPT --alpha A`` ships ``(1 - A) * CKPT + A * best.pt`` instead
 (edgeage.train.average: a weight-space average with, say, the model the run restarted from), its
 validation measured again; the metrics' "averaged" names both parents and that validation.
+
+``--history-from EARLIER-metrics.json`` puts the cycles of an earlier release first (its history
+and cycles as they were recorded), for a run warm-started from a shipped file whose own run folder
+is gone: the curve and the metrics then show the whole training, not the last cycle alone.
 
 A distillation teacher recorded as edgeage/assets/default.pt (the default when the run was made)
 is rewritten to edgeage/assets/<name>.pt when that shipped file is byte-identical to the teacher
@@ -69,17 +73,25 @@ def main() -> None:
                     help="the command line of each cycle, in order (recorded in the metrics)")
     ap.add_argument("--average-with", type=Path, help="ship the weight average of this checkpoint and the last run's best")
     ap.add_argument("--alpha", type=float, default=0.5, help="with --average-with: the weight of the run's best.pt")
+    ap.add_argument("--history-from", type=Path,
+                    help="an earlier release's NAME-metrics.json: its cycles come first in the curve and metrics")
     a = ap.parse_args()
     history, cycles = [], []
+    if a.history_from:
+        try:
+            earlier = json.loads(a.history_from.read_text())
+            history, cycles = list(earlier["history"]), list(earlier["cycles"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"--history-from {a.history_from}: not a release's metrics JSON ({e})") from None
     for i, run in enumerate(a.runs):
         ck = read_checkpoint(run / "best.pt")
         m = json.loads((run / "metrics.json").read_text())
         rec = ck["manifest"].training.recipe
         tr, dc = rec["train"], rec.get("distill") or {}
         new_t = renamed_teachers(run, rec)
-        start = len(history)
+        start, cycle = len(history), len(cycles) + 1
         for h in m["history"]:
-            history.append({**h, "epoch": start + h["epoch"], "cycle": i + 1, "cycle_epoch": h["epoch"]})
+            history.append({**h, "epoch": start + h["epoch"], "cycle": cycle, "cycle_epoch": h["epoch"]})
         cycles.append({"run": run.as_posix(), "recipe": rec.get("name"), "epochs": tr["epochs"],
                        "init": tr.get("init") or "", "batch_size": tr["batch_size"], "lr": tr["lr"],
                        "alpha": dc.get("alpha", 0.0) if teacher_paths(dc.get("teacher", "")) else 0.0,
