@@ -106,7 +106,7 @@ def table(results: dict) -> str:
 
 
 def collect(out: Path, first: list[str]) -> dict:
-    """Every OUT/<name>/ with a finished run (profile, evals, bench), in the order given."""
+    """Every OUT/<name>/ with a finished run (profile, evals, bench): the names given in their order, then the rest."""
     done = {d.name: d for d in sorted(out.iterdir()) if (d / "bench.json").is_file() and (d / "profile.json").is_file()}
     names = [n for n in first if n in done] + [n for n in done if n not in first]
     return {n: {"profile": json.loads((done[n] / "profile.json").read_text()),

@@ -184,10 +184,14 @@ def test_resume_refuses_a_different_recipe(data_dir, tmp_path):
 
 def test_ddp_two_processes_on_cpu_gloo(data_dir, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29517", "-m", "edgeage.cli", "train", "--recipe", "smoke",
-           "--data", str(data_dir), "--out", str(out)]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    from edgeage.utils import python_module_cmd
+
+    # the launcher and the workers it starts (`python -m edgeage.cli`) import the installed package,
+    # not a folder named edgeage in the working directory: -P for the launcher, PYTHONSAFEPATH
+    # (the same switch, inherited) for the workers
+    cmd = python_module_cmd("torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                            "-m", "edgeage.cli", "train", "--recipe", "smoke", "--data", data_dir, "--out", out)
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**ENV, "PYTHONSAFEPATH": "1"}, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     hist = json.loads((out / "metrics.json").read_text())["history"]
     assert len(hist) == 2
