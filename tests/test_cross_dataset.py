@@ -62,6 +62,22 @@ def test_fgnet_labels_from_names(tmp_path):
     assert all(Path(s.path).is_file() for s in samples)
 
 
+def test_fgnet_folds_are_subject_disjoint_and_cover_the_set(tmp_path):
+    names = FG_NAMES + ["003A10.JPG", "003A12.JPG", "004A30.JPG"]
+    root = fg_tree(tmp_path / "fgnet", names)
+    assert fgnet.main([str(root), "--allow-partial", "--folds", "2"]) == 0
+    whole = read(root / "labels.csv")
+    parts = [read(root / f"labels-fold{i}-of-2.csv") for i in (1, 2)]
+    subjects = [{r["subject"] for r in p} for p in parts]
+    assert not subjects[0] & subjects[1] and all(subjects)
+    assert sorted(r["path"] for p in parts for r in p) == sorted(r["path"] for r in whole)
+    # a subject's photos stay together: all three of 001 and both of 003 in one fold each
+    assert {len([r for r in p if r["subject"] == s]) for p in parts for s in ("001", "003") if s in
+            {r["subject"] for r in p}} == {2, 3}
+    with pytest.raises(SystemExit):
+        fgnet.main([str(root), "--allow-partial", "--folds", "1"])
+
+
 def test_fgnet_refuses_a_partial_copy_by_default(tmp_path, capsys):
     root = fg_tree(tmp_path / "fgnet")
     assert fgnet.main([str(root)]) == 2

@@ -323,3 +323,44 @@ def test_averaging_a_run_with_itself_measures_its_recorded_validation_again(data
     assert again.val["mae"] == pytest.approx(recorded["mae"], abs=1e-4)
     assert again.averaged_from["alpha"] == 0.5
     assert again.averaged_from["a"]["sha256"] == again.averaged_from["b"]["sha256"] == read_checkpoint(best)["sha256"]
+
+
+def test_extra_data_joins_the_training_split_only(data_dir, tmp_path):
+    """[data] extra / --extra-data: every image of another labelled set is trained on; validation
+    and test stay the main set's, so runs with and without it compare. A set holding an image of
+    the main set's validation or test split is refused, naming it."""
+    import numpy as np
+
+    from edgeage.train.loop import load_data
+    from edgeage.utils import EdgeAgeError
+
+    ext = tmp_path / "other"
+    ext.mkdir()
+    names = sorted(os.listdir(UTK))[200::400][:6]
+    for f in names:
+        shutil.copy(UTK / f, ext / f"photo_{f}")
+    (ext / "labels.csv").write_text("path,age\n" + "".join(f"photo_{f},{parse_utk_name(f)}\n" for f in names))
+    base = recipe(data_dir)
+    prep0, parts0, rec0 = load_data(base, False)
+    prep, parts, rec = load_data(base.replace(data={"extra": [str(ext / "labels.csv")]}), False)
+    n0 = len(prep0.names)
+    assert np.array_equal(parts["val"], parts0["val"]) and np.array_equal(parts["test"], parts0["test"])
+    assert list(parts["train"]) == list(parts0["train"]) + list(range(n0, n0 + 6))
+    assert prep.names[n0:] == [f"photo_{f}" for f in names] and len(prep.crops) == n0 + 6
+    assert [float(a) for a in prep.ages[n0:]] == [float(parse_utk_name(f)) for f in names]
+    assert rec["list_hash"] == rec0["list_hash"] and rec["val_hash"] == rec0["val_hash"]
+    assert rec["train_hash"] != rec0["train_hash"] and rec["extra"][0]["n"] == 6
+
+    held = prep0.names[parts0["test"][0]]  # a test face, under its own name, in the extra set
+    shutil.copy(data_dir / held, ext / held)
+    (ext / "leak.csv").write_text(f"path,age\n{held},{parse_utk_name(held)}\n")
+    with pytest.raises(EdgeAgeError, match=f"leak.csv.*test split.*{held}"):
+        load_data(base.replace(data={"extra": [str(ext / "leak.csv")]}), False)
+
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "train", "--recipe", "smoke", "--data", data_dir,
+                        "--extra-data", ext / "labels.csv", "--epochs", "1", "--out", out],
+                       capture_output=True, text=True, env=ENV, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    split = read_checkpoint(out / "last.pt")["manifest"].training.split
+    assert split["sizes"]["train"] == len(parts0["train"]) + 6 and split["extra"][0]["path"].endswith("labels.csv")

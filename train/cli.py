@@ -11,6 +11,9 @@ from edgeage.cli_options import FiniteRange, InputPath
               help="Recipe TOML path or shipped recipe name (mgpnet-t, ...). Several: trained side by side "
                    "on one augmented stream (they must share [data], [degrade] and the augmentation keys).")
 @click.option("--data", type=InputPath(exists=True), default=None, help="Override [data].path.")
+@click.option("--extra-data", "extra", type=InputPath(exists=True), multiple=True,
+              help="Override [data].extra: a labelled set (labels.csv, UTKFace-named folder or prepared crops) "
+                   "added whole to the training split; validation and test stay --data's. Repeatable.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override [train].epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--lr", type=FiniteRange(min=0, min_open=True), default=None)
@@ -19,12 +22,12 @@ from edgeage.cli_options import FiniteRange, InputPath
 @click.option("--stop-after", type=click.IntRange(min=1), default=None, help="End this run after N epochs (resumable).")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader workers.")
 @click.option("--force", is_flag=True, help="Use --out even if it is a non-empty folder edgeage did not write.")
-def train_cmd(recipes, data, epochs, batch_size, lr, out, resume, stop_after, workers, force):
+def train_cmd(recipes, data, extra, epochs, batch_size, lr, out, resume, stop_after, workers, force):
     """Train a model from a recipe (CPU, one GPU, or many under torchrun)."""
     from .loop import train
     from .recipes import load_recipe
 
-    over = {"data": {"path": data},
+    over = {"data": {"path": data, "extra": list(extra) or None},
             "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "num_workers": workers}}
     if len(recipes) > 1:
         from pathlib import Path

@@ -132,19 +132,63 @@ def lr_schedule(total_steps: int, warmup_steps: int):
     return f
 
 
+def _load_set(path: str, crop: CropParams, skip_bad: bool, progress: bool):
+    return load_prepared(path, expect_crop=crop) if is_prepared(path) else prepare(path, crop, skip_bad=skip_bad,
+                                                                                     progress=progress)
+
+
 def load_data(recipe: Recipe, progress: bool):
+    """(prepared crops, split indices, split record) of ``[data]``: the seeded split of
+    ``path``, plus every image of each ``[data] extra`` set appended to the training part only
+    (validation and test stay ``path``'s, so runs with and without extra data compare)."""
     d = recipe.data
     crop = CropParams(margin=d.crop_margin, shift_y=d.crop_shift_y, crop_size=d.crop_size, policy=d.crop)
-    if is_prepared(d.path):
-        prep = load_prepared(d.path, expect_crop=crop)
-    else:
-        prep = prepare(d.path, crop, skip_bad=d.skip_bad, progress=progress)
+    prep = _load_set(d.path, crop, d.skip_bad, progress)
     parts = split(prep.names, seed=d.seed, val=d.val, test=d.test)
     if 0 < d.train_subset < len(parts["train"]):  # short ablation schedules; val/test unchanged
         rng = np.random.default_rng(d.seed)
         parts["train"] = np.sort(rng.choice(parts["train"], d.train_subset, replace=False))
+    if d.extra:
+        prep, parts, extra = add_extra_sets(prep, parts, d, crop, progress)
+        rec = split_record(prep.names, parts, d.seed, d.val, d.test, extra[0]["list_hash"])
+        rec["extra"] = extra[1:]
+        return prep, parts, rec
     rec = split_record(prep.names, parts, d.seed, d.val, d.test, prep.lhash)
     return prep, parts, rec
+
+
+def add_extra_sets(prep, parts: dict, d, crop: CropParams, progress: bool):
+    """``prep`` with the crops of every ``d.extra`` set appended, and their indices appended to
+    ``parts["train"]``. A set with an image (by file name) of ``d.path``'s validation or test part
+    is refused: it would train on the faces the run is measured on. Returns (prep, parts,
+    [main record, one record per extra set])."""
+    import hashlib
+
+    held = {prep.names[i]: k for k in ("val", "test") for i in parts[k]}
+    records = [{"path": str(d.path), "list_hash": prep.lhash, "n": len(prep.names)}]
+    sets = []
+    for path in d.extra:
+        ex = _load_set(path, crop, d.skip_bad, progress)
+        clash = [n for n in ex.names if n in held]
+        if clash:
+            raise EdgeAgeError(f"[data] extra {path}: {len(clash)} of its images have the names of images in the "
+                               f"{held[clash[0]]} split of {d.path} (first: {clash[0]}); training on them would "
+                               "measure the model on faces it was trained on. Remove them from the extra set")
+        sets.append(ex)
+        records.append({"path": str(path), "list_hash": ex.lhash, "n": len(ex.names)})
+    n0 = len(prep.names)
+    new_idx = np.arange(n0, n0 + sum(len(e.names) for e in sets))
+    every = [prep, *sets]
+    boxes = None
+    if all(e.face_box is not None for e in every):
+        boxes = np.concatenate([e.face_box for e in every])
+    merged = dataclasses.replace(
+        prep, crops=np.concatenate([e.crops for e in every]), ages=np.concatenate([e.ages for e in every]),
+        names=[n for e in every for n in e.names], face_found=np.concatenate([e.face_found for e in every]),
+        lhash=hashlib.sha256(json.dumps([r["list_hash"] for r in records]).encode()).hexdigest(),
+        skipped=[s for e in every for s in e.skipped], groups=None, face_box=boxes)
+    parts = dict(parts, train=np.concatenate([parts["train"], new_idx]))
+    return merged, parts, records
 
 
 @dataclasses.dataclass
@@ -257,7 +301,8 @@ class Run:
         elif teachers:
             self.soft = torch.from_numpy(clean_teacher_targets(
                 teachers, prep, parts["train"], self.model.head.spec, dc.temperature, self.device,
-                self.out / "teacher_targets.npz", self.progress and self.main, dc.views))
+                self.out / "teacher_targets.npz", self.progress and self.main, dc.views,
+                prep.lhash if self.recipe.data.extra else ""))
 
     def make_loader(self, prep, parts) -> int | None:
         tc = self.tc
@@ -449,16 +494,18 @@ def teacher_paths(value) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def teacher_targets_key(shas: list[str], temperature: float, views: int, idx) -> str:
+def teacher_targets_key(shas: list[str], temperature: float, views: int, idx, data: str = "") -> str:
     """The cache key of clean-mode teacher targets: the teachers' SHA-256, the temperature, the
-    views and the training split's indices."""
+    views and the training split's indices (and ``data``, the list hash of the merged sets when
+    ``[data] extra`` adds some: the same indices then name other images)."""
     import hashlib
 
-    return hashlib.sha256(json.dumps([shas, temperature, views, np.asarray(idx).tolist()]).encode()).hexdigest()
+    key = [shas, temperature, views, np.asarray(idx).tolist()] + ([data] if data else [])
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
 def clean_teacher_targets(paths: list[str], prep, idx, spec: ReadoutSpec, temperature: float, device,
-                          cache: Path, progress: bool, views: int = 2) -> np.ndarray:
+                          cache: Path, progress: bool, views: int = 2, data: str = "") -> np.ndarray:
     """Offline distillation targets ([distill] mode = "clean"): each teacher's softened age-bin
     distribution on the clean crop (and on its mirror: ``views`` = 2), averaged over views and
     teachers, once per training image. The student then learns them from its augmented, degraded view of the same
@@ -469,7 +516,7 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: ReadoutSpec, temper
     shas = [read_checkpoint(p)["sha256"] for p in paths]
     if views not in (1, 2):
         raise EdgeAgeError(f"[distill] views = {views}: 1 (the crop) or 2 (crop and mirror)")
-    key = teacher_targets_key(shas, temperature, views, idx)
+    key = teacher_targets_key(shas, temperature, views, idx, data)
     if cache.is_file():
         with np.load(cache) as z:
             if str(z["key"]) == key:

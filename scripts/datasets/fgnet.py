@@ -83,6 +83,15 @@ def write(rows: list[dict], out: Path) -> None:
         w.writerows(rows)
 
 
+def folds(rows: list[dict], k: int) -> list[list[dict]]:
+    """Subject-disjoint folds: the sorted subjects dealt round-robin into ``k`` folds, each
+    subject's photos all in one fold (FG-NET repeats people at many ages, so an image split would
+    test on faces of people the model was trained on)."""
+    subjects = sorted({r["subject"] for r in rows})
+    fold_of = {s: i % k for i, s in enumerate(subjects)}
+    return [[r for r in rows if fold_of[r["subject"]] == i] for i in range(k)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root", type=Path, help="cache folder of the set (holds FGNET/images/)")
@@ -90,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="labels file (default: ROOT/labels.csv)")
     ap.add_argument("--allow-partial", action="store_true",
                     help="accept a copy with fewer photos or people than the whole set")
+    ap.add_argument("--folds", type=int, default=0, metavar="K",
+                    help="also write K subject-disjoint folds, labels-fold1-of-K.csv ... beside --out "
+                         "(train on some with `edgeage train --extra-data`, measure on the others)")
     a = ap.parse_args(argv)
+    if a.folds == 1 or a.folds < 0:
+        ap.error(f"--folds {a.folds}: give 2 or more (0: no folds)")
     try:
         rows = build(a.root, a.images, a.allow_partial)
     except NotFGNet as e:
@@ -100,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     write(rows, out)
     s = summary(rows)
     print(f"{out}: {s['images']} images, {s['subjects']} subjects, ages {s['min_age']}-{s['max_age']}")
+    for i, part in enumerate(folds(rows, a.folds) if a.folds else []):
+        f = out.with_name(f"{out.stem}-fold{i + 1}-of-{a.folds}.csv")
+        write(part, f)
+        s = summary(part)
+        print(f"{f}: {s['images']} images, {s['subjects']} subjects, ages {s['min_age']}-{s['max_age']}")
     return 0
 
 

@@ -18,7 +18,7 @@ DEFAULTS: dict = {
     "model": {"name": "mgpnet-t"},
     "data": {"path": "../shared/datasets/utkface", "seed": 0, "val": 0.1, "test": 0.15,
              "crop": "detect", "crop_margin": 1.0, "crop_shift_y": 0.0, "crop_size": 96,
-             "skip_bad": False, "train_subset": 0},
+             "skip_bad": False, "train_subset": 0, "extra": []},
     "train": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05,
               "warmup_epochs": 1.0, "grad_clip": 5.0, "sord_temperature": 1.0,
               "label_smoothing": 0.0, "ema_decay": 0.0, "flip": 0.5, "erasing": 0.25, "grayscale": 0.0,
@@ -76,6 +76,9 @@ class DataSection(_Section):
     crop_size: integer(8, 1024)
     skip_bad: StrictBool
     train_subset: integer(0, 10**9)
+    # more labelled sets (labels.csv, UTKFace-named folder or prepared crops), every image of
+    # each added to the training split only; validation and test stay ``path``'s
+    extra: tuple[str, ...]
 
 
 class TrainSection(_Section):
