@@ -356,6 +356,10 @@ def test_extra_data_joins_the_training_split_only(data_dir, tmp_path):
     (ext / "leak.csv").write_text(f"path,age\n{held},{parse_utk_name(held)}\n")
     with pytest.raises(EdgeAgeError, match=f"leak.csv.*test split.*{held}"):
         load_data(base.replace(data={"extra": [str(ext / "leak.csv")]}), False)
+    shutil.copy(data_dir / held, ext / "renamed.jpg")  # the same photo under another name
+    (ext / "renamed.csv").write_text(f"path,age\nrenamed.jpg,{parse_utk_name(held)}\n")
+    with pytest.raises(EdgeAgeError, match=f"renamed.csv.*test split.*renamed.jpg = {held}"):
+        load_data(base.replace(data={"extra": [str(ext / "renamed.csv")]}), False)
 
     out = tmp_path / "run"
     p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "train", "--recipe", "smoke", "--data", data_dir,

@@ -159,20 +159,29 @@ def load_data(recipe: Recipe, progress: bool):
 
 def add_extra_sets(prep, parts: dict, d, crop: CropParams, progress: bool):
     """``prep`` with the crops of every ``d.extra`` set appended, and their indices appended to
-    ``parts["train"]``. A set with an image (by file name) of ``d.path``'s validation or test part
-    is refused: it would train on the faces the run is measured on. Returns (prep, parts,
+    ``parts["train"]``. A set with an image of ``d.path``'s validation or test part (the same file
+    name, or a byte-identical face crop: a renamed copy) is refused: it would train on the faces
+    the run is measured on. Returns (prep, parts,
     [main record, one record per extra set])."""
     import hashlib
 
+    def digest(crop) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(crop).tobytes(), digest_size=16).digest()
+
     held = {prep.names[i]: k for k in ("val", "test") for i in parts[k]}
+    held_crops = {digest(prep.crops[i]): (k, prep.names[i]) for k in ("val", "test") for i in parts[k]}
     records = [{"path": str(d.path), "list_hash": prep.lhash, "n": len(prep.names)}]
     sets = []
     for path in d.extra:
         ex = _load_set(path, crop, d.skip_bad, progress)
-        clash = [n for n in ex.names if n in held]
+        clash = {n: (held[n], n) for n in ex.names if n in held}
+        clash.update({n: held_crops[h] for n, c in zip(ex.names, ex.crops)
+                      if n not in clash and (h := digest(c)) in held_crops})
         if clash:
-            raise EdgeAgeError(f"[data] extra {path}: {len(clash)} of its images have the names of images in the "
-                               f"{held[clash[0]]} split of {d.path} (first: {clash[0]}); training on them would "
+            n, (part, main_name) = next(iter(clash.items()))
+            raise EdgeAgeError(f"[data] extra {path}: {len(clash)} of its images are images of the {part} split of "
+                               f"{d.path} (the same file name or the same face crop; first: {n}"
+                               + (f" = {main_name}" if n != main_name else "") + "); training on them would "
                                "measure the model on faces it was trained on. Remove them from the extra set")
         sets.append(ex)
         records.append({"path": str(path), "list_hash": ex.lhash, "n": len(ex.names)})
