@@ -240,3 +240,25 @@ def test_report_renders_in_chromium(check_out, tmp_path):
     colour = np.array([231, 246, 234] if r["passed"] else [253, 236, 234])
     assert (np.abs(img[:300] - colour).sum(axis=2) < 6).sum() > 2000
 
+
+
+def test_bench_accuracy_per_millisecond_plot(tmp_path, tiny_ckpt, face_dir, bench_out):
+    """On labelled faces bench also plots MAE against batch-1 p50 (every row, the float model,
+    the peers), embedded in bench.html; unlabelled runs have no MAE, so no such plot."""
+    from edgeage.export.conformance.report import accuracy_latency_points
+
+    out = tmp_path / "b"
+    res = cli("bench", "--targets", "onnx", "--precisions", "fp32", "--data", face_dir, "--limit", 8, "--runs", 2,
+              "--rounds", 1, "--warmup", 1, "--model", tiny_ckpt, "--out", out)
+    assert res.exit_code in (0, 1), res.output
+    b = json.loads((out / "bench.json").read_text())
+    assert b["labelled"]
+    pts = accuracy_latency_points(b)
+    row = next(r for r in b["rows"] if r["target"] == "onnx")
+    assert {p["kind"] for p in pts} == {"float", "row"}
+    onnx = next(p for p in pts if p["kind"] == "row")
+    assert (onnx["mae"], onnx["p50"], onnx["model"]) == (row["target_mae"], row["latency_ms"]["p50"], Path(tiny_ckpt).stem)
+    png = out / "bench_accuracy_latency.png"
+    assert base64.b64encode(png.read_bytes()).decode() in (out / "bench.html").read_text()
+    assert not (bench_out / "bench_accuracy_latency.png").exists() and not accuracy_latency_points(
+        json.loads((bench_out / "bench.json").read_text()))

@@ -383,8 +383,72 @@ def write_bench(out_dir, b: dict, force: bool = False) -> list[Path]:
     ax.set_title("batch-1 latency")
     fig.tight_layout()
     _savefig(fig, out / "bench_latency.png")
-    page = report_html(bench_blocks(b), b["passed"], bench_failures(b), [out / "bench_latency.png"])
-    return [out / "bench.json", out / "bench.md", _write_html(out / "bench.html", page), out / "bench_latency.png"]
+    pngs = [out / "bench_latency.png"]
+    if accuracy_latency_plot(b, out / "bench_accuracy_latency.png"):
+        pngs.append(out / "bench_accuracy_latency.png")
+    page = report_html(bench_blocks(b), b["passed"], bench_failures(b), pngs)
+    return [out / "bench.json", out / "bench.md", _write_html(out / "bench.html", page), *pngs]
+
+
+def accuracy_latency_points(b: dict) -> list[dict]:
+    """One point per bench row with both a test MAE and a batch-1 p50 (labelled data, timed):
+    ``{"label", "p50", "mae", "kind"}``, kind "float" (PyTorch eager, per thread count), "peer"
+    or "row" (a target x precision, with ``model``: the checkpoint's name, or the model an
+    artifact row came from)."""
+    pts = []
+    if not b.get("labelled"):
+        return pts
+    for th, fl in b["float"]["latency_ms_by_threads"].items():
+        if b["float"].get("mae") is not None and fl.get("p50"):
+            pts.append({"label": f"pytorch fp32 ({th} thr)", "p50": fl["p50"], "mae": b["float"]["mae"],
+                        "kind": "float"})
+    for p in b.get("peers", []):
+        lt = p.get("latency_ms") or {}
+        if p.get("mae") is not None and lt.get("p50"):
+            pts.append({"label": f"peer: {p['name']}", "p50": lt["p50"], "mae": p["mae"], "kind": "peer"})
+    main = Path(str(b.get("model", "model"))).stem
+    for r in b["rows"]:
+        lt = r.get("latency_ms") or {}
+        if "error" not in r and r.get("target_mae") is not None and lt.get("p50"):
+            variant = str(r.get("variant", r["precision"]))
+            prec, _, rest = variant.partition(" (")  # an artifact row: "int8-ptq (MODEL, FILE)"
+            model = rest.split(",")[0].rstrip(")").strip() if rest else main
+            pts.append({"label": f"{r['target']} {prec}", "p50": lt["p50"], "mae": r["target_mae"],
+                        "kind": "row", "model": model})
+    return pts
+
+
+def accuracy_latency_plot(b: dict, path: Path) -> Path | None:
+    """MAE against batch-1 p50 (log scale) for every row, the float model and the peers of one
+    bench run: accuracy per millisecond, the axis models are chosen on (lower left is better; the
+    dashed line is each peer's p50). None (nothing written) without labelled, timed rows."""
+    pts = accuracy_latency_points(b)
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    groups = [("PyTorch eager fp32", "grey", "s", [p for p in pts if p["kind"] == "float"]),
+              ("peer", "C3", "D", [p for p in pts if p["kind"] == "peer"])]
+    models = sorted({p["model"] for p in pts if p["kind"] == "row"})
+    colours = [c for i in range(10) if (c := f"C{i}") != "C3"]
+    groups += [(m, colours[i % len(colours)], "o", [p for p in pts if p.get("model") == m]) for i, m in enumerate(models)]
+    for name, colour, marker, sel in groups:
+        if sel:
+            ax.scatter([p["p50"] for p in sel], [p["mae"] for p in sel], c=colour, marker=marker, s=36,
+                       label=name, zorder=3)
+    for p in pts:
+        ax.annotate(p["label"], (p["p50"], p["mae"]), textcoords="offset points", xytext=(4, 3), fontsize=6)
+        if p["kind"] == "peer":
+            ax.axvline(p["p50"], color="C3", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency p50 (ms, log scale)")
+    ax.set_ylabel("MAE (years)")
+    ax.set_title(f"accuracy per millisecond (n = {b['n']}; lower left is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    _savefig(fig, path)
+    return path
 
 
 def report_text(r: CheckReport) -> str:
