@@ -501,7 +501,7 @@ def page_throughput() -> str:
 
 
 # current runs that hand-written pages cite (not superseded: kept off history.md)
-CITED_BY_HAND = {"bench/accuracy-latency/bench.json"}   # docs/models.md, "Accuracy per millisecond"
+CITED_BY_HAND = {"bench/accuracy-latency/bench.json", "bench/candidate-xs96/bench.json"}   # docs/models.md
 
 # the superseded runs that history.md.j2 introduces by name, in the page's order (the others follow, by path)
 HISTORY_ORDER = ["bench/compression-xs/bench.json", "bench/compression-v3/bench.json",
