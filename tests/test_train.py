@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -186,12 +185,13 @@ def test_ddp_two_processes_on_cpu_gloo(data_dir, tmp_path):
     out = tmp_path / "ddp"
     from edgeage.utils import python_module_cmd
 
-    # the launcher and the workers it starts (`python -m edgeage.cli`) import the installed package,
-    # not a folder named edgeage in the working directory: -P for the launcher, PYTHONSAFEPATH
-    # (the same switch, inherited) for the workers
+    # the launcher and the workers it starts import the installed package, not a folder named
+    # edgeage in the working directory: each worker's command is given whole (--no-python), as the
+    # same isolated `python -P -m edgeage.cli` the launcher itself runs as
+    worker = python_module_cmd("edgeage.cli", "train", "--recipe", "smoke", "--data", data_dir, "--out", out)
     cmd = python_module_cmd("torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                            "-m", "edgeage.cli", "train", "--recipe", "smoke", "--data", data_dir, "--out", out)
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**ENV, "PYTHONSAFEPATH": "1"}, timeout=600)
+                            "--no-python", *worker)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     hist = json.loads((out / "metrics.json").read_text())["history"]
     assert len(hist) == 2
@@ -200,9 +200,10 @@ def test_ddp_two_processes_on_cpu_gloo(data_dir, tmp_path):
 
 
 def run_cli(*args):
-    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", *args], capture_output=True,
-                       text=True, env=ENV, timeout=600)
-    return p
+    from edgeage.utils import python_module_cmd
+
+    return subprocess.run(python_module_cmd("edgeage.cli", *args), capture_output=True, text=True, env=ENV,
+                          timeout=600)
 
 
 def test_eval_json_prints_exactly_one_object(data_dir, tmp_path):
@@ -362,9 +363,11 @@ def test_extra_data_joins_the_training_split_only(data_dir, tmp_path):
         load_data(base.replace(data={"extra": [str(ext / "renamed.csv")]}), False)
 
     out = tmp_path / "run"
-    p = subprocess.run([sys.executable, "-P", "-m", "edgeage.cli", "train", "--recipe", "smoke", "--data", data_dir,
-                        "--extra-data", ext / "labels.csv", "--epochs", "1", "--out", out],
-                       capture_output=True, text=True, env=ENV, timeout=600)
+    from edgeage.utils import python_module_cmd
+
+    cmd = python_module_cmd("edgeage.cli", "train", "--recipe", "smoke", "--data", data_dir,
+                            "--extra-data", ext / "labels.csv", "--epochs", "1", "--out", out)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     split = read_checkpoint(out / "last.pt")["manifest"].training.split
     assert split["sizes"]["train"] == len(parts0["train"]) + 6 and split["extra"][0]["path"].endswith("labels.csv")

@@ -148,12 +148,13 @@ def load_data(recipe: Recipe, progress: bool):
     if 0 < d.train_subset < len(parts["train"]):  # short ablation schedules; val/test unchanged
         rng = np.random.default_rng(d.seed)
         parts["train"] = np.sort(rng.choice(parts["train"], d.train_subset, replace=False))
+    main_hash = prep.lhash  # the record keeps the main set's file-list hash: checkpoints compare on it
+    extra = []
     if d.extra:
         prep, parts, extra = add_extra_sets(prep, parts, d, crop, progress)
-        rec = split_record(prep.names, parts, d.seed, d.val, d.test, extra[0]["list_hash"])
-        rec["extra"] = extra[1:]
-        return prep, parts, rec
-    rec = split_record(prep.names, parts, d.seed, d.val, d.test, prep.lhash)
+    rec = split_record(prep.names, parts, d.seed, d.val, d.test, main_hash)
+    if extra:
+        rec["extra"] = extra
     return prep, parts, rec
 
 
@@ -161,8 +162,7 @@ def add_extra_sets(prep, parts: dict, d, crop: CropParams, progress: bool):
     """``prep`` with the crops of every ``d.extra`` set appended, and their indices appended to
     ``parts["train"]``. A set with an image of ``d.path``'s validation or test part (the same file
     name, or a byte-identical face crop: a renamed copy) is refused: it would train on the faces
-    the run is measured on. Returns (prep, parts,
-    [main record, one record per extra set])."""
+    the run is measured on. Returns (prep, parts, one record per extra set)."""
     import hashlib
 
     def digest(crop) -> bytes:
@@ -170,8 +170,7 @@ def add_extra_sets(prep, parts: dict, d, crop: CropParams, progress: bool):
 
     held = {prep.names[i]: k for k in ("val", "test") for i in parts[k]}
     held_crops = {digest(prep.crops[i]): (k, prep.names[i]) for k in ("val", "test") for i in parts[k]}
-    records = [{"path": str(d.path), "list_hash": prep.lhash, "n": len(prep.names)}]
-    sets = []
+    records, sets = [], []
     for path in d.extra:
         ex = _load_set(path, crop, d.skip_bad, progress)
         clash = {n: (held[n], n) for n in ex.names if n in held}
@@ -194,7 +193,7 @@ def add_extra_sets(prep, parts: dict, d, crop: CropParams, progress: bool):
     merged = dataclasses.replace(
         prep, crops=np.concatenate([e.crops for e in every]), ages=np.concatenate([e.ages for e in every]),
         names=[n for e in every for n in e.names], face_found=np.concatenate([e.face_found for e in every]),
-        lhash=hashlib.sha256(json.dumps([r["list_hash"] for r in records]).encode()).hexdigest(),
+        lhash=hashlib.sha256(json.dumps([prep.lhash] + [r["list_hash"] for r in records]).encode()).hexdigest(),
         skipped=[s for e in every for s in e.skipped], groups=None, face_box=boxes)
     parts = dict(parts, train=np.concatenate([parts["train"], new_idx]))
     return merged, parts, records
