@@ -150,11 +150,13 @@ def prepare(data, out, crop, margin, crop_size, skip_bad, force):
 @click.option("--p", type=FiniteRange(0, 1), default=0.2, show_default=True,
               help="Trigger probability of each operation.")
 @click.option("--strength", type=FiniteRange(0, 1), default=1.0, show_default=True)
+@click.option("--min-scale", type=FiniteRange(0.05, 0.75), default=0.25, show_default=True,
+              help="Smallest down-sampling scale at strength 1 (a recipe's [degrade] min_scale).")
 @click.option("--images", type=click.IntRange(1, 100), default=6, show_default=True, help="Rows (source images).")
 @click.option("--per-image", type=click.IntRange(1, 50), default=6, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Replace --preview if it exists.")
-def degrade(data, out_png, p, strength, images, per_image, seed, force):
+def degrade(data, out_png, p, strength, min_scale, images, per_image, seed, force):
     """Write a PNG grid of degraded examples (the training degradation model)."""
     import numpy as np
 
@@ -169,7 +171,7 @@ def degrade(data, out_png, p, strength, images, per_image, seed, force):
     samples, _ = discover(data)
     pick = np.random.default_rng(seed).choice(len(samples), min(images, len(samples)), replace=False)
     imgs = [load_image(samples[i].path) for i in pick]
-    preview_grid(imgs, DegradationConfig(p=p, strength=strength), out_png, seed=seed, per_image=per_image)
+    preview_grid(imgs, DegradationConfig(p=p, strength=strength, min_scale=min_scale), out_png, seed=seed, per_image=per_image)
     click.echo(f"wrote {out_png}")
 
 

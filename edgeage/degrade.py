@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
@@ -37,6 +37,10 @@ class DegradationConfig:
     p: float = 0.2  # trigger probability of each operation
     strength: float = 1.0  # 0..1 scale of parameter ranges
     ops: tuple[str, ...] = ALL_OPS
+    # smallest down-sampling scale at strength 1 (0.25: a 96 px crop goes down to 24 px at most).
+    # CCTV faces of 12-16 px need less: 0.125 reaches 12 px of a 96 px crop.
+    min_scale: float = 0.25
+    op_p: dict[str, float] = field(default_factory=dict)  # per-op trigger probability, else ``p``
 
 
 def _run_alb(t: A.BasicTransform, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -56,7 +60,7 @@ def _poisson(img: np.ndarray, rng: np.random.Generator, log_peak: tuple[float, f
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
-def _candidates(name: str, s: float) -> list[Op]:
+def _candidates(name: str, s: float, min_scale: float = 0.25) -> list[Op]:
     """Alternative implementations of op ``name`` at strength ``s`` in (0, 1]; one is picked per call."""
     if name == "blur":  # isotropic Gaussian or anisotropic generalized Gaussian (random sigmas + rotation)
         # sigma < ~0.3 rounds to identity on uint8; AdvancedBlur with small sigmas and beta > 1 can still be
@@ -68,7 +72,7 @@ def _candidates(name: str, s: float) -> list[Op]:
                            beta_limit=(0.5, 4.0), p=1.0),
         )
     if name == "downsample":  # random scale, random down/up interpolation
-        scale = (min(1.0 - 0.75 * s, 0.99), min(1.0 - 0.25 * s, 0.99))
+        scale = (min(1.0 - (1.0 - min_scale) * s, 0.99), min(1.0 - 0.25 * s, 0.99))
         return _alb(*(A.Downscale(scale_range=scale, interpolation_pair={"downscale": d, "upscale": u}, p=1.0)
                      for d in _DOWN_INTERP for u in _UP_INTERP))
     if name == "noise":  # Gaussian (std as fraction of 255) or Poisson
@@ -91,9 +95,14 @@ class Degrader:
         self.cfg = cfg or DegradationConfig()
         if not 0.0 <= self.cfg.strength <= 1.0 or not 0.0 <= self.cfg.p <= 1.0:
             raise ValueError(f"p and strength must be in [0, 1], got {self.cfg}")
-        if unknown := set(self.cfg.ops) - set(ALL_OPS):
+        if not 0.05 <= self.cfg.min_scale <= 0.75:
+            raise ValueError(f"min_scale must be in [0.05, 0.75], got {self.cfg.min_scale}")
+        if unknown := (set(self.cfg.ops) | set(self.cfg.op_p)) - set(ALL_OPS):
             raise ValueError(f"unknown degradation ops {sorted(unknown)}; expected a subset of {ALL_OPS}")
-        self.ops = {n: _candidates(n, self.cfg.strength) for n in self.cfg.ops} if self.cfg.strength > 0 else {}
+        if any(not 0.0 <= v <= 1.0 for v in self.cfg.op_p.values()):
+            raise ValueError(f"op_p values must be in [0, 1], got {self.cfg.op_p}")
+        self.ops = ({n: _candidates(n, self.cfg.strength, self.cfg.min_scale) for n in self.cfg.ops}
+                    if self.cfg.strength > 0 else {})
         self.last_ops: list[str] = []
 
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +112,7 @@ class Degrader:
         out = np.ascontiguousarray(img)
         names = list(self.ops)
         for i in rng.permutation(len(names)):
-            if rng.random() < self.cfg.p:
+            if rng.random() < self.cfg.op_p.get(names[i], self.cfg.p):
                 cands = self.ops[names[i]]
                 out = cands[int(rng.integers(len(cands)))](out, rng)
                 self.last_ops.append(names[i])

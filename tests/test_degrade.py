@@ -121,6 +121,38 @@ def test_strength_scales_severity(faces):
 def test_unknown_op_rejected():
     with pytest.raises(ValueError):
         Degrader(DegradationConfig(ops=("blur", "sharpen")))
+    with pytest.raises(ValueError, match="zoom"):
+        Degrader(DegradationConfig(op_p={"zoom": 0.5}))
+    with pytest.raises(ValueError, match="min_scale"):
+        Degrader(DegradationConfig(min_scale=0.0))
+
+
+def test_op_p_overrides_the_trigger_probability_of_one_op(faces):
+    d = Degrader(DegradationConfig(p=0.0, op_p={"jpeg": 1.0}))
+    rng = np.random.default_rng(0)
+    for img in faces:
+        d(img, rng)
+        assert d.last_ops == ["jpeg"]
+
+
+def _detail_rank(img: np.ndarray) -> int:
+    """How many independent rows of detail the image keeps: a face brought down to k px and back
+    up has at most k (singular values of the mean-free first channel above the uint8 rounding)."""
+    x = img[..., 0].astype(np.float64)
+    return int((np.linalg.svd(x - x.mean(), compute_uv=False) > 20.0).sum())
+
+
+def test_min_scale_reaches_smaller_faces():
+    """The default range stops at 0.25 of the crop (24 of 96 px); min_scale 0.08 reaches 8 px."""
+    img = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+
+    def ranks(min_scale: float) -> list[int]:
+        d, rng = Degrader(DegradationConfig(p=1.0, ops=("downsample",), min_scale=min_scale)), np.random.default_rng(1)
+        return [_detail_rank(d(img, rng)) for _ in range(100)]
+
+    assert _detail_rank(img) > 80
+    assert min(ranks(0.25)) >= 20
+    assert min(ranks(0.08)) <= 14
 
 
 def test_preview_grid_png(faces, tmp_path):

@@ -371,3 +371,25 @@ def test_extra_data_joins_the_training_split_only(data_dir, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     split = read_checkpoint(out / "last.pt")["manifest"].training.split
     assert split["sizes"]["train"] == len(parts0["train"]) + 6 and split["extra"][0]["path"].endswith("labels.csv")
+
+
+def test_the_recipe_degradation_ranges_reach_the_training_crops(data_dir):
+    """[degrade] op_p / min_scale: with p 0 and down-sampling always on, every training crop is
+    down-sampled, some far below the default's 24 px of 96; an unknown op is one error naming it."""
+    import numpy as np
+
+    from edgeage.data import load_image
+    from edgeage.train.loop import AugmentedFaces
+
+    crops = np.stack([load_image(p)[:96, :96] for p in sorted(data_dir.iterdir())[:24]])
+    base = {"flip": 0.0, "erasing": 0.0, "jitter": 0.0}
+    r = load_recipe("smoke", {"data": {"path": str(data_dir)}, "train": base,
+                              "degrade": {"p": 0.0, "op_p": {"downsample": 1.0}, "min_scale": 0.08}})
+    ds = AugmentedFaces(crops, np.zeros(len(crops)), np.arange(len(crops)), r.train, r.degrade, 0, True)
+    ops = []
+    for i in range(len(ds)):
+        assert not np.array_equal(ds[i][0].numpy(), crops[i])
+        ops.append(ds.degrader.last_ops)
+    assert ops == [["downsample"]] * len(ds)
+    with pytest.raises(Exception, match=r"\[degrade\] op_p"):
+        load_recipe("smoke", {"degrade": {"op_p": {"sharpen": 0.5}}})

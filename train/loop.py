@@ -42,7 +42,8 @@ class AugmentedFaces(Dataset):
         self.crops, self.ages, self.idx = crops, ages, np.asarray(indices)
         self.cfg, self.seed, self.train, self.epoch = cfg, seed, train, 0
         self.deg_cfg = degrade
-        self.degrader = Degrader(DegradationConfig(p=degrade.p, strength=degrade.strength))
+        self.degrader = Degrader(DegradationConfig(p=degrade.p, strength=degrade.strength,
+                                                      min_scale=degrade.min_scale, op_p=dict(degrade.op_p)))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -73,7 +74,7 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: TrainSection, degrad
         img = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if rng.random() < cfg.flip:
         img = img[:, ::-1]
-    if deg.p > 0:
+    if deg.p > 0 or any(deg.op_p.values()):
         lo = deg.strength_min
         degrader.cfg.strength = float(rng.uniform(lo, deg.strength)) if lo < deg.strength else deg.strength
         img = degrader(np.ascontiguousarray(img), rng)

@@ -24,7 +24,9 @@ DEFAULTS: dict = {
               "label_smoothing": 0.0, "ema_decay": 0.0, "flip": 0.5, "erasing": 0.25, "grayscale": 0.0,
               "jitter": 0.05, "rotate": True, "num_workers": 0, "amp": True, "seed": 0,
               "init": "", "init_skip": ""},
-    "degrade": {"p": 0.2, "strength": 1.0, "strength_min": 1.0},
+    # min_scale: smallest down-sampling scale at strength 1 (edgeage.degrade; 0.125 = 12 px of a 96 px crop)
+    # op_p: trigger probability of single ops instead of p, e.g. {downsample = 0.5}
+    "degrade": {"p": 0.2, "strength": 1.0, "strength_min": 1.0, "min_scale": 0.25, "op_p": {}},
     # teacher: a checkpoint path or a list (ensemble; mode "clean" only). mode: "online" runs
     # the teacher on the student's augmented batch every step; "clean" runs the teachers once on
     # the clean training crops (views = 2: and their mirrors) and distills those distributions.
@@ -107,6 +109,8 @@ class DegradeSection(_Section):
     p: number(0.0, 1.0)
     strength: number(0.0, 1.0)
     strength_min: number(0.0, 1.0)
+    min_scale: number(0.05, 0.75)
+    op_p: dict[Literal["blur", "downsample", "noise", "jpeg", "rgb_shift", "iso_noise"], number(0.0, 1.0)]
 
 
 class DistillSection(_Section):
