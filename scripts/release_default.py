@@ -15,6 +15,11 @@ train/recipes/.
 (edgeage.train.average: a weight-space average with, say, the model the run restarted from), its
 validation measured again; the metrics' "averaged" names both parents and that validation.
 
+``--model-name NAME`` records the shipped file as registry model NAME (``edgeage.models``) instead of
+the name the run trained (``mgpnet-xs`` with ``input_size`` 96 ships as ``mgpnet-xs96``): refused
+unless NAME's own config is the run's model config but for the name, so that one name keeps one
+meaning. The recipe in the manifest stays as it was trained.
+
 ``--history-from EARLIER-metrics.json`` puts the cycles of an earlier release first (its history
 and cycles as they were recorded), for a run warm-started from a shipped file whose own run folder
 is gone: the curve and the metrics then show the whole training, not the last cycle alone.
@@ -65,6 +70,26 @@ def renamed_teachers(run: Path, recipe: dict) -> list[str] | None:
     raise SystemExit(f"{run}: no shipped model matches the teacher {OLD_DEFAULT} the run used")
 
 
+def renamed_model(manifest, name: str):
+    """The manifest with ``model.name`` = ``name``, if ``name``'s registry config equals the recorded
+    config but for the name (else SystemExit naming the keys that differ)."""
+    from edgeage.checkpoint import build_manifest
+    from edgeage.models import create
+
+    skip = ("name", "kind", "pruned")
+    have = {k: v for k, v in manifest.model.config().items() if k not in skip}
+    try:
+        want = build_manifest(create(name)).model.config()   # as a checkpoint records it
+    except KeyError as e:
+        raise SystemExit(f"--model-name {name}: {e}") from None
+    want = {k: v for k, v in want.items() if k not in skip}
+    diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+    if diff or manifest.model.pruned:
+        raise SystemExit(f"--model-name {name}: its registry config differs from the run's model "
+                         f"{manifest.model.name} in {diff or ['pruned']}")
+    return manifest.copy_with(model={**manifest.model.config(), "name": name})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path)
@@ -73,6 +98,7 @@ def main() -> None:
                     help="the command line of each cycle, in order (recorded in the metrics)")
     ap.add_argument("--average-with", type=Path, help="ship the weight average of this checkpoint and the last run's best")
     ap.add_argument("--alpha", type=float, default=0.5, help="with --average-with: the weight of the run's best.pt")
+    ap.add_argument("--model-name", help="record the shipped weights as this registry model (same config)")
     ap.add_argument("--history-from", type=Path,
                     help="an earlier release's NAME-metrics.json: its cycles come first in the curve and metrics")
     a = ap.parse_args()
@@ -115,6 +141,8 @@ def main() -> None:
         manifest = revalidate(model, manifest.copy_with(training=training))
         val = manifest.training.val
         averaged = {**training["averaged_from"], "val_mae": val["mae"], "val_cs5": val["cs5"]}
+    if a.model_name:
+        manifest = renamed_model(manifest, a.model_name)
     dest = ASSETS / f"{a.name}.pt"
     save_checkpoint(dest, model, manifest, half=True)
     best = json.loads((last / "metrics.json").read_text())["best"]

@@ -71,6 +71,9 @@ def test_model_registry_lists_and_refuses_unknown_options():
     from edgeage.models import create, default_config, list_models
 
     assert {"mgpnet", "mgpnet-xs", "mgpnet-t", "resnet18"} <= set(list_models())
+    # one name, one meaning: mgpnet-xs96 is mgpnet-xs at the canonical crop's 96 px, nothing else
+    xs, xs96 = default_config("mgpnet-xs"), default_config("mgpnet-xs96")
+    assert xs96 == {**xs, "input_size": 96} and xs["input_size"] == 64
     with pytest.raises(KeyError, match="unknown model"):
         default_config("no-such-net")
     with pytest.raises(KeyError, match="valid"):
