@@ -176,18 +176,21 @@ def degrade(data, out_png, p, strength, min_scale, images, per_image, seed, forc
 
 
 @main.command("models")
-@click.option("--input-size", type=click.IntRange(16, 512), default=64, show_default=True)
+@click.option("--input-size", type=click.IntRange(16, 512), default=None,
+              help="Count MACs at this face size (default: each model's own input size).")
 def models_cmd(input_size):
     """List registered models with parameters and MACs."""
     from .models import create, list_models
     from .profile import count_macs, count_params
 
     for name in list_models():
-        k = int(create(name).config.get("context_margin", 1))  # mivolo: k x the view size
-        m = create(name, input_size=input_size * k)  # transformers size their position tables by it
-        views = f" (face + context views of {input_size})" if k > 1 else ""
+        own = create(name).config
+        k = int(own.get("context_margin", 1))  # mivolo: k x the view size
+        view = input_size or int(own.get("input_size", 64)) // k
+        m = create(name, input_size=view * k)  # transformers size their position tables by it
+        views = f" (face + context views of {view})" if k > 1 else ""
         click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs "
-                   f"{count_macs(m, input_size * k) / 1e6:8.1f} M  @ {input_size * k}x{input_size * k}{views}")
+                   f"{count_macs(m, view * k) / 1e6:8.1f} M  @ {view * k}x{view * k}{views}")
     from .checkpoint import load_model, shipped_info, shipped_models
 
     info = shipped_info()

@@ -164,3 +164,18 @@ def test_macs_count_the_daa_decoder_once_per_reference_age():
     mlp = 100 * (8 * 16 + 16 * 32 + 32 * 2)
     backbone = count_macs(sord) - sord.head.fc.in_features * sord.head.fc.out_features
     assert count_macs(daa) == backbone + reduce + decoder + mlp  # ~29.6 M more than SORD
+
+
+def test_models_command_counts_each_model_at_its_own_input_size():
+    from click.testing import CliRunner
+
+    from edgeage.cli import main
+
+    res = CliRunner().invoke(main, ["models"])
+    assert res.exit_code == 0, res.output
+    registry = res.output.split("Shipped weights")[0]
+    rows = {ln.split()[0]: ln for ln in registry.splitlines() if ln.strip()}
+    assert rows["mgpnet-xs96"].endswith("@ 96x96") and rows["mgpnet-xs"].endswith("@ 64x64")
+    assert "@ 32x32" in rows["mgpnet-e"]
+    res = CliRunner().invoke(main, ["models", "--input-size", "48"])
+    assert "mgpnet-xs96   params   1.61 M" in res.output and "@ 48x48" in res.output
