@@ -22,7 +22,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ("mgpnet-xs", "mgpnet-e")
+
+
+def shipped() -> list[str]:
+    """The shipped models' names, the default first (edgeage/assets/shipped.toml)."""
+    from edgeage.checkpoint import shipped_info, shipped_models
+
+    names = [n for n in shipped_models() if n != "default"]
+    default = shipped_info()["default"]
+    return [default] + [n for n in names if n != default]
 
 
 def run_eval(model: str, labels: Path, by: list[str], extra: list[str]) -> dict:
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("name", help="the set's name, e.g. fgnet (the folder under bench/cross-dataset/)")
     ap.add_argument("labels", type=Path, help="the set's labels.csv (path, age[, ...])")
-    ap.add_argument("--models", default=",".join(MODELS), help="comma list (default: the two shipped models)")
+    ap.add_argument("--models", default=None, help="comma list (default: every shipped model, the default first)")
     ap.add_argument("--by", action="append", default=None, help="eval --by groups (default: decade)")
     ap.add_argument("--out", type=Path, help="default: bench/cross-dataset/NAME")
     ap.add_argument("--note", default=None, help="one line describing the data, for the README")
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out or ROOT / "bench" / "cross-dataset" / a.name
     out.mkdir(parents=True, exist_ok=True)
     by = a.by or ["decade"]
-    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else shipped()
     results, utk, commands = {}, {}, []
     for m in models:
         cmd = (f"OMP_NUM_THREADS=1 edgeage eval --model {m} --data {a.labels} --json "
