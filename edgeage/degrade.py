@@ -16,16 +16,17 @@ import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # else `import albumentations` phones home (2 s timeout)
-import albumentations as A  # noqa: E402
+if TYPE_CHECKING:
+    import albumentations as A
 
 ALL_OPS = ("blur", "downsample", "noise", "jpeg", "rgb_shift", "iso_noise")
+MIN_SCALE_RANGE = (0.05, 0.75)   # allowed ``min_scale`` (recipes check it with the same bounds)
 _DOWN_INTERP = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA)
 _UP_INTERP = (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA)  # nearest-up adds block edges, not blur
 
@@ -62,6 +63,9 @@ def _poisson(img: np.ndarray, rng: np.random.Generator, log_peak: tuple[float, f
 
 def _candidates(name: str, s: float, min_scale: float = 0.25) -> list[Op]:
     """Alternative implementations of op ``name`` at strength ``s`` in (0, 1]; one is picked per call."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # else `import albumentations` phones home (2 s timeout)
+    import albumentations as A  # here, not at the top: recipes read ALL_OPS without loading it (~1.3 s)
+
     if name == "blur":  # isotropic Gaussian or anisotropic generalized Gaussian (random sigmas + rotation)
         # sigma < ~0.3 rounds to identity on uint8; AdvancedBlur with small sigmas and beta > 1 can still be
         # a near-delta kernel (~0.5% of draws), as in Real-ESRGAN's kernel sampling.
@@ -95,8 +99,9 @@ class Degrader:
         self.cfg = cfg or DegradationConfig()
         if not 0.0 <= self.cfg.strength <= 1.0 or not 0.0 <= self.cfg.p <= 1.0:
             raise ValueError(f"p and strength must be in [0, 1], got {self.cfg}")
-        if not 0.05 <= self.cfg.min_scale <= 0.75:
-            raise ValueError(f"min_scale must be in [0.05, 0.75], got {self.cfg.min_scale}")
+        lo, hi = MIN_SCALE_RANGE
+        if not lo <= self.cfg.min_scale <= hi:
+            raise ValueError(f"min_scale must be in [{lo}, {hi}], got {self.cfg.min_scale}")
         if unknown := (set(self.cfg.ops) | set(self.cfg.op_p)) - set(ALL_OPS):
             raise ValueError(f"unknown degradation ops {sorted(unknown)}; expected a subset of {ALL_OPS}")
         if any(not 0.0 <= v <= 1.0 for v in self.cfg.op_p.values()):

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool
 
+from edgeage.degrade import ALL_OPS, MIN_SCALE_RANGE
 from edgeage.schemas import Closed, ModelSection, integer, number, parse_text, validate
 from edgeage.utils import EdgeAgeError, register_input
 
@@ -109,8 +110,8 @@ class DegradeSection(_Section):
     p: number(0.0, 1.0)
     strength: number(0.0, 1.0)
     strength_min: number(0.0, 1.0)
-    min_scale: number(0.05, 0.75)
-    op_p: dict[Literal["blur", "downsample", "noise", "jpeg", "rgb_shift", "iso_noise"], number(0.0, 1.0)]
+    min_scale: number(*MIN_SCALE_RANGE)
+    op_p: dict[Literal[ALL_OPS], number(0.0, 1.0)]
 
 
 class DistillSection(_Section):
