@@ -265,6 +265,9 @@ def checkpoint_upgrade(src, out, trust, force):
 @click.option("--tta-flip", is_flag=True, help="Average with the mirrored face (reported separately).")
 @click.option("--degrade-p", type=FiniteRange(0, 1), default=0.0, show_default=True,
               help="Degrade the crops with the training degradation model (trigger probability p, seeded).")
+@click.option("--degrade-op", "degrade_ops", multiple=True, metavar="OP",
+              help="With --degrade-p: only this degradation (blur, downsample, noise, jpeg, rgb_shift, "
+                   "iso_noise); repeatable. --degrade-p 1 --degrade-op jpeg: what JPEG alone costs.")
 @click.option("--grey", is_flag=True, help="Turn the crops grey first (BT.601 luma), as an IR / night or monochrome "
                                            "camera sees faces.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -277,7 +280,8 @@ def checkpoint_upgrade(src, out, trust, force):
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write eval.json/.md/.html, predictions.csv, error_by_age.png (and by_group.png) here.")
 @force_option
-def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, grey, seed, skip_bad, by, as_json, out, force):
+def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, degrade_ops, grey, seed, skip_bad, by, as_json, out,
+             force):
     """MAE, CS(5), MAE per age decade, faces not found; per group with --by."""
     from .evaluate import evaluate, write_eval_report
     from .groups import parse_by
@@ -286,7 +290,7 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, grey, seed, ski
     if out:
         check_output(out, force)
     res, names, true, pred = evaluate(model_path, data, crop, split, tta_flip, degrade_p, seed, skip_bad,
-                                      progress=not as_json, by=parse_by(by), grey=grey)
+                                      progress=not as_json, by=parse_by(by), grey=grey, degrade_ops=degrade_ops)
     if out:
         write_eval_report(out, res, names, true, pred, force=force)
     if as_json:
@@ -294,7 +298,8 @@ def eval_cmd(model_path, data, crop, split, tta_flip, degrade_p, grey, seed, ski
     else:
         click.echo(f"n={res['n']}  MAE {res['mae']:.3f}  CS(5) {res['cs5']:.3f}  "
                    f"faces not found {res['faces_not_found']}" + ("  (flip TTA)" if tta_flip else "")
-                   + (f"  (degraded, p={degrade_p})" if degrade_p else "") + ("  (grey)" if grey else ""))
+                   + (f"  (degraded, p={degrade_p}{', ' + '+'.join(degrade_ops) if degrade_ops else ''})"
+                      if degrade_p else "") + ("  (grey)" if grey else ""))
         if res.get("age_range"):
             r = res["age_range"]
             click.echo(f"age ranges: {100 * r['in_range']:.1f} % in range, {r['mae_to_range']:.2f} years from it")

@@ -11,18 +11,22 @@ from .pipeline import AgeEstimator
 from .utils import atomic_path, output_dir, write_json
 
 
-def degrade_crops(crops: np.ndarray, p: float, strength: float = 1.0, seed: int = 0) -> np.ndarray:
-    """The training degradation model applied to evaluation crops, seeded per image."""
+def degrade_crops(crops: np.ndarray, p: float, strength: float = 1.0, seed: int = 0,
+                  ops: tuple[str, ...] | None = None) -> np.ndarray:
+    """The training degradation model applied to evaluation crops, seeded per image (``ops``: only
+    these operations, e.g. ``("jpeg",)`` to see what JPEG alone costs; None: all of them)."""
     from .degrade import DegradationConfig, Degrader
 
-    deg = Degrader(DegradationConfig(p=p, strength=strength))
+    deg = Degrader(DegradationConfig(p=p, strength=strength, **({"ops": tuple(ops)} if ops else {})))
     return np.stack([deg(np.asarray(c), np.random.default_rng([seed, i])) for i, c in enumerate(crops)])
 
 
 def evaluate_prepared(est: AgeEstimator, prep, indices=None, tta_flip: bool = False,
-                      degrade_p: float = 0.0, seed: int = 0, grey: bool = False) -> tuple[dict, np.ndarray]:
+                      degrade_p: float = 0.0, seed: int = 0, grey: bool = False,
+                      degrade_ops: tuple[str, ...] | None = None) -> tuple[dict, np.ndarray]:
     """MAE, CS(5), per decade of the estimator on (a part of) prepared crops (``grey``: turned grey
-    first, as an IR / monochrome camera sees them; ``degrade_p``: then degraded)."""
+    first, as an IR / monochrome camera sees them; ``degrade_p``: then degraded, by ``degrade_ops``
+    only when given)."""
     from .preprocess import grey as to_grey
 
     idx = np.arange(len(prep.ages)) if indices is None else np.asarray(indices)
@@ -30,11 +34,12 @@ def evaluate_prepared(est: AgeEstimator, prep, indices=None, tta_flip: bool = Fa
     if grey:
         crops = to_grey(crops)
     if degrade_p > 0:
-        crops = degrade_crops(crops, degrade_p, seed=seed)
+        crops = degrade_crops(crops, degrade_p, seed=seed, ops=degrade_ops)
     pred = est.ages(crops, tta_flip)
     true = prep.ages[idx]
     res = summary(pred, true, {"faces_not_found": int((~prep.face_found[idx]).sum()),
-                               "tta_flip": tta_flip, "degrade_p": degrade_p, "grey": grey})
+                               "tta_flip": tta_flip, "degrade_p": degrade_p, "grey": grey,
+                               **({"degrade_ops": list(degrade_ops)} if degrade_ops and degrade_p > 0 else {})})
     return res, pred
 
 
@@ -62,10 +67,20 @@ def load_eval_data(est: AgeEstimator, data, split: str = "all", skip_bad: bool =
 
 def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_flip: bool = False,
              degrade_p: float = 0.0, seed: int = 0, skip_bad: bool = False, progress: bool = True,
-             by: list[str] | None = None, grey: bool = False):
+             by: list[str] | None = None, grey: bool = False, degrade_ops: tuple[str, ...] | None = None):
     """``edgeage eval``: (result, names, true ages, predicted ages) of a checkpoint on ``data``
     (a folder, CSV or prepared cache), or on one part of the split the checkpoint records
-    (the same data required). ``by``: group names (``edgeage.groups``) for ``result["groups"]``."""
+    (the same data required). ``by``: group names (``edgeage.groups``) for ``result["groups"]``;
+    ``degrade_ops``: degrade with these operations only (``degrade_p`` > 0 required)."""
+    from .utils import EdgeAgeError
+
+    if degrade_ops:
+        from .degrade import ALL_OPS
+
+        if unknown := sorted(set(degrade_ops) - set(ALL_OPS)):
+            raise EdgeAgeError(f"--degrade-op {', '.join(unknown)}: unknown; known: {', '.join(ALL_OPS)}")
+        if degrade_p <= 0:
+            raise EdgeAgeError("--degrade-op needs --degrade-p above 0 (e.g. --degrade-p 1: every face gets the op)")
     from .groups import age_ranges, by_groups, check_by
 
     est = AgeEstimator.from_checkpoint(model_path).with_crop_policy(crop)
@@ -73,7 +88,8 @@ def evaluate(model_path, data, crop: str | None = None, split: str = "all", tta_
     if by:
         check_by(by, prep, data)  # before the model runs
     ranges = age_ranges(prep, idx, data)
-    res, pred = evaluate_prepared(est, prep, idx, tta_flip, degrade_p=degrade_p, seed=seed, grey=grey)
+    res, pred = evaluate_prepared(est, prep, idx, tta_flip, degrade_p=degrade_p, seed=seed, grey=grey,
+                                  degrade_ops=tuple(degrade_ops) if degrade_ops else None)
     res.update(model=est.manifest.source_path, data=str(data), split=split,
                skipped=len(prep.skipped), skipped_files=list(prep.skipped))
     if ranges is not None:

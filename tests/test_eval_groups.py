@@ -219,3 +219,28 @@ def test_eval_grey_reads_the_faces_as_a_monochrome_camera(faces, tiny_ckpt, tmp_
     g = grey(x)
     assert g.shape == x.shape and (g[..., 0] == g[..., 2]).all()
     assert np.abs(g[..., 0] - (x @ np.array([0.299, 0.587, 0.114]))).max() <= 0.5 + 1e-6
+
+
+def test_eval_degrade_op_applies_one_degradation_and_refuses_bad_use(faces, tiny_ckpt, tmp_path):
+    from edgeage.data import prepare
+    from edgeage.evaluate import degrade_crops
+    from edgeage.pipeline import AgeEstimator
+
+    clean = json.loads(cli("eval", "--model", tiny_ckpt, "--data", faces, "--json").output)
+    r = cli("eval", "--model", tiny_ckpt, "--data", faces, "--json", "--degrade-p", 1, "--degrade-op", "downsample")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["degrade_ops"] == ["downsample"] and res["degrade_p"] == 1 and res["n"] == clean["n"]
+    assert res["mae"] != clean["mae"]
+    assert "degrade_ops" not in clean
+    # the op alone, seeded: the same crops again, other crops for another op, none left untouched at p = 1
+    crops = prepare(faces, AgeEstimator.from_checkpoint(tiny_ckpt).crop, progress=False).crops[:4]
+    jpeg = degrade_crops(crops, 1.0, seed=3, ops=("jpeg",))
+    assert np.array_equal(jpeg, degrade_crops(crops, 1.0, seed=3, ops=("jpeg",)))
+    assert not np.array_equal(jpeg, degrade_crops(crops, 1.0, seed=3, ops=("blur",)))
+    assert all(not np.array_equal(a, b) for a, b in zip(jpeg, crops))
+    for args, words in ((["--degrade-p", 1, "--degrade-op", "fog"], ("--degrade-op fog", "jpeg")),
+                        (["--degrade-op", "jpeg"], ("--degrade-op", "--degrade-p"))):
+        bad = cli("eval", "--model", tiny_ckpt, "--data", faces, *args, "--out", tmp_path / "never")
+        assert bad.exit_code != 0 and all(w in bad.output for w in words), bad.output
+        assert not (tmp_path / "never").exists()
