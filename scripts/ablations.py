@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeage.checkpoint import load_model
+from edgeage.checkpoint import TorchModel, load_model
 from edgeage.data import load_prepared, split
 from edgeage.evaluate import evaluate_prepared
+from edgeage.pipeline import AgeEstimator
 from edgeage.profile import count_macs, count_params
 from edgeage.train.loop import train
 from edgeage.train.recipes import Recipe, load_recipe
@@ -79,8 +80,9 @@ def run_row(study: str, label: str, over: dict, args) -> dict:
     sha = sha256_file(out / "best.pt")
     ev = json.loads(cache.read_text()) if cache.is_file() else {}
     if ev.get("sha256") != sha:
-        clean, _ = evaluate_prepared(model, norm, prep, test)
-        degr, _ = evaluate_prepared(model, norm, prep, test, degrade_p=0.2, seed=1)
+        est = AgeEstimator(TorchModel(model), manifest)
+        clean, _ = evaluate_prepared(est, prep, test)
+        degr, _ = evaluate_prepared(est, prep, test, degrade_p=0.2, seed=1)
         ev = {"sha256": sha, "clean": clean, "degraded": degr}
         write_json(cache, ev)
     clean, degr = ev["clean"], ev["degraded"]
