@@ -106,6 +106,12 @@ def shipped_models() -> dict[str, Path]:
     return {"default": default_model_path(), **{f.stem: f for f in sorted(assets.glob("*.pt"))}}
 
 
+def shipped_names() -> list[str]:
+    """Every shipped model's name, the default first (what the evidence scripts measure)."""
+    default = shipped_info()["default"]
+    return [default] + [n for n in shipped_models() if n not in ("default", default)]
+
+
 def model_path(path: str | os.PathLike | None) -> Path:
     """``path`` as a checkpoint file: None = the shipped default; a bare name that is not a file
     here but a shipped model's (``mgpnet-xs``) = that shipped checkpoint."""

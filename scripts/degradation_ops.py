@@ -18,14 +18,6 @@ from pathlib import Path
 import numpy as np
 
 
-def shipped() -> list[str]:
-    """The shipped models' names, the default first."""
-    from edgeage.checkpoint import shipped_info, shipped_models
-
-    default = shipped_info()["default"]
-    return [default] + [n for n in shipped_models() if n not in ("default", default)]
-
-
 def measure(model: str, data: str, split: str, seed: int) -> dict:
     """{condition: {mae, cs5, n}} for one model: clean, each op alone at p = 1, all at p = 0.2."""
     from tqdm import tqdm
@@ -90,7 +82,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("bench/degradation-ops"))
     a = ap.parse_args()
-    models = a.model or shipped()
+    from edgeage.checkpoint import shipped_names
+
+    models = a.model or shipped_names()
     results = {m: measure(m, a.data, a.split, a.seed) for m in models}
     cmd = "python scripts/degradation_ops.py " + shlex.join(sys.argv[1:])
     write_report(a.out, results, {"data": a.data, "split": a.split, "seed": a.seed, "command": cmd.strip()})

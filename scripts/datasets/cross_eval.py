@@ -24,15 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def shipped() -> list[str]:
-    """The shipped models' names, the default first (edgeage/assets/shipped.toml)."""
-    from edgeage.checkpoint import shipped_info, shipped_models
-
-    names = [n for n in shipped_models() if n != "default"]
-    default = shipped_info()["default"]
-    return [default] + [n for n in names if n != default]
-
-
 def run_eval(model: str, labels: Path, by: list[str], extra: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [sys.executable, "-c", "from edgeage.cli import main; main()", "eval", "--model", model,
@@ -120,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default=None, help="one line describing the data, for the README")
     ap.add_argument("eval_args", nargs="*", help="more `edgeage eval` options, after --")
     a = ap.parse_args(argv)
+    from edgeage.checkpoint import shipped_names
+
     out = a.out or ROOT / "bench" / "cross-dataset" / a.name
     out.mkdir(parents=True, exist_ok=True)
     by = a.by or ["decade"]
-    models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else shipped()
+    models = [m.strip() for m in a.models.split(",") if m.strip()] if a.models else shipped_names()
     results, utk, commands = {}, {}, []
     for m in models:
         cmd = (f"OMP_NUM_THREADS=1 edgeage eval --model {m} --data {a.labels} --json "

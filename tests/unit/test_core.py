@@ -202,11 +202,13 @@ def test_gem_root_by_exp_log_matches_pow(p):
 def test_model_option_takes_a_shipped_model_name(tmp_path, monkeypatch):
     """--model NAME selects a shipped checkpoint (edgeage/assets/NAME.pt); a file of that name
     in the working folder wins; an unknown bare name lists the shipped ones."""
-    from edgeage.checkpoint import default_model_path, model_path, read_checkpoint, shipped_models
+    from edgeage.checkpoint import default_model_path, model_path, read_checkpoint, shipped_models, shipped_names
     from edgeage.utils import EdgeAgeError
 
     shipped = shipped_models()
     assert shipped["default"] == default_model_path() and all(p.is_file() for p in shipped.values())
+    names = shipped_names()  # what the evidence scripts measure: the default first, each model once
+    assert shipped["default"] == shipped[names[0]] and sorted(names) == sorted(set(shipped) - {"default"})
     assert model_path(None) == model_path("default") == default_model_path()
     for name, p in shipped.items():
         assert model_path(name) == p and read_checkpoint(name)["sha256"] == read_checkpoint(p)["sha256"]
