@@ -15,9 +15,9 @@ def degrade_crops(crops: np.ndarray, p: float, strength: float = 1.0, seed: int 
                   ops: tuple[str, ...] | None = None) -> np.ndarray:
     """The training degradation model applied to evaluation crops, seeded per image (``ops``: only
     these operations, e.g. ``("jpeg",)`` to see what JPEG alone costs; None: all of them)."""
-    from .degrade import DegradationConfig, Degrader
+    from .degrade import ALL_OPS, DegradationConfig, Degrader
 
-    deg = Degrader(DegradationConfig(p=p, strength=strength, **({"ops": tuple(ops)} if ops else {})))
+    deg = Degrader(DegradationConfig(p=p, strength=strength, ops=tuple(ops or ALL_OPS)))
     return np.stack([deg(np.asarray(c), np.random.default_rng([seed, i])) for i, c in enumerate(crops)])
 
 
