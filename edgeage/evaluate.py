@@ -21,12 +21,12 @@ def degrade_crops(crops: np.ndarray, p: float, strength: float = 1.0, seed: int 
     return np.stack([deg(np.asarray(c), np.random.default_rng([seed, i])) for i, c in enumerate(crops)])
 
 
-def evaluate_prepared(est: AgeEstimator, prep, indices=None, tta_flip: bool = False,
+def evaluate_prepared(est: AgeEstimator, prep, indices=None, tta_flip: bool | None = None,
                       degrade_p: float = 0.0, seed: int = 0, grey: bool = False,
                       degrade_ops: tuple[str, ...] | None = None) -> tuple[dict, np.ndarray]:
     """MAE, CS(5), per decade of the estimator on (a part of) prepared crops (``grey``: turned grey
     first, as an IR / monochrome camera sees them; ``degrade_p``: then degraded, by ``degrade_ops``
-    only when given)."""
+    only when given; ``tta_flip``: None, the estimator's own setting)."""
     from .preprocess import grey as to_grey
 
     idx = np.arange(len(prep.ages)) if indices is None else np.asarray(indices)
@@ -38,7 +38,7 @@ def evaluate_prepared(est: AgeEstimator, prep, indices=None, tta_flip: bool = Fa
     pred = est.ages(crops, tta_flip)
     true = prep.ages[idx]
     res = summary(pred, true, {"faces_not_found": int((~prep.face_found[idx]).sum()),
-                               "tta_flip": tta_flip, "degrade_p": degrade_p, "grey": grey,
+                               "tta_flip": est.tta_flip if tta_flip is None else bool(tta_flip), "degrade_p": degrade_p, "grey": grey,
                                **({"degrade_ops": list(degrade_ops)} if degrade_ops and degrade_p > 0 else {})})
     return res, pred
 

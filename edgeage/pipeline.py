@@ -21,15 +21,18 @@ ModelFn = Callable[[np.ndarray], np.ndarray]
 
 class AgeEstimator:
     def __init__(self, model: ModelFn, manifest: Manifest, crop: CropParams | None = None, batch: int = 256,
-                 detector=None):
+                 detector=None, tta_flip: bool = False):
         """``detector``: an ``edgeage.face.FaceDetector`` (e.g. on an exported detector,
         ``edgeage.targets.runner.artifact_face_detector``); None: the shipped .tflite by LiteRT,
-        made when first needed."""
+        made when first needed. ``tta_flip``: every face is read twice, as it is and mirrored, in
+        one model call, and its age is the mean of the two readouts (twice the model's work; see
+        ``outputs``)."""
         self.model, self.manifest, self.batch = model, manifest, int(batch)
         self.crop = crop or manifest.crop
         self.normalize = manifest.normalize
         self.readout = manifest.readout
         self._detector = detector
+        self.tta_flip = bool(tta_flip)
 
     @classmethod
     def from_checkpoint(cls, path=None, device: str = "cpu", **kw) -> "AgeEstimator":
@@ -44,11 +47,17 @@ class AgeEstimator:
         if not policy or policy == self.crop.policy:
             return self
         return AgeEstimator(self.model, self.manifest, dataclasses.replace(self.crop, policy=policy), self.batch,
-                            self._detector)
+                            self._detector, self.tta_flip)
 
     def with_detector(self, detector) -> "AgeEstimator":
         """The same estimator (model, crop, readout) with another face detector."""
-        return AgeEstimator(self.model, self.manifest, self.crop, self.batch, detector)
+        return AgeEstimator(self.model, self.manifest, self.crop, self.batch, detector, self.tta_flip)
+
+    def with_tta_flip(self, on: bool = True) -> "AgeEstimator":
+        """The same estimator reading every face also mirrored (``on``) or once (not ``on``)."""
+        if bool(on) == self.tta_flip:
+            return self
+        return AgeEstimator(self.model, self.manifest, self.crop, self.batch, self._detector, on)
 
     # ---- stages -----------------------------------------------------------------------------
 
@@ -79,21 +88,35 @@ class AgeEstimator:
                                for i in range(0, len(crops), self.batch)])
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
-        """Raw model outputs [N,K] of model inputs [N,3,s,s], batch by batch."""
+        """Raw model outputs [N,K] of model inputs [N,3,s,s], batch by batch. With ``tta_flip``,
+        [N,2,K]: each face's outputs as it is and mirrored (the faces and their mirrors go through
+        the model together, so a single face is one call of batch 2)."""
+        x = np.ascontiguousarray(x, np.float32)
+        if self.tta_flip:
+            n = len(x)
+            both = self._run(np.concatenate([x, x[..., ::-1]]))
+            return np.stack([both[:n], both[n:]], 1) if n else both.reshape(0, 2, both.shape[-1])
+        return self._run(x)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)
         outs = [np.asarray(self.model(x[i:i + self.batch]), np.float32) for i in range(0, len(x), self.batch)]
         return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
     def ages_of(self, out: np.ndarray) -> np.ndarray:
+        """Ages [N] of raw outputs: [N,K] read out, or [N,V,K] (views of each face, ``outputs``
+        with ``tta_flip``) read out view by view and averaged."""
+        out = np.asarray(out)
+        if out.ndim == 3:
+            return np.mean([self.ages_of(out[:, v]) for v in range(out.shape[1])], 0) if len(out) \
+                else np.zeros(0, np.float64)
         return np.asarray(apply_readout(self.readout, out), np.float64)
 
-    def ages(self, crops: np.ndarray, tta_flip: bool = False) -> np.ndarray:
-        """Ages of canonical crops; ``tta_flip`` averages with the mirrored face."""
-        x = self.inputs(crops)
-        a = self.ages_of(self.outputs(x))
-        if tta_flip:
-            a = 0.5 * (a + self.ages_of(self.outputs(np.ascontiguousarray(x[..., ::-1]))))
-        return a
+    def ages(self, crops: np.ndarray, tta_flip: bool | None = None) -> np.ndarray:
+        """Ages of canonical crops; ``tta_flip`` (None: the estimator's own setting) averages each
+        face with its mirror."""
+        est = self if tta_flip is None else self.with_tta_flip(tta_flip)
+        return est.ages_of(est.outputs(est.inputs(crops)))
 
     # ---- whole images ---------------------------------------------------------------------
 

@@ -368,6 +368,7 @@ def predict_video(video, camera, stream, opts: VideoOptions, load_estimator, cro
         est = load_estimator().with_crop_policy(crop)
         res = run_video(est, src, opts, annotate=annotate, progress=progress)
     res["model"] = est.manifest.model.name
+    res["tta_flip"] = est.tta_flip
     return res
 
 

@@ -20,6 +20,9 @@ def test_the_documented_api_example_runs(tiny_ckpt, face_dir, tmp_path):
     device = load_artifact(art)
     got = [f["age"] for f in device.predict(img)["faces"]]
     assert np.allclose(got, [f["age"] for f in faces], atol=1e-3)
+    flipped = [f["age"] for f in device.with_tta_flip().predict(img)["faces"]]  # each face also mirrored
+    assert np.allclose(flipped, [f["age"] for f in est.with_tta_flip().predict(img)["faces"]], atol=1e-3)
+    assert not np.allclose(flipped, got, atol=1e-3)
     results = bench(targets=["onnx"], precisions=["fp32"], model=tiny_ckpt, latency=Latency(runs=0))
     assert [r["target"] for r in results["rows"]] == ["onnx"] and results["passed"]
 

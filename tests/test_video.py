@@ -120,6 +120,23 @@ def test_clip_gives_one_track_per_face_with_its_age(estimator, labelled, clip):
     assert [f["track"] for f in res["per_frame"][0]["faces"]] == [whole[0]["id"]]
 
 
+def test_tta_flip_reads_every_face_of_the_clip_with_its_mirror(estimator, labelled, clip):
+    from edgeage.video import STAGES, VideoOptions, VideoSource, run_video
+
+    path, paths, seen = clip
+    flip = estimator.with_tta_flip()
+    with VideoSource(path) as src:
+        res = run_video(flip, src, VideoOptions(max_frames=20), progress=False)
+    with VideoSource(path) as src:
+        img = next(iter(src.frames(dict.fromkeys(STAGES, 0.0))))
+    faces = estimator.faces(img)
+    crops = estimator.crop_faces(img, faces)
+    (face,) = res["per_frame"][0]["faces"]
+    assert face["age"] == pytest.approx(float(flip.ages(crops)[0]), abs=0.01)
+    assert face["age"] != pytest.approx(float(estimator.ages(crops)[0]), abs=0.01)
+    assert res["frames"] == 20 and all(np.isfinite(t["age"]) for t in res["tracks"])
+
+
 def test_detect_every_carries_boxes_and_keeps_the_tracks(estimator, labelled, clip):
     from edgeage.video import VideoOptions, VideoSource, run_video
 

@@ -169,12 +169,15 @@ def bench_cmd(ctx, model_path, data, limit, split_part, calib_data, targets, pre
               help="Threads of every runtime (and of the detector).")
 @click.option("--warmup", type=click.IntRange(0, 100_000), default=3, show_default=True)
 @click.option("--rounds", type=click.IntRange(1, 1000), default=2, show_default=True)
+@click.option("--tta-flip", is_flag=True,
+              help="Run every model twice, once as it is and once reading each face also mirrored "
+                   "(rows '+ flip'): the cost of `predict --tta-flip`, side by side.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write pipeline.json, pipeline.md, pipeline.html, pipeline_stages.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @force_option
 def pipeline_bench_cmd(photos, video, detect_every, artifacts, detectors, model_path, no_torch, limit, threads,
-                       warmup, rounds, out, as_json, force):
+                       warmup, rounds, tta_flip, out, as_json, force):
     """Photos/s and faces/s of the whole pipeline (decode, detect, crop, model, readout) per
     model, with ms per photo by stage; with --video, frames/s and faces/s of the video pipeline
     (tracker included), ms per frame by stage."""
@@ -217,8 +220,10 @@ def pipeline_bench_cmd(photos, video, detect_every, artifacts, detectors, model_
     for d in detectors:  # the same models with each exported detector, at the same thread count
         art = read_manifest(d).artifact
         dets.append((f" + detector {art.target} {art.precision}", artifact_face_detector(d, threads=threads)))
+    views = [("", False)] + ([(" + flip", True)] if tta_flip else [])
     # (label, estimator, group): a row's ages are compared with the first row of its group (the same age model)
-    models = [(label + suffix, est.with_detector(det), label) for suffix, det in dets for label, est in models]
+    models = [(label + suffix + view, est.with_detector(det).with_tta_flip(flip), label)
+              for view, flip in views for suffix, det in dets for label, est in models]
     if video is not None:
         from edgeage.video import VideoOptions
 
