@@ -12,7 +12,6 @@ by each operation, one bar per model) to ``--out``.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +74,9 @@ def main() -> None:
     import shlex
     import sys
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", help="repeatable; default: every shipped model")
-    ap.add_argument("--data", default=".cache/utk-prepared")
-    ap.add_argument("--split", default="test", choices=["all", "train", "val", "test"])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("bench/degradation-ops"))
-    a = ap.parse_args()
+    from evidence_args import evidence_parser
+
+    a = evidence_parser(__doc__, "bench/degradation-ops").parse_args()
     from edgeage.checkpoint import shipped_names
 
     models = a.model or shipped_names()

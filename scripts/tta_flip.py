@@ -12,7 +12,6 @@ work; its latency is ``edgeage pipeline-bench --tta-flip``). Writes ``tta.json``
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 CONDITIONS = (("clean", 0.0, False), ("clean + flip", 0.0, True),
@@ -62,14 +61,11 @@ def main() -> None:
     import shlex
     import sys
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", help="repeatable; default: every shipped model")
+    from evidence_args import evidence_parser
+
+    ap = evidence_parser(__doc__, "bench/tta-flip")
     ap.add_argument("--artifact", action="append", default=[], metavar="MODEL=DIR",
                     help="an exported artifact of MODEL, measured beside its checkpoint (repeatable)")
-    ap.add_argument("--data", default=".cache/utk-prepared")
-    ap.add_argument("--split", default="test", choices=["all", "train", "val", "test"])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("bench/tta-flip"))
     a = ap.parse_args()
     from edgeage.artifact import read_manifest
     from edgeage.checkpoint import shipped_names
