@@ -37,8 +37,9 @@ def evaluate_prepared(est: AgeEstimator, prep, indices=None, tta_flip: bool | No
         crops = degrade_crops(crops, degrade_p, seed=seed, ops=degrade_ops)
     pred = est.ages(crops, tta_flip)
     true = prep.ages[idx]
+    flip = est.tta_flip if tta_flip is None else bool(tta_flip)
     res = summary(pred, true, {"faces_not_found": int((~prep.face_found[idx]).sum()),
-                               "tta_flip": est.tta_flip if tta_flip is None else bool(tta_flip), "degrade_p": degrade_p, "grey": grey,
+                               "tta_flip": flip, "degrade_p": degrade_p, "grey": grey,
                                **({"degrade_ops": list(degrade_ops)} if degrade_ops and degrade_p > 0 else {})})
     return res, pred
 

@@ -91,7 +91,6 @@ class AgeEstimator:
         """Raw model outputs [N,K] of model inputs [N,3,s,s], batch by batch. With ``tta_flip``,
         [N,2,K]: each face's outputs as it is and mirrored (the faces and their mirrors go through
         the model together, so a single face is one call of batch 2)."""
-        x = np.ascontiguousarray(x, np.float32)
         if self.tta_flip:
             n = len(x)
             both = self._run(np.concatenate([x, x[..., ::-1]]))

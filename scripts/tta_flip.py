@@ -18,18 +18,19 @@ CONDITIONS = (("clean", 0.0, False), ("clean + flip", 0.0, True),
               ("degraded", 0.2, False), ("degraded + flip", 0.2, True))
 
 
-def measure(est, data: str, split: str, seed: int, desc: str) -> dict:
-    """{condition: {mae, cs5, n}} of one estimator."""
+def measure(est, data: str, split: str, seed: int, desc: str, prep=None) -> tuple[dict, object]:
+    """({condition: {mae, cs5, n}} of one estimator, the prepared crops: pass them on to the next
+    estimator, which loads them again only when its crop differs)."""
     from tqdm import tqdm
 
     from edgeage.evaluate import evaluate_prepared, load_eval_data
 
-    prep, idx = load_eval_data(est, data, split, progress=False)
+    prep, idx = load_eval_data(est, data, split, progress=False, prep=prep)
     out = {}
     for name, p, flip in tqdm(CONDITIONS, desc=desc, unit="condition"):
         res, _ = evaluate_prepared(est, prep, idx, tta_flip=flip, degrade_p=p, seed=seed)
         out[name] = {"mae": res["mae"], "cs5": res["cs5"], "n": res["n"]}
-    return out
+    return out, prep
 
 
 def write_report(out: Path, rows: list[dict], meta: dict) -> None:
@@ -79,15 +80,15 @@ def main() -> None:
         if not sep or m not in models:
             raise SystemExit(f"--artifact {spec}: give MODEL=DIR with MODEL one of {', '.join(models)}")
         arts.setdefault(m, []).append(d)
-    rows = []
+    rows, prep = [], None
     for m in models:
-        rows.append({"model": m, "run_by": "PyTorch fp32",
-                     "results": measure(AgeEstimator.from_checkpoint(m), a.data, a.split, a.seed, m)})
+        res, prep = measure(AgeEstimator.from_checkpoint(m), a.data, a.split, a.seed, m, prep)
+        rows.append({"model": m, "run_by": "PyTorch fp32", "results": res})
         for d in arts.get(m, []):
             art = read_manifest(d).artifact
             label = f"{art.target} {art.precision}"
-            rows.append({"model": m, "run_by": label, "artifact": d,
-                         "results": measure(artifact_estimator(d, threads=1), a.data, a.split, a.seed, f"{m} {label}")})
+            res, prep = measure(artifact_estimator(d, threads=1), a.data, a.split, a.seed, f"{m} {label}", prep)
+            rows.append({"model": m, "run_by": label, "artifact": d, "results": res})
     cmd = "python scripts/tta_flip.py " + shlex.join(sys.argv[1:])
     write_report(a.out, rows, {"data": a.data, "split": a.split, "seed": a.seed, "command": cmd.strip()})
     print((a.out / "tta.md").read_text())
