@@ -115,6 +115,66 @@ def test_clean_view_distillation_from_a_teacher_ensemble(data_dir, tmp_path):
         train(r2, tmp_path / "context-student", progress=False)
 
 
+def test_online_ensemble_teaches_from_the_students_own_view(data_dir, tmp_path):
+    """[distill] mode = "online" with an ensemble: every step the teachers read the student's own
+    augmented batch, each resized to its input size, and its mirror; the target is the mean of
+    their softened distributions. With [train] mixup the batch is mixed first (the teachers see
+    the mixed faces), and the run still resumes exactly."""
+    import numpy as np
+
+    from edgeage.preprocess import Normalize, model_input
+    from edgeage.train.loop import OnlineEnsemble, load_data
+    from edgeage.utils import EdgeAgeError
+
+    train(recipe(data_dir), tmp_path / "t64", progress=False)
+    r48 = recipe(data_dir, seed=1)
+    train(r48.replace(model={**r48.model, "input_size": 48}), tmp_path / "t48", progress=False)
+    teachers = [str(tmp_path / "t64" / "best.pt"), str(tmp_path / "t48" / "best.pt")]
+    prep, parts, _ = load_data(recipe(data_dir), False)
+    spec = load_model(teachers[0])[0].head.spec
+    ens = OnlineEnsemble(teachers, prep, spec, 2, 64, torch.device("cpu"))
+    x = model_input(prep.crops[parts["train"]], Normalize(input_size=64))
+    got = ens.probs(x, 2.0)
+    want = 0
+    for t, size in zip(teachers, (64, 48)):
+        m = load_model(t)[0].eval()
+        xt = x if size == 64 else torch.nn.functional.interpolate(x, size=(48, 48), mode="bilinear",
+                                                                  antialias=True, align_corners=False)
+        with torch.no_grad():
+            want = want + sum(torch.softmax(m(v) / 2.0, 1) for v in (xt, xt.flip(3))) / 4
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(got.sum(1), torch.ones(len(x)), atol=1e-5)
+    r = recipe(data_dir, mixup=0.4).replace(distill=dict(teacher=teachers, mode="online", alpha=0.7))
+    straight = train(r, tmp_path / "student", progress=False)
+    assert all(np.isfinite(h["train_loss"]) for h in straight["history"])
+    train(r, tmp_path / "killed", progress=False, stop_after=1)
+    train(r, tmp_path / "killed", progress=False, resume=True)
+    a = read_checkpoint(tmp_path / "student" / "last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "killed" / "last.pt")["state_dict"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    # mixup changes what is learnt: the same run without it ends elsewhere
+    train(recipe(data_dir).replace(distill=dict(teacher=teachers, mode="online", alpha=0.7)),
+          tmp_path / "plain", progress=False)
+    c = read_checkpoint(tmp_path / "plain" / "last.pt")["state_dict"]
+    assert any(not torch.equal(v, c[k]) for k, v in a.items() if v.is_floating_point())
+    # an online ensemble teacher must read the student's crop, as in clean mode: one error, nothing written
+    r2 = recipe(data_dir).replace(data={"crop_margin": 2.0}, distill=dict(teacher=teachers, mode="online"))
+    with pytest.raises(EdgeAgeError, match=r"t64/best\.pt: it reads crops at margin 1\.0.*mode = 'online'"):
+        train(r2, tmp_path / "context-student", progress=False)
+
+
+def test_mixup_draw_mixes_a_shuffle_of_the_batch():
+    from edgeage.train.loop import mixup_draw
+
+    assert mixup_draw(0.0, 8, "cpu") == (1.0, None)
+    assert mixup_draw(0.4, 1, "cpu") == (1.0, None)  # nothing to mix a single face with
+    torch.manual_seed(0)
+    draws = [mixup_draw(0.4, 8, "cpu") for _ in range(50)]
+    assert all(0.0 <= lam <= 1.0 for lam, _ in draws)
+    assert all(sorted(perm.tolist()) == list(range(8)) for _, perm in draws)
+    assert len({round(lam, 6) for lam, _ in draws}) > 40  # a fresh weight every step
+
+
 def test_init_skip_puts_a_new_head_on_trained_weights(data_dir, tmp_path):
     """[train] init + init_skip = "head.": a DRF head on a trained sord model's backbone (the
     families' drf-mgpnet-xs recipe). The backbone starts from the trained weights, the head fresh;

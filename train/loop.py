@@ -302,11 +302,12 @@ class Run:
                 raise EdgeAgeError("train(teacher_model=...) replaces [distill] teacher: leave that empty")
             self.teacher = teacher_model.to(self.device).eval()
         elif teachers and dc.mode == "online":
-            if len(teachers) > 1:
-                raise EdgeAgeError("[distill] mode = 'online' takes one teacher; use mode = 'clean' "
-                                   "for an ensemble")
-            teacher, _ = load_model(teachers[0])
-            self.teacher = teacher.to(self.device).eval()
+            if len(teachers) == 1 and dc.views == 1:  # any head: its own outputs (bins) or its ages (L1)
+                teacher, _ = load_model(teachers[0])
+                self.teacher = teacher.to(self.device).eval()
+            else:
+                self.teacher = OnlineEnsemble(teachers, prep, self.model.head.spec, dc.views,
+                                              int(self.model.config["input_size"]), self.device)
         elif teachers:
             self.soft = torch.from_numpy(clean_teacher_targets(
                 teachers, prep, parts["train"], self.model.head.spec, dc.temperature, self.device,
@@ -392,15 +393,25 @@ class Run:
         tc, device = self.tc, self.device
         use_amp = device.type == "cuda" and tc.amp
         a, temp = self.recipe.distill.alpha, self.recipe.distill.temperature
+        lam, perm = mixup_draw(tc.mixup, len(ages), device)
+        if perm is not None:  # the teacher sees the same mixed faces as the student (consistent teaching)
+            x = lam * x + (1 - lam) * x[perm]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             outp = self.net(x)
             loss = self.loss_fn(outp, ages)
-            if self.teacher is not None:
+            if perm is not None:
+                loss = lam * loss + (1 - lam) * self.loss_fn(outp, ages[perm])
+            if isinstance(self.teacher, OnlineEnsemble):
+                loss = (1 - a) * loss + a * distill_to_probs(outp, self.teacher.probs(x, temp), temp)
+            elif self.teacher is not None:
                 with torch.no_grad():
                     t_out = self.teacher(x)
                 loss = (1 - a) * loss + a * distill_loss(outp, t_out, self.model.head.spec, temp)
             elif self.soft is not None:
-                loss = (1 - a) * loss + a * distill_to_probs(outp, self.soft[pos].to(device), temp)
+                soft = self.soft[pos].to(device)
+                if perm is not None:
+                    soft = lam * soft + (1 - lam) * soft[perm]
+                loss = (1 - a) * loss + a * distill_to_probs(outp, soft, temp)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
@@ -513,6 +524,62 @@ def teacher_targets_key(shas: list[str], temperature: float, views: int, idx, da
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
+def load_bin_teacher(path: str, prep, spec: ReadoutSpec, mode: str) -> torch.nn.Module:
+    """A teacher checkpoint for the distribution-averaging modes (clean, or online with an ensemble
+    or mirrors): it must read the student's crop and give the student's age bins."""
+    t, tman = load_model(path)
+    tcrop = tman.crop
+    if (tcrop.margin, tcrop.shift_y) != (prep.crop.margin, prep.crop.shift_y):
+        raise EdgeAgeError(f"[distill] teacher {path}: it reads crops at margin {tcrop.margin}, shift_y "
+                           f"{tcrop.shift_y}, but this run's crops are at margin {prep.crop.margin}, "
+                           f"shift_y {prep.crop.shift_y}; mode = {mode!r} runs the teacher on the student's "
+                           "crops, so use a teacher trained on the same crop (or no [distill])")
+    if t.head.spec.type != "expectation" or t.head.spec.to_dict() != spec.to_dict():
+        raise EdgeAgeError(f"[distill] teacher {path}: head {t.head.kind!r} {t.head.spec.to_dict()} does not "
+                           f"give the student's age-bin distribution ({spec.to_dict()}); mode = {mode!r} with "
+                           "an ensemble or views = 2 needs SORD / DEX-style teachers with the same bins")
+    return t
+
+
+class OnlineEnsemble:
+    """[distill] mode = "online" with several teachers or ``views`` = 2: every step, each teacher reads
+    the student's own augmented (and mixed) batch, resized to the teacher's input size, and its mirror
+    (views = 2); their softened age-bin distributions are averaged. Consistent teaching: the target is
+    the teachers' view of exactly the image the student sees, not of the clean face."""
+
+    def __init__(self, paths: list[str], prep, spec: ReadoutSpec, views: int, student_size: int, device):
+        self.views = views
+        self.student_size = student_size
+        self.teachers = []
+        for p in paths:
+            t = load_bin_teacher(p, prep, spec, "online").to(device).eval()
+            for q in t.parameters():
+                q.requires_grad_(False)
+            self.teachers.append((t, int(t.config["input_size"])))
+
+    @torch.no_grad()
+    def probs(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
+        """The averaged softened distributions for model inputs ``x`` (normalized, the student's size)."""
+        import torch.nn.functional as F
+
+        total = 0
+        for t, size in self.teachers:
+            xt = x if size == self.student_size else F.interpolate(
+                x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            vs = (xt, torch.flip(xt, dims=[3]))[:self.views]
+            total = total + sum(torch.softmax(t(v).float() / temperature, 1) for v in vs)
+        return total / (len(self.teachers) * self.views)
+
+
+def mixup_draw(alpha: float, n: int, device):
+    """[train] mixup: a mixing weight from Beta(alpha, alpha) and a shuffle of the batch, or (1, None)
+    when it is off. Drawn from torch's global generator (seeded, and saved in last.pt for --resume)."""
+    if alpha <= 0 or n < 2:
+        return 1.0, None
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    return lam, torch.randperm(n).to(device)
+
+
 def clean_teacher_targets(paths: list[str], prep, idx, spec: ReadoutSpec, temperature: float, device,
                           cache: Path, progress: bool, views: int = 2, data: str = "") -> np.ndarray:
     """Offline distillation targets ([distill] mode = "clean"): each teacher's softened age-bin
@@ -532,17 +599,7 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: ReadoutSpec, temper
                 return z["probs"]
     total = None
     for p in paths:
-        t, tman = load_model(p)
-        tcrop = tman.crop
-        if (tcrop.margin, tcrop.shift_y) != (prep.crop.margin, prep.crop.shift_y):
-            raise EdgeAgeError(f"[distill] teacher {p}: it reads crops at margin {tcrop.margin}, shift_y "
-                               f"{tcrop.shift_y}, but this run's crops are at margin {prep.crop.margin}, "
-                               f"shift_y {prep.crop.shift_y}; mode = 'clean' runs the teacher on the student's "
-                               "crops, so use a teacher trained on the same crop (or no [distill])")
-        if t.head.spec.type != "expectation" or t.head.spec.to_dict() != spec.to_dict():
-            raise EdgeAgeError(f"[distill] teacher {p}: head {t.head.kind!r} {t.head.spec.to_dict()} does not "
-                               f"give the student's age-bin distribution ({spec.to_dict()}); mode = 'clean' "
-                               "needs SORD / DEX-style teachers with the same bins")
+        t = load_bin_teacher(p, prep, spec, "clean")
         t = t.to(device)
         norm = Normalize(input_size=int(t.config["input_size"]))
         probs = []

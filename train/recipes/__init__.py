@@ -24,13 +24,13 @@ DEFAULTS: dict = {
               "warmup_epochs": 1.0, "grad_clip": 5.0, "sord_temperature": 1.0,
               "label_smoothing": 0.0, "ema_decay": 0.0, "flip": 0.5, "erasing": 0.25, "grayscale": 0.0,
               "jitter": 0.05, "rotate": True, "num_workers": 0, "amp": True, "seed": 0,
-              "init": "", "init_skip": ""},
+              "init": "", "init_skip": "", "mixup": 0.0},
     # min_scale: smallest down-sampling scale at strength 1 (edgeage.degrade; 0.125 = 12 px of a 96 px crop)
     # op_p: trigger probability of single ops instead of p, e.g. {downsample = 0.5}
     "degrade": {"p": 0.2, "strength": 1.0, "strength_min": 1.0, "min_scale": 0.25, "op_p": {}},
-    # teacher: a checkpoint path or a list (ensemble; mode "clean" only). mode: "online" runs
-    # the teacher on the student's augmented batch every step; "clean" runs the teachers once on
-    # the clean training crops (views = 2: and their mirrors) and distills those distributions.
+    # teacher: a checkpoint path or a list (an ensemble). mode: "online" runs the teachers on the
+    # student's augmented batch every step; "clean" runs them once on the clean training crops.
+    # views = 2: each teacher also reads the mirror; the distributions are averaged.
     "distill": {"teacher": "", "alpha": 0.5, "temperature": 2.0, "mode": "online", "views": 2},
 }
 
@@ -104,6 +104,9 @@ class TrainSection(_Section):
     seed: integer(0, 2**31 - 1)
     init: str
     init_skip: str
+    # Beta(mixup, mixup) weight for mixing each batch with a shuffle of itself (labels and targets
+    # mixed alike; an online teacher reads the mixed faces); 0 = off
+    mixup: number(0.0, 10.0)
 
 
 class DegradeSection(_Section):
