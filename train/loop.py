@@ -566,9 +566,15 @@ class OnlineEnsemble:
         for t, size in self.teachers:
             xt = x if size == self.student_size else F.interpolate(
                 x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-            vs = (xt, torch.flip(xt, dims=[3]))[:self.views]
-            total = total + sum(torch.softmax(t(v).float() / temperature, 1) for v in vs)
-        return total / (len(self.teachers) * self.views)
+            total = total + view_probs(t, xt, temperature, self.views)
+        return total / len(self.teachers)
+
+
+def view_probs(t: torch.nn.Module, x: torch.Tensor, temperature: float, views: int) -> torch.Tensor:
+    """One teacher's softened age-bin distribution for inputs ``x``, averaged with its mirror's
+    (``views`` = 2): the target both distillation modes build from."""
+    vs = (x, torch.flip(x, dims=[3]))[:views]
+    return sum(torch.softmax(t(v).float() / temperature, 1) for v in vs) / views
 
 
 def mixup_draw(alpha: float, n: int, device):
@@ -611,9 +617,7 @@ def clean_teacher_targets(paths: list[str], prep, idx, spec: ReadoutSpec, temper
         with torch.no_grad():
             for i in it:
                 x = model_input(prep.crops[idx[i:i + 256]], norm).to(device)
-                vs = (x, torch.flip(x, dims=[3]))[:views]
-                pr = sum(torch.softmax(t(v).float() / temperature, 1) for v in vs)
-                probs.append((pr / views).cpu())
+                probs.append(view_probs(t, x, temperature, views).cpu())
         probs = torch.cat(probs).numpy()
         total = probs if total is None else total + probs
         del t
