@@ -163,6 +163,43 @@ def test_online_ensemble_teaches_from_the_students_own_view(data_dir, tmp_path):
         train(r2, tmp_path / "context-student", progress=False)
 
 
+def test_an_undegraded_teacher_view_reads_the_face_before_degradation(data_dir, tmp_path):
+    """[distill] teacher_view = "undegraded": the loader also returns each crop after its jitter and
+    flip but before degradation, grey and erasing; the student's own view is unchanged, and the
+    online teacher reads the other one (so the run ends elsewhere). It is an online
+    teacher's option: with mode "clean" or no teacher it is one error, and nothing is written."""
+    import numpy as np
+
+    from edgeage.data import load_image
+    from edgeage.train.loop import AugmentedFaces, geometry
+    from edgeage.utils import EdgeAgeError
+
+    crops = np.stack([load_image(p)[:96, :96] for p in sorted(data_dir.iterdir())[:16]])
+    r = load_recipe("smoke", {"data": {"path": str(data_dir)}, "train": {"grayscale": 0.5},
+                              "degrade": {"p": 0.0, "op_p": {"downsample": 1.0}, "min_scale": 0.1}})
+    both = AugmentedFaces(crops, np.zeros(16), np.arange(16), r.train, r.degrade, 0, True, undegraded=True)
+    plain = AugmentedFaces(crops, np.zeros(16), np.arange(16), r.train, r.degrade, 0, True)
+    for i in range(16):
+        student, _, _, teacher = both[i]
+        assert torch.equal(student, plain[i][0])
+        assert np.array_equal(teacher.numpy(), geometry(crops[i], np.random.default_rng([0, 0, i]), r.train))
+        assert not torch.equal(student, teacher)  # every crop was down-sampled for the student only
+
+    train(recipe(data_dir), tmp_path / "t", progress=False)
+    teacher = str(tmp_path / "t" / "best.pt")
+    base = r.replace(distill=dict(teacher=teacher, mode="online", alpha=0.7, views=1))
+    und = base.replace(distill=dict(teacher_view="undegraded"))
+    train(und, tmp_path / "und", progress=False)
+    train(base, tmp_path / "own", progress=False)
+    a, c = (read_checkpoint(tmp_path / d / "last.pt")["state_dict"] for d in ("und", "own"))
+    assert any(not torch.equal(v, c[k]) for k, v in a.items() if v.is_floating_point())
+    with pytest.raises(EdgeAgeError, match=r"teacher_view = 'undegraded'.*set mode = 'online'"):
+        und.replace(distill=dict(mode="clean"))
+    with pytest.raises(EdgeAgeError, match=r"teacher_view = 'undegraded'.*has none"):
+        train(r.replace(distill=dict(teacher_view="undegraded")), tmp_path / "none", progress=False)
+    assert not (tmp_path / "none").exists()
+
+
 def test_mixup_draw_mixes_a_shuffle_of_the_batch():
     from edgeage.train.loop import mixup_draw
 

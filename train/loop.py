@@ -38,9 +38,11 @@ from .recipes import DegradeSection, Recipe, TrainSection, load_recipe
 class AugmentedFaces(Dataset):
     """uint8 canonical crops -> augmented uint8 crops + ages. Randomness from (seed, epoch, i)."""
 
-    def __init__(self, crops, ages, indices, cfg: TrainSection, degrade: DegradeSection, seed: int, train: bool):
+    def __init__(self, crops, ages, indices, cfg: TrainSection, degrade: DegradeSection, seed: int, train: bool,
+                 undegraded: bool = False):
         self.crops, self.ages, self.idx = crops, ages, np.asarray(indices)
         self.cfg, self.seed, self.train, self.epoch = cfg, seed, train, 0
+        self.undegraded = undegraded  # also return each crop before degradation, grey and erasing
         self.deg_cfg = degrade
         self.degrader = Degrader(DegradationConfig(p=degrade.p, strength=degrade.strength,
                                                       min_scale=degrade.min_scale, op_p=dict(degrade.op_p)))
@@ -54,14 +56,23 @@ class AugmentedFaces(Dataset):
     def __getitem__(self, i):
         j = int(self.idx[i])
         img = np.asarray(self.crops[j])
+        clean = img
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, j])
-            img = augment(img, rng, self.cfg, self.degrader, self.deg_cfg)
-        return torch.from_numpy(np.ascontiguousarray(img)), torch.tensor(float(self.ages[j])), i
+            clean = geometry(img, rng, self.cfg)
+            img = corrupt(clean, rng, self.cfg, self.degrader, self.deg_cfg)
+        item = (torch.from_numpy(np.ascontiguousarray(img)), torch.tensor(float(self.ages[j])), i)
+        return item + (torch.from_numpy(np.ascontiguousarray(clean)),) if self.undegraded else item
 
 
 def augment(img: np.ndarray, rng: np.random.Generator, cfg: TrainSection, degrader: Degrader,
             deg: DegradeSection) -> np.ndarray:
+    """A training crop's whole augmentation: its geometry, then its corruption."""
+    return corrupt(geometry(img, rng, cfg), rng, cfg, degrader, deg)
+
+
+def geometry(img: np.ndarray, rng: np.random.Generator, cfg: TrainSection) -> np.ndarray:
+    """Scale / shift / rotation jitter and the flip: what moves the face, not what hides it."""
     import cv2
 
     s = img.shape[0]
@@ -74,6 +85,13 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: TrainSection, degrad
         img = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if rng.random() < cfg.flip:
         img = img[:, ::-1]
+    return img
+
+
+def corrupt(img: np.ndarray, rng: np.random.Generator, cfg: TrainSection, degrader: Degrader,
+            deg: DegradeSection) -> np.ndarray:
+    """The degradation model, greyscale and random erasing: what the camera and occlusion take away."""
+    s = img.shape[0]
     if deg.p > 0 or any(deg.op_p.values()):
         lo = deg.strength_min
         degrader.cfg.strength = float(rng.uniform(lo, deg.strength)) if lo < deg.strength else deg.strength
@@ -316,7 +334,8 @@ class Run:
 
     def make_loader(self, prep, parts) -> int | None:
         tc = self.tc
-        self.ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, self.recipe.degrade, tc.seed, train=True)
+        self.ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, self.recipe.degrade, tc.seed, train=True,
+                                 undegraded=self.recipe.distill.teacher_view == "undegraded")
         per_proc_batch = max(1, tc.batch_size // self.world)
         self.sampler = DistributedSampler(self.ds, num_replicas=self.world, rank=self.rank, shuffle=True, seed=tc.seed,
                                          drop_last=True)
@@ -374,10 +393,11 @@ class Run:
         t0, seen, run_loss = time.time(), 0, 0.0
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch",
                    disable=not (self.progress and self.main), mininterval=5.0, leave=False)
-        for imgs, ages, pos in bar:
+        for imgs, ages, pos, *clean in bar:
             x = model_input(imgs.to(device, non_blocking=True), self.normalize)
+            xt = model_input(clean[0].to(device, non_blocking=True), self.normalize) if clean else None
             ages = ages.to(device)
-            loss = self.step(x, ages, pos)
+            loss = self.step(x, ages, pos, xt)
             seen += len(ages)
             run_loss += float(loss.detach()) * len(ages)
             bar.set_postfix(loss=f"{run_loss / seen:.3f}")
@@ -385,27 +405,32 @@ class Run:
         return {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "lr": self.sched.get_last_lr()[0],
                 "images_per_s": seen * self.world / dt, "epoch_s": dt}
 
-    def step(self, x, ages, pos) -> torch.Tensor:
+    def step(self, x, ages, pos, xt=None) -> torch.Tensor:
         """One optimiser step of this run on a batch (model inputs on the device, ages, the batch's
-        positions in the training set for clean distillation targets): the recipe's loss (+
-        distillation), backward, clipping, AdamW, the schedule and the EMA. Returns the loss, detached
-        (no host sync)."""
+        positions in the training set for clean distillation targets, and the online teacher's
+        inputs when they differ from the student's: [distill] teacher_view = "undegraded"): the
+        recipe's loss (+ distillation), backward, clipping, AdamW, the schedule and the EMA. Returns
+        the loss, detached (no host sync)."""
         tc, device = self.tc, self.device
         use_amp = device.type == "cuda" and tc.amp
         a, temp = self.recipe.distill.alpha, self.recipe.distill.temperature
         lam, perm = mixup_draw(tc.mixup, len(ages), device)
         if perm is not None:  # the teacher sees the same mixed faces as the student (consistent teaching)
             x = lam * x + (1 - lam) * x[perm]
+            if xt is not None:
+                xt = lam * xt + (1 - lam) * xt[perm]
+        if xt is None:
+            xt = x
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             outp = self.net(x)
             loss = self.loss_fn(outp, ages)
             if perm is not None:
                 loss = lam * loss + (1 - lam) * self.loss_fn(outp, ages[perm])
             if isinstance(self.teacher, OnlineEnsemble):
-                loss = (1 - a) * loss + a * distill_to_probs(outp, self.teacher.probs(x, temp), temp)
+                loss = (1 - a) * loss + a * distill_to_probs(outp, self.teacher.probs(xt, temp), temp)
             elif self.teacher is not None:
                 with torch.no_grad():
-                    t_out = self.teacher(x)
+                    t_out = self.teacher(xt)
                 loss = (1 - a) * loss + a * distill_loss(outp, t_out, self.model.head.spec, temp)
             elif self.soft is not None:
                 soft = self.soft[pos].to(device)

@@ -26,7 +26,8 @@ from .recipes import Recipe, load_recipe
 
 # what must agree between recipes for one augmented stream to serve them all
 SHARED = {"data": None, "degrade": None,
-          "train": ("batch_size", "seed", "jitter", "flip", "erasing", "grayscale", "rotate", "num_workers")}
+          "train": ("batch_size", "seed", "jitter", "flip", "erasing", "grayscale", "rotate", "num_workers"),
+          "distill": ("teacher_view",)}
 
 
 def check_shared(recipes: list[Recipe], names: list[str]) -> None:
@@ -120,6 +121,11 @@ def validate_now(epoch: int, epochs: int, val_every: int) -> bool:
     return (epoch + 1) % val_every == 0 or epoch + 1 >= epochs // 2 or epoch + 1 == epochs
 
 
+def _input(imgs, normalize, device):
+    x = model_input(imgs, normalize)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
 def _epoch(runs, epoch: int, epochs: int) -> tuple[list[dict], float]:
     """One epoch of every run on the shared stream: each run's record, and the epoch's time at
     the pace of its second half (the first steps of a fresh GPU process are slow: cuDNN
@@ -138,18 +144,19 @@ def _epoch(runs, epoch: int, epochs: int) -> tuple[list[dict], float]:
     bar = tqdm(first.loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not first.progress,
                mininterval=10.0, leave=False)
     half, t_half = len(first.loader) // 2, None
-    for step, (imgs, ages, pos) in enumerate(bar):
+    for step, (imgs, ages, pos, *clean) in enumerate(bar):
         if step == half:  # the second half's pace, past the first steps' warm-up (cuDNN autotuning, workers)
             t_half, seen_half = time.time(), seen
         imgs = imgs.to(device, non_blocking=True)
         ages = ages.to(device, non_blocking=True)
-        xs = {}
+        clean = [c.to(device, non_blocking=True) for c in clean]
+        xs, xts = {}, {}
         for k, run in enumerate(runs):
             key = run.normalize.input_size
             if key not in xs:
-                x = model_input(imgs, run.normalize)
-                xs[key] = x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-            sums[k] += run.step(xs[key], ages, pos) * len(ages)
+                xs[key] = _input(imgs, run.normalize, device)
+                xts[key] = _input(clean[0], run.normalize, device) if clean else None
+            sums[k] += run.step(xs[key], ages, pos, xts[key]) * len(ages)
         seen += len(ages)
     dt = time.time() - t0
     steady = (time.time() - t_half) * seen / (seen - seen_half) if t_half is not None and seen > seen_half else dt

@@ -31,7 +31,10 @@ DEFAULTS: dict = {
     # teacher: a checkpoint path or a list (an ensemble). mode: "online" runs the teachers on the
     # student's augmented batch every step; "clean" runs them once on the clean training crops.
     # views = 2: each teacher also reads the mirror; the distributions are averaged.
-    "distill": {"teacher": "", "alpha": 0.5, "temperature": 2.0, "mode": "online", "views": 2},
+    # teacher_view (online): "student", the student's own augmented, degraded batch; "undegraded",
+    # the same jittered, flipped (and mixed) faces before degradation, grey and erasing.
+    "distill": {"teacher": "", "alpha": 0.5, "temperature": 2.0, "mode": "online", "views": 2,
+                "teacher_view": "student"},
 }
 
 
@@ -123,6 +126,7 @@ class DistillSection(_Section):
     temperature: number(hi=100.0, gt=0.0)
     mode: Literal["online", "clean"]
     views: integer(1, 2)
+    teacher_view: Literal["student", "undegraded"]
 
 
 class Recipe(_Section):
@@ -186,6 +190,12 @@ def validate_recipe(r: dict, where: str = "recipe") -> Recipe:
     if unknown:
         raise EdgeAgeError(f"{where}: unknown option(s) {unknown} in [model] for {name!r}; valid: {sorted(known)}")
     validate(ModelSection, r["model"], f"{where}: [model]")
+    dc = checked.distill
+    if dc.teacher_view != "student" and (dc.mode != "online" or not dc.teacher):
+        raise EdgeAgeError(f"{where}: [distill] teacher_view = {dc.teacher_view!r} is what an online teacher "
+                           "reads each step, but " + ("this recipe has none: set [distill] teacher"
+                                                      if not dc.teacher else "mode = 'clean' reads the clean "
+                                                      "crops once: set mode = 'online'") + " or drop teacher_view")
     return checked
 
 
