@@ -41,5 +41,11 @@ def test_different_models_or_a_bad_alpha_are_one_clear_error(tmp_path):
     b = ckpt(tmp_path / "b.pt", 20.0, widths=(8, 16, 16, 16), depths=(1, 1, 1, 1))
     with pytest.raises(EdgeAgeError, match="different model"):
         average_checkpoints(a, b, 0.5)
+    # the same network under another name (a run's mgpnet-xs at 96 px, released as mgpnet-xs96) averages
+    model, manifest = load_model(a)
+    save_checkpoint(tmp_path / "renamed.pt", model, manifest.model_copy(
+        update={"model": manifest.model.model_copy(update={"name": "mgpnet-xs"})}))
+    _, got = average_checkpoints(a, tmp_path / "renamed.pt", 0.5)
+    assert got.model.name == "mgpnet-xs" != manifest.model.name
     with pytest.raises(EdgeAgeError, match="--alpha 1.5"):
         average_checkpoints(a, a, 1.5)
