@@ -127,8 +127,10 @@ def main(verbose):
 @click.option("--margin", type=FiniteRange(min=0.1, max=10), default=None, help="Crop side / face box side.")
 @click.option("--crop-size", type=click.IntRange(min=8, max=1024), default=None, help="Canonical crop resolution (px).")
 @click.option("--skip-bad", is_flag=True, help="Skip and list unreadable/badly named files instead of stopping.")
+@click.option("--unlabelled", is_flag=True, help="Faces without ages: every image of --data and its sub-folders "
+              "(or a CSV's path column), for `edgeage train --unlabelled-data` (distillation).")
 @force_option
-def prepare(data, out, crop, margin, crop_size, skip_bad, force):
+def prepare(data, out, crop, margin, crop_size, skip_bad, unlabelled, force):
     """Detect faces and cache canonical crops (uint8) for training and evaluation."""
     from .data import prepare as run
     from .preprocess import CropParams
@@ -137,7 +139,8 @@ def prepare(data, out, crop, margin, crop_size, skip_bad, force):
     if out:
         check_output(out, force)
     kw = {k: v for k, v in (("policy", crop), ("margin", margin), ("crop_size", crop_size)) if v is not None}
-    prep = run(data, CropParams(**kw), skip_bad=skip_bad, out=out, use_cache=False, force=force)
+    prep = run(data, CropParams(**kw), skip_bad=skip_bad, out=out, use_cache=False, force=force,
+               labelled=not unlabelled)
     click.echo(f"prepared {len(prep.names)} crops {prep.crops.shape[1]}px; faces not found: "
                f"{prep.faces_not_found} (centre square used); skipped: {len(prep.skipped)}")
     for s in prep.skipped:

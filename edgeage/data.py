@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,13 +102,17 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
 
 
-def discover(path: str | os.PathLike, skip_bad: bool = False) -> tuple[list[Sample], list[str]]:
+def discover(path: str | os.PathLike, skip_bad: bool = False, labelled: bool = True) -> tuple[list[Sample], list[str]]:
     """Samples of a UTKFace-named folder or of a CSV with ``path`` and ``age`` columns.
+    ``labelled=False`` (faces without ages, for distillation): every image of a folder and its
+    sub-folders, or a CSV's ``path`` column; each sample's age is NaN.
 
     Returns (samples, skipped) where skipped lists "file: reason" (only with skip_bad)."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{path}: no such file or folder")
+    if not labelled:
+        return discover_unlabelled(p), []
     samples, skipped = [], []
 
     def bad(msg: str):
@@ -150,6 +155,32 @@ def discover(path: str | os.PathLike, skip_bad: bool = False) -> tuple[list[Samp
     if not samples:
         raise DataError(f"{path}: no usable images ({len(skipped)} skipped)")
     return samples, skipped
+
+
+def discover_unlabelled(p: Path) -> list[Sample]:
+    """Faces without ages: every image under folder ``p`` (sub-folders too: one per person, as in
+    LFW) or each row of a CSV's ``path`` column. Crops are named by file name, so two images of
+    one name in different folders are refused."""
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+    elif p.suffix.lower() == ".csv":
+        files = []
+        for line, row in read_csv(p, required=("path",)):
+            img = p.parent / (row["path"] or "")
+            if not row["path"] or not img.is_file():
+                raise DataError(f"{img}: file not found (listed in {p}:{line})")
+            files.append(img)
+    else:
+        raise DataError(f"{p}: expected a folder of images or a .csv file with a path column")
+    if not files:
+        raise DataError(f"{p}: holds no images ({', '.join(IMAGE_EXTS)})")
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.name in seen:
+            raise DataError(f"{p}: two images are named {f.name} ({seen[f.name]} and {f}); crops are "
+                            "named by file name: rename one")
+        seen[f.name] = f
+    return [Sample(str(f), math.nan) for f in files]
 
 
 def read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
@@ -254,10 +285,11 @@ def cache_root() -> Path:
 
 def prepare(path: str | os.PathLike, crop: CropParams | None = None, skip_bad: bool = False,
             out: str | os.PathLike | None = None, use_cache: bool = True,
-            progress: bool = True, force: bool = False) -> Prepared:
-    """Detect, crop and cache every image of ``path``. Reuses the cache when present."""
+            progress: bool = True, force: bool = False, labelled: bool = True) -> Prepared:
+    """Detect, crop and cache every image of ``path``. Reuses the cache when present.
+    ``labelled=False``: faces without ages (``discover``); their ages are NaN."""
     crop = crop or CropParams()
-    samples, skipped = discover(path, skip_bad)
+    samples, skipped = discover(path, skip_bad, labelled)
     content = content_hash(samples)
     out = Path(out) if out else cache_root() / cache_key(str(path), list_hash(samples), crop, content)
     if use_cache and (out / "meta.json").is_file():
@@ -304,7 +336,7 @@ def save_prepared(prep: Prepared, out: str | os.PathLike, force: bool = False) -
         np.save(tmp / "crops.npy", prep.crops)
         meta = {"format": "edgeage-crops/1", "source": prep.source, "list_hash": prep.lhash,
                 "content_hash": prep.content, "crop": prep.crop.to_dict(),
-                "names": prep.names, "ages": prep.ages.tolist(),
+                "names": prep.names, "ages": [None if np.isnan(a) else a for a in prep.ages.tolist()],
                 "face_found": prep.face_found.astype(int).tolist(), "skipped": prep.skipped}
         if prep.groups:
             meta["groups"] = prep.groups
@@ -330,7 +362,8 @@ def load_prepared(path: str | os.PathLike, expect_crop: CropParams | None = None
         raise DataError(f"{e}; run `edgeage prepare` again") from None
     try:
         crops = np.load(path / "crops.npy", mmap_mode="r", allow_pickle=False)
-        prep = Prepared(np.ascontiguousarray(crops), np.asarray(meta["ages"], np.float32), list(meta["names"]),
+        ages = np.asarray([np.nan if a is None else a for a in meta["ages"]], np.float32)  # None: no age
+        prep = Prepared(np.ascontiguousarray(crops), ages, list(meta["names"]),
                         np.asarray(meta["face_found"], bool), CropParams(**meta["crop"]),
                         str(meta["source"]), str(meta["list_hash"]), list(meta.get("skipped", [])),
                         meta.get("content_hash"), meta.get("groups") or None,
@@ -352,7 +385,7 @@ def load_prepared(path: str | os.PathLike, expect_crop: CropParams | None = None
                         "image folder instead")
     if fresh and prep.content and Path(prep.source).exists():
         try:
-            samples, _ = discover(prep.source, skip_bad=True)
+            samples, _ = discover(prep.source, skip_bad=True, labelled=not np.isnan(prep.ages).all())
         except DataError:
             samples = None
         if samples is not None:

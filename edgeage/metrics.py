@@ -46,6 +46,12 @@ def per_decade(pred, true) -> dict[str, dict]:
 def summary(pred, true, extra: dict | None = None) -> dict:
     pred = np.asarray(pred, np.float64)
     true = np.asarray(true, np.float64)
+    if np.isnan(true).any():  # faces prepared without ages (edgeage prepare --unlabelled)
+        from .utils import EdgeAgeError
+
+        raise EdgeAgeError(f"{int(np.isnan(true).sum())} of these {len(true)} faces have no age (an unlabelled "
+                           "set): it can teach a student through a teacher ([data] unlabelled), not measure a "
+                           "model; evaluate on a labelled set")
     err = pred - true
     res = {"n": int(len(true)), "mae": mae(pred, true), "cs5": cs(pred, true, 5.0),
            "bias": float(err.mean()) if len(err) else math.nan,

@@ -214,7 +214,7 @@ class PreparedMeta(Open):
     source: str
     list_hash: str
     names: list[str]
-    ages: list[Age]
+    ages: list[Age | None]   # None: a face without an age (an unlabelled set, for distillation)
     face_found: list[Literal[0, 1] | bool]
     crop: Crop
 

@@ -470,6 +470,69 @@ def test_extra_data_joins_the_training_split_only(data_dir, tmp_path):
     assert split["sizes"]["train"] == len(parts0["train"]) + 6 and split["extra"][0]["path"].endswith("labels.csv")
 
 
+def test_unlabelled_faces_train_through_the_teacher_only(data_dir, tmp_path):
+    """[data] unlabelled / --unlabelled-data: faces without ages (a folder with sub-folders, any
+    names) join the training split with NaN ages; the head's loss skips them and only the
+    teacher's targets train on them. Without a teacher it is one error; a cache prepared
+    --unlabelled cannot be a labelled set, nor be scored."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edgeage.data import load_prepared, prepare
+    from edgeage.metrics import summary
+    from edgeage.train.loop import Run, load_data
+    from edgeage.train.losses import make_loss
+    from edgeage.utils import EdgeAgeError
+
+    faces = tmp_path / "faces"
+    for k, f in enumerate(sorted(os.listdir(UTK))[200::400][:6]):
+        (faces / f"person_{k % 2}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(UTK / f, faces / f"person_{k % 2}" / f"shot_{k}.jpg")   # no age in the names
+    base = recipe(data_dir)
+    with pytest.raises(EdgeAgeError, match=r"\[data\] unlabelled.*has none: set \[distill\] teacher"):
+        base.replace(data={"unlabelled": [str(faces)]})
+
+    train(base, tmp_path / "t", progress=False)
+    teach = base.replace(distill=dict(teacher=str(tmp_path / "t" / "best.pt"), mode="online", alpha=0.7, views=1))
+    prep0, parts0, _ = load_data(teach, False)
+    r = teach.replace(data={"unlabelled": [str(faces)]})
+    prep, parts, rec = load_data(r, False)
+    n0 = len(prep0.names)
+    assert np.array_equal(parts["val"], parts0["val"]) and np.array_equal(parts["test"], parts0["test"])
+    assert list(parts["train"]) == list(parts0["train"]) + list(range(n0, n0 + 6))
+    assert sorted(prep.names[n0:]) == [f"shot_{k}.jpg" for k in range(6)] and np.isnan(prep.ages[n0:]).all()
+    assert not np.isnan(prep.ages[:n0]).any() and rec["extra"] == [{**rec["extra"][0], "labelled": False, "n": 6}]
+
+    # the head's loss counts the faces with an age only, each weighed as in an all-labelled batch
+    student = load_model(tmp_path / "t" / "best.pt")[0]
+    fn = make_loss(student.head.spec, student.head.kind)
+    run = SimpleNamespace(loss_fn=fn, model=student)
+    outp = student(torch.randn(4, 3, 64, 64))
+    ages = torch.tensor([20.0, float("nan"), 41.0, float("nan")])
+    got = Run.label_loss(run, outp, ages)
+    assert torch.allclose(got, fn(outp[[0, 2]], ages[[0, 2]]) * 0.5)
+    none = Run.label_loss(run, outp, torch.full((4,), float("nan")))
+    assert float(none.detach()) == 0.0 and none.requires_grad
+    assert torch.equal(Run.label_loss(run, outp, ages.nan_to_num(30.0)), fn(outp, ages.nan_to_num(30.0)))
+
+    res = train(r, tmp_path / "with", progress=False)
+    assert all(np.isfinite(h["train_loss"]) for h in res["history"])
+    split = read_checkpoint(tmp_path / "with" / "last.pt")["manifest"].training.split
+    assert split["sizes"]["train"] == len(parts0["train"]) + 6 and split["extra"][0]["labelled"] is False
+    train(teach, tmp_path / "without", progress=False)
+    a, c = (read_checkpoint(tmp_path / d / "last.pt")["state_dict"] for d in ("with", "without"))
+    assert any(not torch.equal(v, c[k]) for k, v in a.items() if v.is_floating_point())
+
+    cache = prepare(faces, prep.crop, out=tmp_path / "cache", progress=False, labelled=False)
+    again = load_prepared(tmp_path / "cache")
+    assert np.isnan(again.ages).all() and sorted(again.names) == sorted(cache.names)
+    with pytest.raises(EdgeAgeError, match=r"6 of these 6 faces have no age"):
+        summary(np.zeros(6), again.ages)
+    with pytest.raises(EdgeAgeError, match=r"cache: 6 of its faces have no age.*--unlabelled-data"):
+        load_data(teach.replace(data={"extra": [str(tmp_path / "cache")]}), False)
+
+
 def test_the_recipe_degradation_ranges_reach_the_training_crops(data_dir):
     """[degrade] op_p / min_scale: with p 0 and down-sampling always on, every training crop is
     down-sampled, some far below the default's 24 px of 96; an unknown op is one error naming it."""

@@ -14,6 +14,10 @@ from edgeage.cli_options import FiniteRange, InputPath
 @click.option("--extra-data", "extra", type=InputPath(exists=True), multiple=True,
               help="Override [data].extra: a labelled set (labels.csv, UTKFace-named folder or prepared crops) "
                    "added whole to the training split; validation and test stay --data's. Repeatable.")
+@click.option("--unlabelled-data", "unlabelled", type=InputPath(exists=True), multiple=True,
+              help="Override [data].unlabelled: faces without ages (a folder and its sub-folders, a CSV's path "
+                   "column, or crops prepared with --unlabelled) added to the training split; only the "
+                   "[distill] teacher's targets train on them. Repeatable.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override [train].epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--lr", type=FiniteRange(min=0, min_open=True), default=None)
@@ -22,12 +26,12 @@ from edgeage.cli_options import FiniteRange, InputPath
 @click.option("--stop-after", type=click.IntRange(min=1), default=None, help="End this run after N epochs (resumable).")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader workers.")
 @click.option("--force", is_flag=True, help="Use --out even if it is a non-empty folder edgeage did not write.")
-def train_cmd(recipes, data, extra, epochs, batch_size, lr, out, resume, stop_after, workers, force):
+def train_cmd(recipes, data, extra, unlabelled, epochs, batch_size, lr, out, resume, stop_after, workers, force):
     """Train a model from a recipe (CPU, one GPU, or many under torchrun)."""
     from .loop import train
     from .recipes import load_recipe
 
-    over = {"data": {"path": data, "extra": list(extra) or None},
+    over = {"data": {"path": data, "extra": list(extra) or None, "unlabelled": list(unlabelled) or None},
             "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "num_workers": workers}}
     if len(recipes) > 1:
         from pathlib import Path

@@ -151,9 +151,16 @@ def lr_schedule(total_steps: int, warmup_steps: int):
     return f
 
 
-def _load_set(path: str, crop: CropParams, skip_bad: bool, progress: bool):
-    return load_prepared(path, expect_crop=crop) if is_prepared(path) else prepare(path, crop, skip_bad=skip_bad,
-                                                                                     progress=progress)
+def _load_set(path: str, crop: CropParams, skip_bad: bool, progress: bool, labelled: bool = True):
+    if is_prepared(path):
+        prep = load_prepared(path, expect_crop=crop)
+        if not labelled:  # a labelled cache given as unlabelled: its ages are not used
+            prep = dataclasses.replace(prep, ages=np.full_like(prep.ages, np.nan))
+        elif np.isnan(prep.ages).any():
+            raise EdgeAgeError(f"{path}: {int(np.isnan(prep.ages).sum())} of its faces have no age (prepared "
+                               "--unlabelled): give it as [data] unlabelled / --unlabelled-data")
+        return prep
+    return prepare(path, crop, skip_bad=skip_bad, progress=progress, labelled=labelled)
 
 
 def load_data(recipe: Recipe, progress: bool):
@@ -169,7 +176,7 @@ def load_data(recipe: Recipe, progress: bool):
         parts["train"] = np.sort(rng.choice(parts["train"], d.train_subset, replace=False))
     main_hash = prep.lhash  # the record keeps the main set's file-list hash: checkpoints compare on it
     extra = []
-    if d.extra:
+    if d.extra or d.unlabelled:
         prep, parts, extra = add_extra_sets(prep, parts, d, crop, progress)
     rec = split_record(prep.names, parts, d.seed, d.val, d.test, main_hash)
     if extra:
@@ -178,10 +185,11 @@ def load_data(recipe: Recipe, progress: bool):
 
 
 def add_extra_sets(prep, parts: dict, d, crop: CropParams, progress: bool):
-    """``prep`` with the crops of every ``d.extra`` set appended, and their indices appended to
-    ``parts["train"]``. A set with an image of ``d.path``'s validation or test part (the same file
-    name, or a byte-identical face crop: a renamed copy) is refused: it would train on the faces
-    the run is measured on. Returns (prep, parts, one record per extra set)."""
+    """``prep`` with the crops of every ``d.extra`` set and every ``d.unlabelled`` set (ages NaN)
+    appended, and their indices appended to ``parts["train"]``. A set with an image of ``d.path``'s
+    validation or test part (the same file name, or a byte-identical face crop: a renamed copy) is
+    refused: it would train on the faces the run is measured on. Returns (prep, parts, one record
+    per added set)."""
     import hashlib
 
     def digest(crop) -> bytes:
@@ -190,19 +198,21 @@ def add_extra_sets(prep, parts: dict, d, crop: CropParams, progress: bool):
     held = {prep.names[i]: k for k in ("val", "test") for i in parts[k]}
     held_crops = {digest(prep.crops[i]): (k, prep.names[i]) for k in ("val", "test") for i in parts[k]}
     records, sets = [], []
-    for path in d.extra:
-        ex = _load_set(path, crop, d.skip_bad, progress)
+    for path, labelled in [(p, True) for p in d.extra] + [(p, False) for p in d.unlabelled]:
+        ex = _load_set(path, crop, d.skip_bad, progress, labelled)
+        key = "extra" if labelled else "unlabelled"
         clash = {n: (held[n], n) for n in ex.names if n in held}
         clash.update({n: held_crops[h] for n, c in zip(ex.names, ex.crops)
                       if n not in clash and (h := digest(c)) in held_crops})
         if clash:
             n, (part, main_name) = next(iter(clash.items()))
-            raise EdgeAgeError(f"[data] extra {path}: {len(clash)} of its images are images of the {part} split of "
+            raise EdgeAgeError(f"[data] {key} {path}: {len(clash)} of its images are images of the {part} split of "
                                f"{d.path} (the same file name or the same face crop; first: {n}"
                                + (f" = {main_name}" if n != main_name else "") + "); training on them would "
                                "measure the model on faces it was trained on. Remove them from the extra set")
         sets.append(ex)
-        records.append({"path": str(path), "list_hash": ex.lhash, "n": len(ex.names)})
+        records.append({"path": str(path), "list_hash": ex.lhash, "n": len(ex.names)} |
+                       ({} if labelled else {"labelled": False}))
     n0 = len(prep.names)
     new_idx = np.arange(n0, n0 + sum(len(e.names) for e in sets))
     every = [prep, *sets]
@@ -330,7 +340,7 @@ class Run:
             self.soft = torch.from_numpy(clean_teacher_targets(
                 teachers, prep, parts["train"], self.model.head.spec, dc.temperature, self.device,
                 self.out / "teacher_targets.npz", self.progress and self.main, dc.views,
-                prep.lhash if self.recipe.data.extra else ""))
+                prep.lhash if self.recipe.data.extra or self.recipe.data.unlabelled else ""))
 
     def make_loader(self, prep, parts) -> int | None:
         tc = self.tc
@@ -405,6 +415,20 @@ class Run:
         return {"epoch": epoch + 1, "train_loss": run_loss / max(seen, 1), "lr": self.sched.get_last_lr()[0],
                 "images_per_s": seen * self.world / dt, "epoch_s": dt}
 
+    def label_loss(self, outp, ages) -> torch.Tensor:
+        """The head's loss on the faces that have an age; faces without one ([data] unlabelled: NaN)
+        add nothing to it (the distillation term trains on them), and the loss is scaled by the
+        labelled share so a labelled face weighs the same in every batch."""
+        known = ~torch.isnan(ages)
+        if bool(known.all()):
+            return self.loss_fn(outp, ages)
+        if not isinstance(outp, torch.Tensor):
+            raise EdgeAgeError(f"[data] unlabelled: head {self.model.head.kind!r} returns more than one tensor, so "
+                               "its loss cannot skip the faces without an age; use a bin or regression head")
+        if not bool(known.any()):
+            return outp.sum() * 0.0  # keeps the graph (and autocast's dtype) for the distillation term
+        return self.loss_fn(outp[known], ages[known]) * known.float().mean()
+
     def step(self, x, ages, pos, xt=None) -> torch.Tensor:
         """One optimiser step of this run on a batch (model inputs on the device, ages, the batch's
         positions in the training set for clean distillation targets, and the online teacher's
@@ -423,9 +447,9 @@ class Run:
             xt = x
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             outp = self.net(x)
-            loss = self.loss_fn(outp, ages)
+            loss = self.label_loss(outp, ages)
             if perm is not None:
-                loss = lam * loss + (1 - lam) * self.loss_fn(outp, ages[perm])
+                loss = lam * loss + (1 - lam) * self.label_loss(outp, ages[perm])
             if isinstance(self.teacher, OnlineEnsemble):
                 loss = (1 - a) * loss + a * distill_to_probs(outp, self.teacher.probs(xt, temp), temp)
             elif self.teacher is not None:

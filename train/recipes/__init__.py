@@ -19,7 +19,7 @@ DEFAULTS: dict = {
     "model": {"name": "mgpnet-t"},
     "data": {"path": "../shared/datasets/utkface", "seed": 0, "val": 0.1, "test": 0.15,
              "crop": "detect", "crop_margin": 1.0, "crop_shift_y": 0.0, "crop_size": 96,
-             "skip_bad": False, "train_subset": 0, "extra": []},
+             "skip_bad": False, "train_subset": 0, "extra": [], "unlabelled": []},
     "train": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05,
               "warmup_epochs": 1.0, "grad_clip": 5.0, "sord_temperature": 1.0,
               "label_smoothing": 0.0, "ema_decay": 0.0, "flip": 0.5, "erasing": 0.25, "grayscale": 0.0,
@@ -85,6 +85,9 @@ class DataSection(_Section):
     # more labelled sets (labels.csv, UTKFace-named folder or prepared crops), every image of
     # each added to the training split only; validation and test stay ``path``'s
     extra: tuple[str, ...]
+    # faces without ages (a folder, its sub-folders too, or a CSV's path column; prepared crops),
+    # added to the training split: only the teacher's targets train on them (needs [distill] teacher)
+    unlabelled: tuple[str, ...]
 
 
 class TrainSection(_Section):
@@ -191,6 +194,9 @@ def validate_recipe(r: dict, where: str = "recipe") -> Recipe:
         raise EdgeAgeError(f"{where}: unknown option(s) {unknown} in [model] for {name!r}; valid: {sorted(known)}")
     validate(ModelSection, r["model"], f"{where}: [model]")
     dc = checked.distill
+    if checked.data.unlabelled and not dc.teacher:
+        raise EdgeAgeError(f"{where}: [data] unlabelled faces have no ages, so only a teacher's targets can train "
+                           "on them, and this recipe has none: set [distill] teacher or drop [data] unlabelled")
     if dc.teacher_view != "student" and (dc.mode != "online" or not dc.teacher):
         raise EdgeAgeError(f"{where}: [distill] teacher_view = {dc.teacher_view!r} is what an online teacher "
                            "reads each step, but " + ("this recipe has none: set [distill] teacher"
