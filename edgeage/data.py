@@ -111,14 +111,15 @@ def discover(path: str | os.PathLike, skip_bad: bool = False, labelled: bool = T
     p = Path(path)
     if not p.exists():
         raise DataError(f"{path}: no such file or folder")
-    if not labelled:
-        return discover_unlabelled(p), []
     samples, skipped = [], []
 
     def bad(msg: str):
         if not skip_bad:
             raise DataError(msg + "  (use --skip-bad to skip and list such entries)")
         skipped.append(msg)
+
+    if not labelled:
+        return discover_unlabelled(p, bad), skipped
 
     if p.is_dir():
         files = sorted(f for f in os.listdir(p) if f.lower().endswith(IMAGE_EXTS))
@@ -157,10 +158,11 @@ def discover(path: str | os.PathLike, skip_bad: bool = False, labelled: bool = T
     return samples, skipped
 
 
-def discover_unlabelled(p: Path) -> list[Sample]:
+def discover_unlabelled(p: Path, bad) -> list[Sample]:
     """Faces without ages: every image under folder ``p`` (sub-folders too: one per person, as in
-    LFW) or each row of a CSV's ``path`` column. Crops are named by file name, so two images of
-    one name in different folders are refused."""
+    LFW) or each row of a CSV's ``path`` column (``bad``: ``discover``'s report of a missing
+    file). Crops are named by file name, so two images of one name in different folders are
+    refused."""
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
     elif p.suffix.lower() == ".csv":
@@ -168,7 +170,8 @@ def discover_unlabelled(p: Path) -> list[Sample]:
         for line, row in read_csv(p, required=("path",)):
             img = p.parent / (row["path"] or "")
             if not row["path"] or not img.is_file():
-                raise DataError(f"{img}: file not found (listed in {p}:{line})")
+                bad(f"{img}: file not found (listed in {p}:{line})")
+                continue
             files.append(img)
     else:
         raise DataError(f"{p}: expected a folder of images or a .csv file with a path column")

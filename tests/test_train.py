@@ -479,7 +479,7 @@ def test_unlabelled_faces_train_through_the_teacher_only(data_dir, tmp_path):
 
     import numpy as np
 
-    from edgeage.data import load_prepared, prepare
+    from edgeage.data import discover, load_prepared, prepare
     from edgeage.metrics import summary
     from edgeage.train.loop import Run, load_data
     from edgeage.train.losses import make_loss
@@ -531,6 +531,16 @@ def test_unlabelled_faces_train_through_the_teacher_only(data_dir, tmp_path):
         summary(np.zeros(6), again.ages)
     with pytest.raises(EdgeAgeError, match=r"cache: 6 of its faces have no age.*--unlabelled-data"):
         load_data(teach.replace(data={"extra": [str(tmp_path / "cache")]}), False)
+    # a CSV's path column; a missing file stops it, or is skipped and listed with skip_bad
+    (faces / "list.csv").write_text("path\nperson_0/shot_0.jpg\nperson_1/gone.jpg\n")
+    with pytest.raises(EdgeAgeError, match=r"gone\.jpg: file not found \(listed in .*list\.csv:3\)"):
+        discover(faces / "list.csv", labelled=False)
+    samples, skipped = discover(faces / "list.csv", skip_bad=True, labelled=False)
+    assert [Path(x.path).name for x in samples] == ["shot_0.jpg"] and len(skipped) == 1
+    held = prep0.names[parts0["val"][0]]  # a validation face among the unlabelled ones: refused, naming the key
+    shutil.copy(data_dir / held, faces / "person_0" / held)
+    with pytest.raises(EdgeAgeError, match=rf"\[data\] unlabelled .*val split.*{held}.*from the unlabelled set"):
+        load_data(r, False)
 
 
 def test_the_recipe_degradation_ranges_reach_the_training_crops(data_dir):

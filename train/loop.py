@@ -209,7 +209,7 @@ def add_extra_sets(prep, parts: dict, d, crop: CropParams, progress: bool):
             raise EdgeAgeError(f"[data] {key} {path}: {len(clash)} of its images are images of the {part} split of "
                                f"{d.path} (the same file name or the same face crop; first: {n}"
                                + (f" = {main_name}" if n != main_name else "") + "); training on them would "
-                               "measure the model on faces it was trained on. Remove them from the extra set")
+                               f"measure the model on faces it was trained on. Remove them from the {key} set")
         sets.append(ex)
         records.append({"path": str(path), "list_hash": ex.lhash, "n": len(ex.names)} |
                        ({} if labelled else {"labelled": False}))
