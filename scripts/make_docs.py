@@ -19,6 +19,7 @@ Inputs (data only, read and never executed):
   bench/edge-v2/eval*.json             `edgeage eval` of `mgpnet-e` on the test split (run when it was the default)
   bench/eval-groups/*/*.json           `edgeage eval --by` / `edgeage resolution-curve` of both shipped models
   bench/cross-dataset/*/*.json         `edgeage eval` of both shipped models on other public age sets
+  bench/peer-faceapi/*.json            `scripts/peers/faceapi.py`: face-api.js beside the default, same photos
   `edgeage info [--model mgpnet-e]`    the shipped models' manifests
   `edgeage models`                     parameters and MACs of the registered and shipped models
 Only bench files that git tracks are read (all of them when git is not available), so a local,
@@ -599,6 +600,36 @@ def cross_dataset_data() -> dict | None:
                                              rows)}
 
 
+PEER_FACEAPI = "bench/peer-faceapi"
+
+
+def peer_faceapi_data() -> dict | None:
+    """The model card's "beside the best public peer" table: every committed set under PEER_FACEAPI
+    measured with the default (None when there is none). Errors are years to the age group where
+    the set gives groups, else absolute errors; peer - ours above 0: the default is better."""
+    rows, rels = [], []
+    for rel in tracked(f"{PEER_FACEAPI}/*.json"):
+        r = load(rel)
+        if r["ours"]["model"] != DEFAULT:
+            continue
+        cells = []
+        for side in ("ours", "peer"):
+            e = r[side]
+            g = e.get("age_range")
+            cells.append(f"{100 * g['in_range']:.1f} % in range, {g['mae_to_range']:.2f} years to it" if g
+                         else f"MAE {e['mae']:.2f}, CS(5) {e['cs5']:.3f}")
+        d = r.get("paired_to_range", r["paired"])
+        rows.append([f"`{r['set']}`", f"{r['n']:,}", r.get("peer_trained_on") or "no", *cells,
+                     f"{r['ours']['faces_not_found']} / {r['peer']['faces_not_found']}",
+                     f"{d['mae_peer_minus_ours']:+.2f} ({d['ci95'][0]:+.2f} to {d['ci95'][1]:+.2f})"])
+        rels.append(rel)
+    if not rows:
+        return None
+    return {"rels": rels, "table": md_table(["set", "n", "face-api.js trained on", f"`{DEFAULT}`", "face-api.js",
+                                             "faces not found (ours / face-api.js)", "face-api.js - ours, years (95 % CI)"],
+                                            rows)}
+
+
 def card_target_rows(b: dict, variants: tuple[str, ...], ratios: bool = True) -> list[list]:
     """Per target, the rows of `b` whose variant is one of `variants` (in that order), as the model
     card shows them."""
@@ -637,6 +668,7 @@ def page_model_card(sizes, manifest, metrics, e_manifest, e_metrics, p_manifest)
     test, ptest, etest = xs_eval(), xs_eval(previous=True), fast_eval()
     groups = eval_groups_data()
     cross = cross_dataset_data()
+    faceapi = peer_faceapi_data()
     peer = b["peers"][0]
     others_rows = [[f"`{n}` on {r[0]}"] + r[1:] for n in (PREVIOUS, FAST) for r in card_target_rows(
         b, tuple(f"int8-{m} ({n}, assets/{n}.pt)" for m in ("ptq", "qat")), ratios=False)]
@@ -652,8 +684,10 @@ def page_model_card(sizes, manifest, metrics, e_manifest, e_metrics, p_manifest)
                  *[r for _, r in XS_EVAL_MORE], f"{EVAL_GROUPS}/{DEFAULT}/eval_grey.json", PREV_EVAL,
                  *[r for _, r in PREV_EVAL_MORE], f"{EVAL_GROUPS}/{PREVIOUS}/eval_grey.json",
                  f"{EDGE_V2}/eval*.json", kd, pkd, v2, "edgeage models"]
-        + ([f"{EVAL_GROUPS}/*/*.json"] if groups else []) + ([f"{CROSS_DATASET}/*/*.json"] if cross else []),
+        + ([f"{EVAL_GROUPS}/*/*.json"] if groups else []) + ([f"{CROSS_DATASET}/*/*.json"] if cross else [])
+        + ([f"{PEER_FACEAPI}/*.json"] if faceapi else []),
         constants=True, issue24=issue24_numbers(), s=openvino_vs_peer(), groups=groups, cross=cross, kd=kd, pkd=pkd,
+        faceapi=faceapi,
         v2=v2, b=b, pb=pb, bv2=bv2,
         grey=load(f"{EVAL_GROUPS}/{DEFAULT}/eval_grey.json"), pgrey=load(f"{EVAL_GROUPS}/{PREVIOUS}/eval_grey.json"),
         manifest=manifest.to_dict(), p_manifest=p_manifest.to_dict(), e_manifest=e_manifest.to_dict(),
