@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -210,6 +211,56 @@ def test_mixup_draw_mixes_a_shuffle_of_the_batch():
     assert all(0.0 <= lam <= 1.0 for lam, _ in draws)
     assert all(sorted(perm.tolist()) == list(range(8)) for _, perm in draws)
     assert len({round(lam, 6) for lam, _ in draws}) > 40  # a fresh weight every step
+
+
+def test_age_balance_weights_favour_rare_ages():
+    from edgeage.train.loop import age_balance_weights
+
+    ages = np.array([20.0] * 8 + [70.0] * 2 + [np.nan])
+    assert np.array_equal(age_balance_weights(ages, 0.0), np.ones(11))
+    w = age_balance_weights(ages, 0.5)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[8] / w[0] == pytest.approx(2.0, rel=1e-3)  # sqrt(8 / 2): the ages lie far apart
+    assert w[10] == pytest.approx(w[:10].mean())  # a face without an age weighs the mean
+    w1 = age_balance_weights(ages, 1.0)
+    assert w1[:8].sum() == pytest.approx(w1[8:10].sum(), rel=1e-3)  # beta 1: each age as often
+
+
+def test_balanced_sampler_replays_an_epoch_and_splits_it_between_processes():
+    from edgeage.train.loop import BalancedSampler
+
+    w = np.array([1.0] * 90 + [9.0] * 10)
+    s = BalancedSampler(w, seed=3)
+    s.set_epoch(2)
+    a = list(s)
+    assert len(a) == len(s) == 100 and a == list(s)  # the same draws again (--resume)
+    s.set_epoch(3)
+    assert list(s) != a
+    counts = np.zeros(100)
+    for e in range(200):
+        s.set_epoch(e)
+        np.add.at(counts, list(s), 1)
+    assert counts[90:].sum() / counts.sum() == pytest.approx(0.5, abs=0.02)  # weights 90 : 90
+    ranks = [BalancedSampler(w, num_replicas=2, rank=r, seed=3) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(2)
+    got = [list(r) for r in ranks]
+    assert [len(g) for g in got] == [50, 50] and sorted(got[0] + got[1]) == sorted(a)
+
+
+def test_age_balanced_training_resumes_exactly(data_dir, tmp_path):
+    r = recipe(data_dir, age_balance=0.5)
+    train(r, tmp_path / "straight", progress=False)
+    train(r, tmp_path / "killed", progress=False, stop_after=1)
+    train(r, tmp_path / "killed", progress=False, resume=True)
+    a = read_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "killed" / "last.pt")["state_dict"]
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    train(recipe(data_dir), tmp_path / "plain", progress=False)
+    plain = read_checkpoint(tmp_path / "plain" / "last.pt")["state_dict"]
+    assert any(not torch.equal(v, plain[k]) for k, v in a.items() if v.is_floating_point())
+    with pytest.raises(Exception, match="age_balance"):
+        recipe(data_dir, age_balance=1.5)
 
 
 def test_init_skip_puts_a_new_head_on_trained_weights(data_dir, tmp_path):

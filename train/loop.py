@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from edgeage.checkpoint import TorchModel, build_manifest, load_model, read_checkpoint, save_checkpoint
@@ -248,7 +248,7 @@ class Run:
     teacher: torch.nn.Module | None = None
     soft: torch.Tensor | None = None
     ds: Dataset | None = None
-    sampler: DistributedSampler | None = None
+    sampler: "DistributedSampler | BalancedSampler | None" = None
     loader: DataLoader | None = None
     opt: torch.optim.Optimizer | None = None
     sched: object = None
@@ -347,8 +347,12 @@ class Run:
         self.ds = AugmentedFaces(prep.crops, prep.ages, parts["train"], tc, self.recipe.degrade, tc.seed, train=True,
                                  undegraded=self.recipe.distill.teacher_view == "undegraded")
         per_proc_batch = max(1, tc.batch_size // self.world)
-        self.sampler = DistributedSampler(self.ds, num_replicas=self.world, rank=self.rank, shuffle=True, seed=tc.seed,
-                                         drop_last=True)
+        if tc.age_balance > 0:
+            self.sampler = BalancedSampler(age_balance_weights(prep.ages[parts["train"]], tc.age_balance),
+                                           num_replicas=self.world, rank=self.rank, seed=tc.seed)
+        else:
+            self.sampler = DistributedSampler(self.ds, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                             seed=tc.seed, drop_last=True)
         self.loader = DataLoader(self.ds, batch_size=per_proc_batch, sampler=self.sampler, drop_last=True,
                                 num_workers=tc.num_workers, persistent_workers=False,  # workers must see set_epoch
                                 pin_memory=self.device.type == "cuda")
@@ -624,6 +628,46 @@ def view_probs(t: torch.nn.Module, x: torch.Tensor, temperature: float, views: i
     (``views`` = 2): the target both distillation modes build from."""
     vs = (x, torch.flip(x, dims=[3]))[:views]
     return sum(torch.softmax(t(v).float() / temperature, 1) for v in vs) / views
+
+
+def age_balance_weights(ages: np.ndarray, beta: float, sigma: float = 2.0) -> np.ndarray:
+    """[train] age_balance: each training face's sampling weight, the smoothed density of its age
+    (whole-year histogram convolved with a Gaussian of ``sigma`` years: label distribution smoothing,
+    Yang et al., ICML 2021) to the power -``beta``; a face without an age ([data] unlabelled) weighs
+    the mean of the others. Mean weight 1."""
+    ages = np.asarray(ages, np.float64)
+    known = ~np.isnan(ages)
+    w = np.ones(len(ages))
+    if beta > 0 and known.any():
+        years = np.clip(np.rint(ages[known]), 0, None).astype(int)
+        hist = np.bincount(years).astype(np.float64)
+        x = np.arange(len(hist))
+        dens = np.exp(-(x[:, None] - x[None, :]) ** 2 / (2 * sigma ** 2)) @ hist
+        w[known] = dens[years] ** -beta
+        w[~known] = w[known].mean()
+    return w / w.mean()
+
+
+class BalancedSampler(Sampler):
+    """Draws an epoch of training positions with replacement, in proportion to ``weights``
+    ([train] age_balance), from a generator seeded by (seed, epoch) so ``--resume`` replays the same
+    draws; under DDP each process takes every ``num_replicas``-th draw."""
+
+    def __init__(self, weights: np.ndarray, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        self.weights = torch.as_tensor(np.asarray(weights, np.float64))
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.total = len(self.weights) - len(self.weights) % num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        draws = torch.multinomial(self.weights, self.total, replacement=True, generator=g)
+        return iter(draws[self.rank::self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.total // self.num_replicas
 
 
 def mixup_draw(alpha: float, n: int, device):

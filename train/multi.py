@@ -26,7 +26,8 @@ from .recipes import Recipe, load_recipe
 
 # what must agree between recipes for one augmented stream to serve them all
 SHARED = {"data": None, "degrade": None,
-          "train": ("batch_size", "seed", "jitter", "flip", "erasing", "grayscale", "rotate", "num_workers"),
+          "train": ("batch_size", "seed", "jitter", "flip", "erasing", "grayscale", "rotate", "num_workers",
+                    "age_balance"),
           "distill": ("teacher_view",)}
 
 

@@ -24,7 +24,7 @@ DEFAULTS: dict = {
               "warmup_epochs": 1.0, "grad_clip": 5.0, "sord_temperature": 1.0,
               "label_smoothing": 0.0, "ema_decay": 0.0, "flip": 0.5, "erasing": 0.25, "grayscale": 0.0,
               "jitter": 0.05, "rotate": True, "num_workers": 0, "amp": True, "seed": 0,
-              "init": "", "init_skip": "", "mixup": 0.0},
+              "init": "", "init_skip": "", "mixup": 0.0, "age_balance": 0.0},
     # min_scale: smallest down-sampling scale at strength 1 (edgeage.degrade; 0.125 = 12 px of a 96 px crop)
     # op_p: trigger probability of single ops instead of p, e.g. {downsample = 0.5}
     "degrade": {"p": 0.2, "strength": 1.0, "strength_min": 1.0, "min_scale": 0.25, "op_p": {}},
@@ -113,6 +113,10 @@ class TrainSection(_Section):
     # Beta(mixup, mixup) weight for mixing each batch with a shuffle of itself (labels and targets
     # mixed alike; an online teacher reads the mixed faces); 0 = off
     mixup: number(0.0, 10.0)
+    # sampling weight of a training face = (its age's smoothed share of the training set) ** -age_balance
+    # (label distribution smoothing, Yang et al., ICML 2021); 0 = every face equally often, 0.5 = the
+    # square-root inverse, 1 = every age equally often
+    age_balance: number(0.0, 1.0)
 
 
 class DegradeSection(_Section):
