@@ -4,7 +4,10 @@ session 22)
 Every subset of the shipped models (ages averaged), each face read once or also mirrored, clean and
 degraded (p = 0.2, seed 0). Validation split only, so the test split stays unread:
 
-    python scripts/probes/ensemble_probe.py [--data .cache/utk-prepared] [--split val]
+    python scripts/probes/ensemble_probe.py [--data .cache/utk-prepared] [--split val] [--also CKPT ...]
+
+``--also`` adds a checkpoint that is not shipped (a candidate) to the models combined (session 26:
+``--also edgeage/assets/candidates/mgpnet-xs96-fm.pt``).
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=".cache/utk-prepared")
     ap.add_argument("--split", default="val")
+    ap.add_argument("--also", action="append", default=[], help="a checkpoint to add (repeatable)")
     args = ap.parse_args()
-    names, ages, prep, y = shipped_names(), {}, None, None
+    names, ages, prep, y = shipped_names() + args.also, {}, None, None
     for n in names:
         est = AgeEstimator.from_checkpoint(n)
         prep, idx = load_eval_data(est, args.data, args.split, progress=False, prep=prep)
