@@ -10,9 +10,10 @@ The peer runs under Node.js from an npm cache outside the repository (nothing he
 
     npm install --prefix ~/.cache/edgeage/peers/faceapi @vladmandic/face-api@1.7.15 \
         @tensorflow/tfjs@4.22.0 @tensorflow/tfjs-backend-wasm@4.22.0
-    python scripts/peers/faceapi.py fairface-sample ~/.cache/edgeage/datasets/fairface-sample/labels.csv
-    python scripts/peers/faceapi.py fgnet ~/.cache/edgeage/datasets/fgnet/labels.csv
-    python scripts/peers/faceapi.py utk-test ../shared/datasets/utkface --split test
+    python scripts/peers/faceapi.py fairface-sample ~/.cache/edgeage/datasets/fairface-sample/labels.csv \
+        --by age_group --by gender
+    python scripts/peers/faceapi.py fgnet ~/.cache/edgeage/datasets/fgnet/labels.csv --by decade
+    python scripts/peers/faceapi.py utk-test ../shared/datasets/utkface --split test --by decade
 
 Writes ``OUT/<name>.json`` (both models' MAE, CS(5), in-range share where the set gives ranges, the
 paired difference with a bootstrap interval) and ``OUT/README.md`` (every set measured so far).
@@ -39,12 +40,18 @@ INSTALL = ("npm install --prefix ~/.cache/edgeage/peers/faceapi @vladmandic/face
            "@tensorflow/tfjs@4.22.0 @tensorflow/tfjs-backend-wasm@4.22.0")
 
 
-def run_peer(files: list[str], keys: list[str], work: Path) -> dict[str, dict]:
-    from edgeage.data import load_image
-
+def peer_modules() -> Path:
+    """The npm cache's node_modules holding face-api.js, or exit naming the folder and the install."""
     mods = NODE_CACHE / "node_modules"
     if not (mods / "@vladmandic/face-api/model").is_dir():
         sys.exit(f"face-api.js is not in {NODE_CACHE}: {INSTALL} (or set EDGEAGE_FACEAPI to its folder)")
+    return mods
+
+
+def run_peer(files: list[str], keys: list[str], work: Path) -> dict[str, dict]:
+    from edgeage.data import load_image
+
+    mods = peer_modules()
     items = []
     for i, (f, k) in enumerate(zip(files, keys)):
         img = load_image(f)  # RGB uint8, EXIF orientation applied, as edgeage reads it
@@ -86,6 +93,7 @@ def main(argv=None) -> None:
     from edgeage.metrics import cs, mae, range_metrics
     from edgeage.checkpoint import model_path as resolve_model_path
 
+    peer_modules()  # before our model runs
     model_path = resolve_model_path(args.model)
     res, names, true, ours = evaluate(model_path, args.data, split=args.split, progress=True)
     true, ours = np.asarray(true, np.float64), np.asarray(ours, np.float64)
@@ -124,9 +132,7 @@ def main(argv=None) -> None:
 def group_values(data: str, names: list[str], true: np.ndarray, col: str) -> list[str]:
     if col == "decade":
         return [f"{int(a // 10) * 10}-{int(a // 10) * 10 + 9}" for a in true]
-    import csv
-
-    rows = {os.path.basename(r["path"]): r for r in csv.DictReader(open(data, newline=""))}
+    rows = csv_rows(data)
     if col not in next(iter(rows.values())):
         sys.exit(f"--by {col}: {data} has no such column")
     return [rows[n][col] for n in names]
@@ -147,10 +153,16 @@ def per_group(values: list[str], err_ours: np.ndarray, err_peer: np.ndarray) -> 
                 "peer": float(err_peer[v == g].mean())} for g in dict.fromkeys(values)}
 
 
-def ranges(data: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def csv_rows(data: str) -> dict[str, dict]:
+    """A labels.csv's rows by image file name (the names ``edgeage eval`` reports)."""
     import csv
 
-    rows = {os.path.basename(r["path"]): r for r in csv.DictReader(open(data, newline=""))}
+    with open(data, newline="") as f:
+        return {os.path.basename(r["path"]): r for r in csv.DictReader(f)}
+
+
+def ranges(data: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    rows = csv_rows(data)
     lo = np.array([float(rows[n]["age_min"]) for n in names])
     hi = np.array([float(rows[n]["age_max"]) if rows[n]["age_max"].strip() else np.inf for n in names])
     return lo, hi
