@@ -630,6 +630,14 @@ def view_probs(t: torch.nn.Module, x: torch.Tensor, temperature: float, views: i
     return sum(torch.softmax(t(v).float() / temperature, 1) for v in vs) / views
 
 
+def smoothed_age_histogram(years: np.ndarray, length: int, sigma: float) -> np.ndarray:
+    """The count of each whole year 0..length-1 in ``years`` (clipped into that range), convolved
+    with a Gaussian of ``sigma`` years: label distribution smoothing (Yang et al., ICML 2021)."""
+    hist = np.bincount(np.clip(np.asarray(years, int), 0, length - 1), minlength=length).astype(np.float64)
+    x = np.arange(length)
+    return np.exp(-(x[:, None] - x[None, :]) ** 2 / (2 * sigma ** 2)) @ hist
+
+
 def age_balance_weights(ages: np.ndarray, beta: float, sigma: float = 2.0) -> np.ndarray:
     """[train] age_balance: each training face's sampling weight, the smoothed density of its age
     (whole-year histogram convolved with a Gaussian of ``sigma`` years: label distribution smoothing,
@@ -640,10 +648,7 @@ def age_balance_weights(ages: np.ndarray, beta: float, sigma: float = 2.0) -> np
     w = np.ones(len(ages))
     if beta > 0 and known.any():
         years = np.clip(np.rint(ages[known]), 0, None).astype(int)
-        hist = np.bincount(years).astype(np.float64)
-        x = np.arange(len(hist))
-        dens = np.exp(-(x[:, None] - x[None, :]) ** 2 / (2 * sigma ** 2)) @ hist
-        w[known] = dens[years] ** -beta
+        w[known] = smoothed_age_histogram(years, int(years.max()) + 1, sigma)[years] ** -beta
         w[~known] = w[known].mean()
     return w / w.mean()
 

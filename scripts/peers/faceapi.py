@@ -89,20 +89,25 @@ def main(argv=None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from edgeage.data import discover
-    from edgeage.evaluate import evaluate
+    from edgeage.evaluate import evaluate, load_eval_data
+    from edgeage.groups import age_ranges
     from edgeage.metrics import cs, mae, range_metrics
     from edgeage.checkpoint import model_path as resolve_model_path
+    from edgeage.pipeline import AgeEstimator
 
     peer_modules()  # before our model runs
     model_path = resolve_model_path(args.model)
     res, names, true, ours = evaluate(model_path, args.data, split=args.split, progress=True)
     true, ours = np.asarray(true, np.float64), np.asarray(ours, np.float64)
-    groups = {col: group_values(args.data, names, true, col) for col in args.by}  # before the peer runs
+    # the same prepared faces (cached) for their CSV columns and age ranges, read as edgeage eval reads them
+    prep, idx = load_eval_data(AgeEstimator.from_checkpoint(model_path), args.data, args.split, progress=False)
+    assert [prep.names[i] for i in idx] == list(names)
+    groups = {col: group_values(prep, idx, true, col, args.data) for col in args.by}  # before the peer runs
     path_of = {os.path.basename(s.path): s.path for s in discover(args.data)[0]}
     with tempfile.TemporaryDirectory(prefix="edgeage-faceapi-") as tmp:
         peer_rows = run_peer([path_of[n] for n in names], names, Path(tmp))
     peer = np.array([peer_rows[n]["age"] for n in names], np.float64)
-    lo, hi = ranges(args.data, names) if "age_range" in res else (None, None)
+    lo, hi = age_ranges(prep, idx, args.data) or (None, None)
 
     def err(pred):  # years: to the age group where the set gives groups, else the absolute error
         return np.maximum(lo - pred, 0) + np.maximum(pred - (hi + 1), 0) if lo is not None else np.abs(pred - true)
@@ -129,13 +134,13 @@ def main(argv=None) -> None:
     print(json.dumps(out, indent=1))
 
 
-def group_values(data: str, names: list[str], true: np.ndarray, col: str) -> list[str]:
+def group_values(prep, idx, true: np.ndarray, col: str, data: str) -> list[str]:
+    """Each face's group: its decade (of the true age) or a column of the data set's CSV."""
     if col == "decade":
         return [f"{int(a // 10) * 10}-{int(a // 10) * 10 + 9}" for a in true]
-    rows = csv_rows(data)
-    if col not in next(iter(rows.values())):
+    if not prep.groups or col not in prep.groups:
         sys.exit(f"--by {col}: {data} has no such column")
-    return [rows[n][col] for n in names]
+    return [prep.groups[col][i] for i in idx]
 
 
 def group_order(value: str) -> tuple:
@@ -151,21 +156,6 @@ def per_group(values: list[str], err_ours: np.ndarray, err_peer: np.ndarray) -> 
     v = np.asarray(values, dtype=object)
     return {g: {"n": int((v == g).sum()), "ours": float(err_ours[v == g].mean()),
                 "peer": float(err_peer[v == g].mean())} for g in dict.fromkeys(values)}
-
-
-def csv_rows(data: str) -> dict[str, dict]:
-    """A labels.csv's rows by image file name (the names ``edgeage eval`` reports)."""
-    import csv
-
-    with open(data, newline="") as f:
-        return {os.path.basename(r["path"]): r for r in csv.DictReader(f)}
-
-
-def ranges(data: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    rows = csv_rows(data)
-    lo = np.array([float(rows[n]["age_min"]) for n in names])
-    hi = np.array([float(rows[n]["age_max"]) if rows[n]["age_max"].strip() else np.inf for n in names])
-    return lo, hi
 
 
 def write_readme(od: Path) -> None:

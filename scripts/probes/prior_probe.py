@@ -18,10 +18,11 @@ import numpy as np
 
 
 def smoothed_prior(ages: np.ndarray, k: int, age_min: float, sigma: float = 3.0) -> np.ndarray:
-    """The training ages' histogram over the k bins, smoothed by a Gaussian of ``sigma`` years."""
-    x = np.arange(k)
-    h = np.bincount(np.clip(np.rint(ages - age_min).astype(int), 0, k - 1), minlength=k).astype(np.float64)
-    p = np.exp(-(x[:, None] - x[None, :]) ** 2 / (2 * sigma ** 2)) @ h
+    """The training ages' histogram over the k bins, smoothed by a Gaussian of ``sigma`` years
+    (the smoothing [train] age_balance uses), as a distribution."""
+    from edgeage.train.loop import smoothed_age_histogram
+
+    p = smoothed_age_histogram(np.rint(ages - age_min).astype(int), k, sigma)
     return p / p.sum()
 
 

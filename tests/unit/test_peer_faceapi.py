@@ -4,6 +4,7 @@ from a cache outside the repository (not installed in CI), so it is not run here
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -71,7 +72,11 @@ def test_per_group_means_each_models_error_in_the_order_met(monkeypatch, tmp_pat
     g = fa.per_group(["b", "a", "b"], np.array([1.0, 2.0, 3.0]), np.array([0.0, 5.0, 1.0]))
     assert list(g) == ["b", "a"]
     assert g["b"] == {"n": 2, "ours": 2.0, "peer": 0.5} and g["a"] == {"n": 1, "ours": 2.0, "peer": 5.0}
-    assert fa.group_values("unused", ["x", "y"], np.array([9.9, 70.0]), "decade") == ["0-9", "70-79"]
+    assert fa.group_values(None, [0, 1], np.array([9.9, 70.0]), "decade", "d.csv") == ["0-9", "70-79"]
+    prep = SimpleNamespace(groups={"age_group": ["0-2", "3-9", "70+"]})
+    assert fa.group_values(prep, [2, 0], np.zeros(2), "age_group", "d.csv") == ["70+", "0-2"]
+    with pytest.raises(SystemExit, match="--by race: d.csv has no such column"):
+        fa.group_values(prep, [0], np.zeros(1), "race", "d.csv")
 
 
 def test_groups_read_in_age_order(monkeypatch, tmp_path):
