@@ -190,7 +190,11 @@ def models_cmd(input_size):
         own = create(name).config
         k = int(own.get("context_margin", 1))  # mivolo: k x the view size
         view = input_size or int(own.get("input_size", 64)) // k
-        m = create(name, input_size=view * k)  # transformers size their position tables by it
+        try:
+            m = create(name, input_size=view * k)  # transformers size their position tables by it
+        except ValueError as e:  # a size this network cannot read (faceres29 below 104 px)
+            click.echo(f"{name:13s} not at {view * k}x{view * k}: {e}")
+            continue
         views = f" (face + context views of {view})" if k > 1 else ""
         click.echo(f"{name:13s} params {count_params(m) / 1e6:6.2f} M   MACs "
                    f"{count_macs(m, view * k) / 1e6:8.1f} M  @ {view * k}x{view * k}{views}")

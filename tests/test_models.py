@@ -179,3 +179,4 @@ def test_models_command_counts_each_model_at_its_own_input_size():
     assert "@ 32x32" in rows["mgpnet-e"]
     res = CliRunner().invoke(main, ["models", "--input-size", "48"])
     assert "mgpnet-xs96   params   1.61 M" in res.output and "@ 48x48" in res.output
+    assert "faceres29     not at 48x48: faceres29 needs input_size >= 104" in res.output

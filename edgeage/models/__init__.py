@@ -83,4 +83,4 @@ def shrink(model: nn.Module, layers: dict[str, list[int]]) -> nn.Module:
 
 
 def _load_builtin() -> None:
-    from . import alresnet, mgpnet, mivolo, resnet, swinface  # noqa: F401  (registration side effects)
+    from . import alresnet, faceres, mgpnet, mivolo, resnet, swinface  # noqa: F401  (registration side effects)
