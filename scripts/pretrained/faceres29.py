@@ -135,8 +135,7 @@ def main(argv=None) -> int:
     w, sha = read_weights(d)
     sd, fc = backbone_state(w)
     model = create("faceres29", input_size=args.input_size)
-    missing = model.backbone.load_state_dict(sd, strict=True)
-    del missing
+    model.backbone.load_state_dict(sd, strict=True)   # every backbone weight, nothing left over
     if args.check:
         rel = check(model.backbone, fc, NODE_CACHE)
         print(f"face-api.js descriptor vs the converted network: max difference {rel:.2e} of the largest value")
